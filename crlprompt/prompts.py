@@ -1,0 +1,347 @@
+"""The soft prompt, its heads, and the population forward.
+
+One canonical flat parameter vector θ ∈ R^D holds a prompt. Its layout is PEFT's, so that a
+trained prompt *is* a PEFT adapter weight (``prompt_encoder.embedding.weight``) reshaped:
+
+* deep prefix (P-Tuning v2, ``kind="deep"``): ``(tokens, layers, 2, kv_heads, head_dim)``
+  (2 = key, value), D = tokens × layers × 2 × kv_hidden; 92,160 for MiniLM with 20 tokens,
+  368,640 for RoBERTa-base.
+* shallow (P-Tuning v1 / prompt tuning, ``kind="shallow"``): ``(tokens, hidden)`` input embeddings.
+
+:class:`PromptedModel` scores a **population** of K prompts over one batch of B examples in a
+single model call: each of the K·B rows carries its own prefix. K = 1 is the ordinary forward;
+the environment and the REINFORCE/ES estimators use K > 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import LoadedModel, ModelError
+
+log = logging.getLogger(__name__)
+
+PromptKind = Literal["deep", "shallow"]
+HeadKind = Literal["linear", "verbalizer"]
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """Shape of a soft prompt for one model; ``dim`` is D, the flat vector's length."""
+
+    kind: PromptKind
+    num_tokens: int
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+
+    @classmethod
+    def for_model(cls, lm: LoadedModel, kind: PromptKind, num_tokens: int) -> "PromptLayout":
+        if kind not in ("deep", "shallow"):
+            raise ValueError(f"prompt kind must be 'deep' or 'shallow', got {kind!r}")
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+        return cls(kind, num_tokens, lm.num_layers, lm.num_kv_heads, lm.head_dim, lm.hidden_size)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.kind == "deep":
+            return (self.num_tokens, self.num_layers, 2, self.num_kv_heads, self.head_dim)
+        return (self.num_tokens, self.hidden_size)
+
+    @property
+    def dim(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+class SoftPrompt(nn.Module):
+    """A trainable prompt θ ∈ R^D (``self.theta``), viewed through a :class:`PromptLayout`.
+
+    Initialisation: deep prefixes draw N(0, 1) as PEFT's and P-Tuning v2's embedding does;
+    shallow prompts copy the embeddings of random vocabulary tokens (the usual prompt-tuning init).
+    """
+
+    def __init__(self, layout: PromptLayout, lm: LoadedModel | None = None, *, seed: int = 0):
+        super().__init__()
+        self.layout = layout
+        g = torch.Generator().manual_seed(seed)
+        if layout.kind == "shallow" and lm is not None:
+            emb = lm.input_embeddings().weight.detach().float().cpu()
+            ids = torch.randint(0, emb.shape[0], (layout.num_tokens,), generator=g)
+            init = emb[ids].reshape(-1).clone()
+        else:
+            init = torch.randn(layout.dim, generator=g)
+        self.theta = nn.Parameter(init)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.layout.kind}, shape={self.layout.shape}, D={self.layout.dim}"
+
+
+class LinearHead(nn.Module):
+    """Dropout + linear classifier on a pooled feature ``(R, hidden) -> (R, C)``."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden, num_labels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(h))
+
+
+class VerbalizerHead(nn.Module):
+    """The frozen LM head's logits over one label word per class: ``(R, hidden) -> (R, C)``."""
+
+    def __init__(self, lm_head: nn.Module, label_token_ids: list[int]):
+        super().__init__()
+        self.lm_head = lm_head
+        self.register_buffer("label_token_ids", torch.tensor(label_token_ids, dtype=torch.long), persistent=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.lm_head, nn.Linear):  # decoders: only C rows of the unembedding
+            w = self.lm_head.weight[self.label_token_ids]
+            b = None if self.lm_head.bias is None else self.lm_head.bias[self.label_token_ids]
+            return F.linear(h, w, b)
+        return self.lm_head(h)[..., self.label_token_ids]
+
+
+def label_token_ids(lm: LoadedModel, words: tuple[str, ...]) -> list[int]:
+    """First sub-token of each verbalizer word (with a leading space for BPE decoders)."""
+    ids = []
+    for w in words:
+        text = f" {w}" if lm.arch == "decoder" else w
+        toks = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not toks:
+            raise ValueError(f"verbalizer word {w!r} tokenizes to nothing for model {lm.name}")
+        if len(toks) > 1:
+            log.warning("verbalizer word %r is %d tokens for %s; scoring its first token", w, len(toks), lm.name)
+        ids.append(toks[0])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"verbalizer words {words} share a first token for model {lm.name}; choose other words")
+    return ids
+
+
+class PromptedModel(nn.Module):
+    """Frozen LM + soft prompt + head; ``forward`` scores a population of prompts.
+
+    Args:
+        lm: the frozen model.
+        prompt: the trainable soft prompt (its ``theta`` is the default single prompt).
+        head: ``"linear"`` (trained with the prompt) or ``"verbalizer"`` (frozen LM head).
+        num_labels: C.
+        label_ids: verbalizer token ids (``head="verbalizer"`` only).
+        prompt_dropout: dropout on θ in training mode (P-Tuning v2's prefix dropout).
+    """
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        prompt: SoftPrompt,
+        head: HeadKind,
+        num_labels: int,
+        *,
+        label_ids: list[int] | None = None,
+        prompt_dropout: float = 0.1,
+        head_dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.lm = lm
+        self.body = lm.body  # registered so .to(device) moves it; frozen
+        self.prompt = prompt
+        self.head_kind = head
+        self.prompt_dropout = prompt_dropout
+        if head == "linear":
+            self.head = LinearHead(lm.hidden_size, num_labels, head_dropout)
+        elif head == "verbalizer":
+            if lm.lm_head is None:
+                raise ModelError(
+                    f"model {lm.name!r} has no MLM/LM head, so head='verbalizer' cannot work; "
+                    "use head='linear' or a checkpoint with an LM head (e.g. roberta-base, smollm2)"
+                )
+            if label_ids is None or len(label_ids) != num_labels:
+                raise ValueError("head='verbalizer' needs one label token id per class")
+            self.head = VerbalizerHead(lm.lm_head, label_ids)
+        else:
+            raise ValueError(f"head must be 'linear' or 'verbalizer', got {head!r}")
+        self.mask_token_id = getattr(lm.tokenizer, "mask_token_id", None)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def layout(self) -> PromptLayout:
+        return self.prompt.layout
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts, the frozen LM included in total."""
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        return trainable, trainable + self.lm.num_parameters()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.body.eval()  # the frozen LM never runs its own dropout
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _past_key_values(self, thetas: torch.Tensor, batch: int):
+        """Per-row prefix cache: ``thetas (K, D)`` -> a DynamicCache of K·B rows, row k·B+b = prompt k."""
+        from transformers import DynamicCache
+
+        lay = self.layout
+        k = thetas.shape[0]
+        kv = thetas.view(k, lay.num_tokens, lay.num_layers, 2, lay.num_kv_heads, lay.head_dim)
+        kv = kv.permute(2, 3, 0, 4, 1, 5)  # (L, 2, K, kv_heads, P, head_dim)
+        kv = kv.unsqueeze(3).expand(-1, -1, -1, batch, -1, -1, -1)
+        kv = kv.reshape(lay.num_layers, 2, k * batch, lay.num_kv_heads, lay.num_tokens, lay.head_dim)
+        return DynamicCache([(kv[i, 0], kv[i, 1]) for i in range(lay.num_layers)])
+
+    def features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, thetas: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Pooled features ``(K, B, hidden)`` for K prompts ``thetas (K, D)`` over a batch ``(B, L)``.
+
+        Encoders pool the first token ([CLS]) or, with a verbalizer, the [MASK] token; decoders
+        pool the last non-pad token (right padding).
+        """
+        if thetas is None:
+            thetas = self.prompt.theta.unsqueeze(0)
+        if self.training and self.prompt_dropout > 0:
+            thetas = F.dropout(thetas, self.prompt_dropout)
+        k, (b, length) = thetas.shape[0], input_ids.shape
+        p = self.layout.num_tokens
+        rows_ids = input_ids.repeat(k, 1)  # (K*B, L)
+        rows_mask = attention_mask.repeat(k, 1)
+        full_mask = torch.cat([rows_mask.new_ones(k * b, p), rows_mask], dim=1)  # (K*B, P+L)
+        thetas = thetas.to(self.dtype)
+        if self.layout.kind == "deep":
+            out = self.body(
+                input_ids=rows_ids, attention_mask=full_mask, past_key_values=self._past_key_values(thetas, b),
+                use_cache=False,
+            )  # fmt: skip
+            offset = 0
+        else:
+            emb = self.lm.input_embeddings()(rows_ids)  # (K*B, L, H)
+            soft = thetas.view(k, 1, p, -1).expand(k, b, p, -1).reshape(k * b, p, -1)
+            out = self.body(inputs_embeds=torch.cat([soft, emb], dim=1), attention_mask=full_mask, use_cache=False)
+            offset = p
+        hidden = out.last_hidden_state  # (K*B, L', H)
+        pos = self._pool_positions(rows_ids, rows_mask) + offset
+        pooled = hidden[torch.arange(k * b, device=hidden.device), pos]  # (K*B, H)
+        return pooled.view(k, b, -1)
+
+    def _pool_positions(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.lm.arch == "decoder":
+            return mask.sum(1) - 1
+        if self.head_kind == "verbalizer":
+            is_mask = ids == self.mask_token_id
+            if not bool(is_mask.any(1).all()):
+                raise ValueError("head='verbalizer' on an encoder needs a [MASK] token in every input (apply the template)")
+            return is_mask.int().argmax(1)
+        return torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, thetas: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Class logits ``(K, B, C)`` (float32) for prompts ``thetas (K, D)`` (default: K=1, own θ)."""
+        h = self.features(input_ids, attention_mask, thetas)
+        return self.head(h).float()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.body.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.prompt.theta.device
+
+
+# ---------------------------------------------------------------------- PEFT interop
+def peft_config(lm: LoadedModel, layout: PromptLayout):
+    """The PEFT config whose prompt-encoder weight is θ reshaped to ``(tokens, D / tokens)``."""
+    from peft import PrefixTuningConfig, PromptTuningConfig, TaskType
+
+    task = TaskType.CAUSAL_LM if lm.arch == "decoder" else TaskType.FEATURE_EXTRACTION
+    common = dict(
+        task_type=task, num_virtual_tokens=layout.num_tokens, num_layers=layout.num_layers,
+        base_model_name_or_path=getattr(lm.config, "_name_or_path", None) or lm.name,
+    )  # fmt: skip
+    if layout.kind == "deep":
+        kv_dim = layout.num_kv_heads * layout.head_dim
+        return PrefixTuningConfig(token_dim=kv_dim, num_attention_heads=layout.num_kv_heads, **common)
+    return PromptTuningConfig(
+        token_dim=layout.hidden_size, num_attention_heads=lm.config.num_attention_heads, **common
+    )
+
+
+def peft_model_with_theta(lm: LoadedModel, full_model: nn.Module, layout: PromptLayout, theta: torch.Tensor):
+    """Wrap ``full_model`` (what PEFT expects for the task type) in a PEFT model holding θ."""
+    from peft import get_peft_model
+
+    model = get_peft_model(full_model, peft_config(lm, layout))
+    emb = model.prompt_encoder["default"].embedding
+    with torch.no_grad():
+        emb.weight.copy_(theta.detach().view(layout.num_tokens, -1).to(emb.weight))
+    return model
+
+
+def save_peft_adapter(pm: PromptedModel, out_dir: str | Path) -> Path:
+    """Save the prompt as a standard PEFT adapter (``PeftModel.from_pretrained`` loads it)."""
+    lm = pm.lm
+    full = lm.body if lm.arch == "encoder" else lm.full
+    model = peft_model_with_theta(lm, full, pm.layout, pm.prompt.theta)
+    model.save_pretrained(str(out_dir))
+    return Path(out_dir)
+
+
+# ---------------------------------------------------------------------- checkpoints
+PROMPT_FILE = "prompt.safetensors"
+
+
+def save_prompt(pm: PromptedModel, path: str | Path, meta: dict | None = None) -> None:
+    """Write θ and the head (if it has parameters) as safetensors, with the layout in its metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {"theta": pm.prompt.theta.detach().float().cpu().contiguous()}
+    if pm.head_kind == "linear":
+        for k, v in pm.head.state_dict().items():
+            tensors[f"head.{k}"] = v.detach().float().cpu().contiguous()
+    metadata = {"layout": json.dumps(asdict(pm.layout)), "model": pm.lm.name, "head": pm.head_kind}
+    metadata.update({k: json.dumps(v) for k, v in (meta or {}).items()})
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_prompt(pm: PromptedModel, path: str | Path) -> dict:
+    """Load θ (and head) into ``pm``; refuses a checkpoint made for another model or layout."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    layout = meta.get("layout")
+    if layout is None or "theta" not in tensors:
+        raise ModelError(f"{path} is not a crl-prompt prompt file (no layout/theta); pass a checkpoint written by crl-prompt")
+    saved = PromptLayout(**json.loads(layout))
+    if saved != pm.layout:
+        raise ModelError(
+            f"{path} holds a prompt for model {meta.get('model')!r} with layout {saved}, but the model "
+            f"{pm.lm.name!r} needs {pm.layout}; load it with --model {meta.get('model')}"
+        )
+    with torch.no_grad():
+        pm.prompt.theta.copy_(tensors["theta"])
+        if pm.head_kind == "linear":
+            head_sd = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+            pm.head.load_state_dict(head_sd)
+    return {k: v for k, v in meta.items()}
