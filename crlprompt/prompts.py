@@ -48,8 +48,8 @@ class PromptLayout:
     def for_model(cls, lm: LoadedModel, kind: PromptKind, num_tokens: int) -> "PromptLayout":
         if kind not in ("deep", "shallow"):
             raise ValueError(f"prompt kind must be 'deep' or 'shallow', got {kind!r}")
-        if num_tokens < 1:
-            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+        if num_tokens < 0 or (num_tokens == 0 and kind == "deep"):
+            raise ValueError(f"num_tokens must be >= 1 (0 allowed for kind='shallow': no prompt), got {num_tokens}")
         return cls(kind, num_tokens, lm.num_layers, lm.num_kv_heads, lm.head_dim, lm.hidden_size)
 
     @property
@@ -226,7 +226,10 @@ class PromptedModel(nn.Module):
         rows_mask = attention_mask.repeat(k, 1)
         full_mask = torch.cat([rows_mask.new_ones(k * b, p), rows_mask], dim=1)  # (K*B, P+L)
         thetas = thetas.to(self.dtype)
-        if self.layout.kind == "deep":
+        if p == 0:  # no prompt at all (HandCraft: template + verbalizer only)
+            out = self.body(input_ids=rows_ids, attention_mask=rows_mask, use_cache=False)
+            offset = 0
+        elif self.layout.kind == "deep":
             out = self.body(
                 input_ids=rows_ids, attention_mask=full_mask, past_key_values=self._past_key_values(thetas, b),
                 use_cache=False,

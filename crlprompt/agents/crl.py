@@ -1,0 +1,309 @@
+"""CRLAgent: Algorithm 1 of CRL-Prompt, and with β = γ = 0 plain P-Tuning v1/v2.
+
+Phase 1 takes cross-entropy steps on the prompt (and linear head). Phase 2 takes
+L = L_CE + β·L_contrast + γ·L_RL, where L_RL is non-zero every N-th optimizer step: the agent
+hands its current θ to a :class:`~crlprompt.envs.SoftPromptEnv` as the center
+(``reset(options={"center": θ})``), samples a ~ N(0, I), gets the reward r = accuracy of
+P' = θ + σa on D_RL from ``env.step(a)``, and adds -r·log N(P'; θ, σ²I) with P' detached.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from ..batching import train_batches
+from ..build import Setup
+from ..losses import ESTIMATORS, cross_entropy_loss, info_nce_loss, reinforce_loss, reinforce_population_loss
+from ..scoring import accuracy, autocast
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CRLConfig:
+    """Hyperparameters of Algorithm 1. Defaults are the paper's where it gives one."""
+
+    lr: float = 1e-3
+    """Learning rate of the prompt (and linear head); paper: 1e-3."""
+    batch_size: int = 32
+    """Examples per optimizer step; paper: 32."""
+    phase1_epochs: float = 3.0
+    """Epochs of cross-entropy only (Algorithm 1, phase 1 = Prompt v2 when the prompt is deep)."""
+    phase2_epochs: float = 2.0
+    """Epochs of CE + β·contrast + γ·RL (phase 2). 0 skips phase 2."""
+    beta: float = 0.3
+    """Weight β of the InfoNCE term; paper: 0.3. 0 turns the contrastive term off."""
+    gamma: float = 2e-5
+    """Weight γ of the REINFORCE term; paper: 2e-5. 0 turns RL off."""
+    rl_interval: int = 100
+    """N: the RL term is added every N-th phase-2 optimizer step; paper: 100."""
+    sigma: float = 0.1
+    """σ of the Gaussian policy N(θ, σ²I) (the paper leaves it open)."""
+    rl_samples: int = 1
+    """Perturbed prompts per RL update (1 = the paper's single sample); scored in one batched pass."""
+    rl_estimator: str = "single"
+    """single (faithful Eq. 5) | baseline | antithetic | ranks."""
+    reward_batch_size: int | None = None
+    """Score rewards on a seeded minibatch of D_RL of this size (None = all of D_RL, as in the paper)."""
+    tau: float = 0.1
+    """InfoNCE temperature τ; paper: 0.1."""
+    num_negatives: int = 1
+    """k noised-prompt negatives per example for InfoNCE (in-batch negatives are added too)."""
+    negative_noise: float = 0.5
+    """Std of the Gaussian noise that makes a negative prompt θ + ε."""
+    prompt_dropout: float = 0.1
+    """Dropout on the prompt vector in training; paper: 10%."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float | None = 1.0
+    """Clip the global gradient norm (None = off)."""
+    eval_batch_size: int = 64
+    """Batch size for scoring D_RL / test."""
+
+    def __post_init__(self):
+        for name in ("lr", "batch_size", "tau", "sigma", "eval_batch_size", "rl_interval", "rl_samples"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("beta", "gamma", "phase1_epochs", "phase2_epochs", "num_negatives", "negative_noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.prompt_dropout < 1:
+            raise ValueError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+        if self.rl_estimator not in ESTIMATORS:
+            raise ValueError(f"rl_estimator must be one of {ESTIMATORS}, got {self.rl_estimator!r}")
+        if self.rl_estimator == "antithetic" and self.rl_samples % 2:
+            raise ValueError("rl_estimator='antithetic' needs an even rl_samples (pairs ε, -ε)")
+
+
+Callback = Callable[[str, dict], None]
+
+
+class CRLAgent:
+    """Trains ``setup.model``'s prompt (and linear head) with Algorithm 1.
+
+    Args:
+        setup: model + tokenized train / D_RL / test splits (see :func:`crlprompt.build.build`).
+        config: hyperparameters.
+        seed: seeds torch (dropout, noise) and numpy (batch order, RL samples).
+        log_dir: TensorBoard directory (``train/``, ``rl/``, ``eval/`` scalars), or None.
+        callbacks: functions ``cb(event, record)`` called with ``"epoch"`` and ``"rl"`` records.
+        progress: show a tqdm bar.
+    """
+
+    def __init__(
+        self,
+        setup: Setup,
+        config: CRLConfig | None = None,
+        *,
+        seed: int = 0,
+        log_dir: str | None = None,
+        callbacks: list[Callback] = (),
+        progress: bool = True,
+    ):
+        self.setup = setup
+        self.cfg = config or CRLConfig()
+        self.seed = seed
+        self.model = setup.model
+        self.model.prompt_dropout = self.cfg.prompt_dropout
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.writer = None
+        if log_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir)
+            except ImportError:
+                log.warning("tensorboard is not installed; no TensorBoard logs (pip install tensorboard)")
+        self.env = None
+        self.step = 0  # optimizer steps, both phases
+        self.phase2_step = 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ helpers
+    def _scalar(self, key: str, value: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(key, value, self.step)
+
+    def _rl_env(self):
+        """The environment whose reward the RL term uses (built lazily, shares the model)."""
+        if self.env is None:
+            from ..envs import PromptSearch, SoftPromptEnv, SoftPromptVectorEnv
+
+            search = PromptSearch(
+                self.setup, sigma=self.cfg.sigma, projection_dim=None, projection_seed=0, reward="accuracy",
+                reward_batch_size=self.cfg.reward_batch_size, max_rows=self.cfg.eval_batch_size * 2,
+            )  # fmt: skip
+            if self.cfg.rl_samples == 1:
+                self.env = SoftPromptEnv(search=search)
+            else:
+                self.env = SoftPromptVectorEnv(self.cfg.rl_samples, search=search)
+            self.env.reset(seed=self.seed)
+        return self.env
+
+    def _rl_loss(self, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
+        """One REINFORCE term: center the env on θ, sample K actions, step, build -r log π."""
+        theta = self.model.prompt.theta
+        env = self._rl_env()
+        env.reset(options={"center": theta.detach()})
+        k, d = self.cfg.rl_samples, theta.numel()
+        if self.cfg.rl_estimator == "antithetic":
+            half = rng.standard_normal((k // 2, d), dtype=np.float32)
+            actions = np.stack([half, -half], 1).reshape(k, d)
+        else:
+            actions = rng.standard_normal((k, d), dtype=np.float32)
+        if k == 1:
+            _, reward, _, _, info = env.step(actions[0])
+            rewards = torch.tensor([reward])
+        else:
+            _, rew, _, _, info = env.step(actions)
+            rewards = torch.as_tensor(rew, dtype=torch.float32)
+        samples = env.search.perturb(torch.as_tensor(actions, device=theta.device))  # (K, D) = θ + σa
+        if k == 1 and self.cfg.rl_estimator == "single":
+            loss = reinforce_loss(theta, samples[0], rewards[0], self.cfg.sigma)
+        else:
+            loss = reinforce_population_loss(theta, samples, rewards, self.cfg.sigma, self.cfg.rl_estimator)
+        return loss, {"reward": float(rewards.mean()), "reward_max": float(rewards.max())}
+
+    def _batch_loss(self, ids, mask, labels, phase: int, rng) -> tuple[torch.Tensor, dict]:
+        cfg, pm = self.cfg, self.model
+        use_contrast = phase == 2 and cfg.beta > 0
+        theta = pm.prompt.theta
+        if use_contrast:
+            # One population forward: view 1 (CE + anchor), view 2 (positive), k noised negatives.
+            noise = torch.randn(cfg.num_negatives, theta.numel(), device=theta.device) * cfg.negative_noise
+            thetas = torch.cat([theta.unsqueeze(0), theta.unsqueeze(0), theta.unsqueeze(0) + noise])  # (2+k, D)
+        else:
+            thetas = theta.unsqueeze(0)
+        with autocast(pm.device):
+            feats = pm.features(ids, mask, thetas)  # (K, B, H); dropout makes views 1 and 2 differ
+            logits = pm.head(feats[0]).float()  # (B, C)
+        parts = {"ce": cross_entropy_loss(logits, labels)}
+        loss = parts["ce"]
+        if use_contrast:
+            parts["contrast"] = info_nce_loss(feats[0], feats[1], feats[2:], tau=cfg.tau)
+            loss = loss + cfg.beta * parts["contrast"]
+        if phase == 2 and cfg.gamma > 0 and self.phase2_step % cfg.rl_interval == 0:
+            rl, info = self._rl_loss(rng)
+            parts["rl"] = rl
+            loss = loss + cfg.gamma * rl
+            self._rl_info = info
+        return loss, parts
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "rl") -> float:
+        data = {"rl": self.setup.rl, "test": self.setup.test, "train": self.setup.train}[split]
+        return accuracy(self.model, data, batch_size=self.cfg.eval_batch_size)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+
+    def _restore(self, snap: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(snap, strict=False)
+
+    # ------------------------------------------------------------------ training
+    def learn(self) -> dict:
+        """Run phase 1 then phase 2; keep the prompt with the best D_RL accuracy; return a summary.
+
+        Summary keys: ``rl_acc``/``test_acc`` (best-on-D_RL prompt after both phases),
+        ``phase1_rl_acc``/``phase1_test_acc`` (best within phase 1 = the Prompt v1/v2 result),
+        ``seconds``, ``steps``, ``history``.
+        """
+        from tqdm.auto import tqdm
+
+        cfg, pm = self.cfg, self.model
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        params = pm.trainable_parameters()
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        n = len(self.setup.train)
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        plan = [(1, cfg.phase1_epochs), (2, cfg.phase2_epochs)]
+        total = sum(math.ceil(e * steps_per_epoch) for _, e in plan)
+        t0 = time.perf_counter()
+        best = {"acc": -1.0}
+        phase1_best = None
+        bar = tqdm(total=total, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
+        for phase, epochs in plan:
+            budget = math.ceil(epochs * steps_per_epoch)
+            done, epoch = 0, 0
+            while done < budget:
+                pm.train()
+                sums: dict[str, float] = {}
+                for idx in train_batches(self.setup.train.lengths, cfg.batch_size, rng):
+                    if done >= budget:
+                        break
+                    ids, mask, labels = self.setup.train.batch(idx, pm.device)
+                    self._rl_info = None
+                    loss, parts = self._batch_loss(ids, mask, labels, phase, rng)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"non-finite loss at step {self.step} ({ {k: float(v) for k, v in parts.items()} }); "
+                            "lower --lr or --gamma; the last good prompt was not overwritten"
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self._rl_info is not None:
+                        rl_grad = float(pm.prompt.theta.grad.norm())
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    opt.step()
+                    self.step += 1
+                    done += 1
+                    if phase == 2:
+                        self.phase2_step += 1
+                    for k, v in parts.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    if self.step % 10 == 0:
+                        for k, v in parts.items():
+                            self._scalar(f"train/{k}", float(v.detach()))
+                    if self._rl_info is not None:
+                        rec = {"step": self.step, **self._rl_info, "grad_norm": rl_grad}
+                        self._scalar("rl/reward", rec["reward"])
+                        self._scalar("rl/grad_norm", rl_grad)
+                        for cb in self.callbacks:
+                            cb("rl", rec)
+                    bar.update(1)
+                    bar.set_postfix(phase=phase, ce=f"{float(parts['ce']):.3f}")
+                epoch += 1
+                acc = self.evaluate("rl")
+                rec = {"phase": phase, "epoch": epoch, "step": self.step, "rl_acc": acc,
+                       "seconds": time.perf_counter() - t0}  # fmt: skip
+                rec.update({f"train_{k}": v / max(1, done - (epoch - 1) * steps_per_epoch) for k, v in sums.items()})
+                self.history.append(rec)
+                self._scalar("eval/acc", acc)
+                log.info("phase %d epoch %d: D_RL acc %.4f", phase, epoch, acc)
+                for cb in self.callbacks:
+                    cb("epoch", rec)
+                if acc > best["acc"]:
+                    best = {"acc": acc, "state": self._snapshot()}
+            if phase == 1 and epochs > 0:
+                phase1_best = dict(best)
+        bar.close()
+        summary = {"steps": self.step, "seconds": time.perf_counter() - t0, "history": self.history}
+        if phase1_best is not None and cfg.phase2_epochs > 0:
+            final_state = best["state"]
+            self._restore(phase1_best["state"])
+            summary["phase1_rl_acc"] = phase1_best["acc"]
+            summary["phase1_test_acc"] = self.evaluate("test")
+            self._restore(final_state)
+        if "state" in best:
+            self._restore(best["state"])
+        summary["rl_acc"] = max(best["acc"], self.evaluate("rl")) if "state" not in best else best["acc"]
+        summary["test_acc"] = self.evaluate("test")
+        if "phase1_rl_acc" not in summary:
+            summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
+        self._scalar("eval/test_acc", summary["test_acc"])
+        if self.writer is not None:
+            self.writer.flush()
+        return summary
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)

@@ -1,0 +1,152 @@
+"""Stable-Baselines3 PPO on the soft-prompt env, with the same budget and result as the other agents.
+
+Needs the ``rl`` extra (``pip install 'crl-prompt[rl]'``). Give PPO a projected env
+(``CRLPrompt/...-Proj64-v0`` or ``projection_dim=64``): its diagonal Gaussian over a D = 92k..368k
+dimensional action blows up (KL of 1e17 in one update, NaN means).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from .base import Callback, SearchResult, check_budget, search_of
+
+#: Above this action dimension PPO's diagonal Gaussian is a doubtful choice (DESIGN, STYLE 3).
+MAX_PPO_ACTION_DIM = 1024
+
+
+def _require_sb3():
+    try:
+        import stable_baselines3
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("PPOPromptAgent needs stable-baselines3: pip install 'crl-prompt[rl]'") from e
+    return stable_baselines3
+
+
+class _Tracker(gym.Wrapper):
+    """Records every action the env actually scored (after SB3 clipped it) and keeps the best."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.start()
+
+    def start(self) -> None:
+        self.evals, self.best_action, self.best_reward, self.history = 0, None, -np.inf, []
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.evals += 1
+        if reward > self.best_reward:
+            self.best_action, self.best_reward = np.array(action, np.float32, copy=True), float(reward)
+        self.history.append((self.evals, self.best_reward))
+        return obs, reward, terminated, truncated, info
+
+
+class PPOPromptAgent:
+    """SB3 PPO on a soft-prompt env; one timestep = one prompt evaluation.
+
+    The observation is constant at the start of each (one-step) episode, so the policy is in
+    effect a state-independent diagonal Gaussian over actions, trained by clipped policy
+    gradients. PPO clips sampled actions to ``[-1, 1]`` before the env sees them, so it searches
+    the box center ± σ·A·[-1, 1]^d. The result's ``final_prompt`` is the deterministic action
+    (the policy mean); ``best_prompt`` is the best action PPO actually had scored.
+
+    Args:
+        env: a soft-prompt env (``gym.make("CRLPrompt/Tiny-Proj64-v0")``) or an env id.
+        seed: seeds PPO (torch, numpy, env resets and minibatch draws).
+        n_steps, batch_size, n_epochs, learning_rate, clip_range, ent_coef: PPO's, set for a
+            small bandit (short rollouts, many updates).
+        log_std_init: initial log standard deviation of the Gaussian policy (action units).
+        net_arch: hidden sizes of the policy and value MLPs.
+        device: torch device of the policy (MLPs run best on CPU).
+        env_kwargs: passed to ``gym.make`` when ``env`` is an id.
+        ppo_kwargs: any other ``stable_baselines3.PPO`` argument (``tensorboard_log``, ``verbose``, ...).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | str,
+        *,
+        seed: int = 0,
+        n_steps: int = 64,
+        batch_size: int = 32,
+        n_epochs: int = 10,
+        learning_rate: float = 3e-3,
+        clip_range: float = 0.2,
+        ent_coef: float = 0.0,
+        log_std_init: float = -0.5,
+        net_arch: tuple[int, ...] = (32,),
+        device: str = "cpu",
+        env_kwargs: dict[str, Any] | None = None,
+        **ppo_kwargs: Any,
+    ):
+        sb3 = _require_sb3()
+        if isinstance(env, str):
+            env = gym.make(env, **(env_kwargs or {}))
+        if isinstance(env.unwrapped, gym.vector.VectorEnv):
+            raise TypeError("PPOPromptAgent takes a single env (gym.make), not a gymnasium vector env")
+        search_of(env)  # fail early on a foreign env
+        d = int(np.prod(env.action_space.shape))
+        if d > MAX_PPO_ACTION_DIM:
+            warnings.warn(
+                f"PPO on a {d}-dimensional action is unstable (a diagonal Gaussian this wide takes huge, NaN-"
+                f"prone steps); use a projected env such as CRLPrompt/...-Proj64-v0 or projection_dim=64",
+                stacklevel=2,
+            )
+        self.env = env
+        self.tracker = _Tracker(env)
+        self.seed = seed
+        self.model = sb3.PPO(
+            "MlpPolicy",
+            self.tracker,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            learning_rate=learning_rate,
+            clip_range=clip_range,
+            ent_coef=ent_coef,
+            gamma=1.0,  # one-step episodes: the return is the reward
+            policy_kwargs={"log_std_init": log_std_init, "net_arch": list(net_arch)},
+            seed=seed,
+            device=device,
+            **ppo_kwargs,
+        )
+
+    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
+        """Train PPO for exactly ``budget`` env steps (prompt evaluations)."""
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        budget = check_budget(budget, 1, "one env step")
+        tracker = self.tracker
+
+        class _Stop(BaseCallback):
+            def _on_step(self) -> bool:
+                if callback is not None and callback(tracker.evals, tracker.best_reward) is False:
+                    return False
+                return tracker.evals < budget  # stop mid-rollout at the budget
+
+        start = time.perf_counter()
+        tracker.start()
+        self.model.learn(total_timesteps=budget, callback=_Stop(), reset_num_timesteps=True)
+        search = search_of(self.env)
+        final_action = self.policy_mean()
+        best_action = tracker.best_action if tracker.best_action is not None else final_action
+        final_prompt = search.prompt_for(final_action)
+        self.env.reset()
+        _, final_r, *_ = self.env.step(final_action)
+        return SearchResult(
+            best_prompt=search.prompt_for(best_action), best_reward=float(tracker.best_reward),
+            final_prompt=final_prompt, final_reward=float(final_r), history=list(tracker.history),
+            evals=tracker.evals, seconds=time.perf_counter() - start, algo="ppo",
+        )  # fmt: skip
+
+    def policy_mean(self) -> np.ndarray:
+        """The deterministic action (policy mean, clipped to the box) at the start of an episode."""
+        obs, _ = self.env.reset()
+        action, _ = self.model.predict(obs, deterministic=True)
+        return np.asarray(action, np.float32)

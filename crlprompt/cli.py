@@ -1,0 +1,87 @@
+"""``crl-prompt`` command line: ``train``, ``eval``, ``reproduce``, ``compare``.
+
+Each subcommand parses its flags into a config dataclass (``--help`` shows every field with its
+default and docstring) and calls a plain ``main(config)``-style function.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+USAGE = """usage: crl-prompt {train,eval,reproduce,compare} [--help] [flags]
+
+  train      train + evaluate one method on one task/model, write a run directory
+  eval       re-evaluate a run directory's prompt on a split
+  reproduce  the paper's grid (tasks x models x methods x seeds) -> results.jsonl + Table 1/2
+  compare    RL algorithms side by side on a registered env id (equal evaluation budgets)
+"""
+
+
+def _tyro_cli(cls, argv):
+    import tyro
+
+    return tyro.cli(cls, args=argv, config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
+
+
+def _friendly(fn):
+    """Turn expected user errors into one line on stderr and exit code 2 (no traceback wall)."""
+    from .models import ModelError
+    from .tasks import DataError
+
+    try:
+        return fn()
+    except (DataError, ModelError, ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as e:
+        print(f"crl-prompt: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def train_main(argv: list[str]) -> dict:
+    from .runners.train import TrainConfig, run, setup_logging
+
+    cfg = _tyro_cli(TrainConfig, argv)
+    setup_logging()
+    rec = _friendly(lambda: run(cfg))
+    print(
+        f"{rec['method']} {rec['task']}/{rec['model']} seed {rec['seed']}: test accuracy {rec['test_acc']:.4f} "
+        f"(phase-1 / Prompt-v2 point: {rec['phase1_test_acc']:.4f}; best D_RL {rec['rl_acc']:.4f}) | "
+        f"trainable params {rec['trainable_params']:,} of {rec['total_params']:,} | {rec['seconds']:.0f}s -> {cfg.out}"
+    )
+    return rec
+
+
+def eval_main(argv: list[str]) -> dict:
+    from .runners.train import EvalConfig, evaluate_checkpoint, setup_logging
+
+    cfg = _tyro_cli(EvalConfig, argv)
+    setup_logging()
+    res = _friendly(lambda: evaluate_checkpoint(cfg.checkpoint, cfg.split, cfg.device, cfg.data_dir))
+    print(json.dumps(res))
+    return res
+
+
+def reproduce_main(argv: list[str]):
+    from .runners import crl
+
+    return crl.main(argv)
+
+
+def compare_main(argv: list[str]):
+    from .runners import compare
+
+    return compare.main(argv)
+
+
+COMMANDS = {"train": train_main, "eval": eval_main, "reproduce": reproduce_main, "compare": compare_main}
+
+
+def main(argv: list[str] | None = None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main()

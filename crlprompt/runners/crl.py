@@ -1,0 +1,168 @@
+"""Reproduce the paper's tables: tasks × models × methods × seeds -> results.jsonl + Markdown.
+
+    python -m crlprompt.runners.crl --tasks trec sst2 agnews --models minilm smollm2 \\
+        --methods handcraft ptv1 ptv2 crl --seeds 0 1 2 --out runs/paper
+
+Every finished run appends one JSON line to ``OUT/results.jsonl`` and keeps its run directory
+``OUT/runs/<task>-<model>-<method>-s<seed>/`` (config, metrics, TensorBoard, prompt, PEFT
+adapter). Rerunning the same command skips the runs already in ``results.jsonl`` (resume after
+an interruption); a run that was cut off is redone from its start. ``--ablation`` runs the
+Table 2 rows (v2 only / + contrastive / + RL / full) instead. The tables (mean ± std over seeds)
+are rewritten after every run to ``OUT/table1.md`` / ``OUT/table2.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..agents.crl import CRLConfig
+from .train import METHODS, TrainConfig, run, setup_logging
+
+log = logging.getLogger("crlprompt")
+
+TABLE1_METHODS = ("handcraft", "ptv1", "ptv2", "crl")
+ABLATION_METHODS = ("ptv2", "crl-contrast", "crl-rl", "crl")
+METHOD_NAMES = {
+    "handcraft": "HandCraft", "ptv1": "Prompt v1", "ptv2": "Prompt v2", "crl": "CRL-Prompt",
+    "crl-contrast": "+ contrastive", "crl-rl": "+ RL",
+}  # fmt: skip
+ABLATION_NAMES = {"ptv2": "v2 only", "crl-contrast": "+ contrastive", "crl-rl": "+ RL", "crl": "full (CRL-Prompt)"}
+TASK_NAMES = {"agnews": "AG News", "trec": "TREC", "sst2": "SST-2", "empathetic_dialogues": "EmpDial"}
+
+
+@dataclass
+class ReproduceConfig:
+    """The reproduction grid; every run uses the agent hyperparameters below."""
+
+    tasks: tuple[str, ...] = ("trec", "sst2", "agnews")
+    """Tasks to run."""
+    models: tuple[str, ...] = ("minilm", "smollm2")
+    """Models to run."""
+    methods: tuple[str, ...] = TABLE1_METHODS
+    """Methods (handcraft ptv1 ptv2 crl crl-contrast crl-rl); --ablation overrides them."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds per cell (the table reports mean ± std over them)."""
+    ablation: bool = False
+    """Run Table 2 (v2 only / + contrastive / + RL / full) instead of Table 1."""
+    out: Path = Path("runs/paper")
+    """Output directory (results.jsonl, table1.md / table2.md, runs/)."""
+    data_dir: str | None = None
+    """Task data directory (SST-2 needs sst2/dev.tsv)."""
+    max_train: dict[str, int] = field(default_factory=dict)
+    """Per-task training-pool caps, e.g. agnews=4000 (documented subsets when full data does not fit)."""
+    max_test: dict[str, int] = field(default_factory=dict)
+    """Per-task test caps."""
+    device: str = "auto"
+    """auto | cpu | cuda."""
+    progress: bool = True
+    """Show a progress bar per run."""
+    agent: CRLConfig = field(default_factory=CRLConfig)
+    """Hyperparameters shared by every run."""
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown methods {bad}; choose from {METHODS}")
+
+
+def run_name(task: str, model: str, method: str, seed: int) -> str:
+    safe_model = model.replace("/", "_")
+    return f"{task}-{safe_model}-{method}-s{seed}"
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("skipping a torn line in %s (an interrupted write)", path)
+    return out
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def table(results: list[dict], tasks, models, methods, names: dict[str, str], key: str = "test_acc") -> str:
+    """Markdown in the paper's layout: rows = methods, columns = task × model, mean ± std."""
+    cols = [(t, m) for m in models for t in tasks]
+    head = "| Method | " + " | ".join(f"{TASK_NAMES.get(t, t)} ({m})" for t, m in cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for meth in methods:
+        row = [names.get(meth, meth)]
+        for t, m in cols:
+            vals = [r[key] for r in results if (r["task"], r["model"], r["method"]) == (t, m, meth)]
+            row.append(_cell(vals))
+        lines.append("| " + " | ".join(row) + " |")
+    n = sorted({r["seed"] for r in results})
+    lines.append("")
+    lines.append(f"Test accuracy, mean ± sample std over seeds {n}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(cfg: ReproduceConfig, results: list[dict]) -> Path:
+    methods = ABLATION_METHODS if cfg.ablation else cfg.methods
+    names = ABLATION_NAMES if cfg.ablation else METHOD_NAMES
+    path = cfg.out / ("table2.md" if cfg.ablation else "table1.md")
+    text = table(results, cfg.tasks, cfg.models, methods, names)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def reproduce(cfg: ReproduceConfig) -> list[dict]:
+    methods = ABLATION_METHODS if cfg.ablation else cfg.methods
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    results_path = cfg.out / "results.jsonl"
+    results = load_results(results_path)
+    done = {(r["task"], r["model"], r["method"], r["seed"]) for r in results}
+    grid = [(t, m, meth, s) for t in cfg.tasks for m in cfg.models for meth in methods for s in cfg.seeds]
+    todo = [g for g in grid if g not in done]
+    log.info("%d runs in the grid, %d already done, %d to go", len(grid), len(grid) - len(todo), len(todo))
+    for i, (task, model, method, seed) in enumerate(todo, 1):
+        log.info("[%d/%d] %s", i, len(todo), run_name(task, model, method, seed))
+        tc = TrainConfig(
+            task=task, model=model, method=method, seed=seed, out=cfg.out / "runs" / run_name(task, model, method, seed),
+            overwrite=True, data_dir=cfg.data_dir, max_train=cfg.max_train.get(task), max_test=cfg.max_test.get(task),
+            device=cfg.device, agent=dataclasses.replace(cfg.agent),
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        rec = run(tc, progress=cfg.progress)
+        rec["wall_seconds"] = time.perf_counter() - t0
+        rec["config"] = {"max_train": tc.max_train, "max_test": tc.max_test, "agent": dataclasses.asdict(tc.agent_config())}
+        with open(results_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        results.append(rec)
+        write_tables(cfg, results)
+    path = write_tables(cfg, results)
+    print(path.read_text())
+    return results
+
+
+def main(argv: list[str] | None = None):
+    import tyro
+
+    cfg = tyro.cli(ReproduceConfig, args=argv, config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
+    setup_logging()
+    return reproduce(cfg)
+
+
+if __name__ == "__main__":
+    main()
