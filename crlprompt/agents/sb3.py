@@ -29,20 +29,22 @@ def _require_sb3():
 
 
 class _Tracker(gym.Wrapper):
-    """Records every action the env actually scored (after SB3 clipped it) and keeps the best."""
+    """Scales PPO's (clipped) action by ``action_scale``, and records the best action scored."""
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env, action_scale: float):
         super().__init__(env)
+        self.action_scale = action_scale
         self.start()
 
     def start(self) -> None:
         self.evals, self.best_action, self.best_reward, self.history = 0, None, -np.inf, []
 
     def step(self, action):
+        action = self.action_scale * np.asarray(action, np.float32)  # the env does not clip
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.evals += 1
         if reward > self.best_reward:
-            self.best_action, self.best_reward = np.array(action, np.float32, copy=True), float(reward)
+            self.best_action, self.best_reward = action.copy(), float(reward)
         self.history.append((self.evals, self.best_reward))
         return obs, reward, terminated, truncated, info
 
@@ -53,7 +55,7 @@ class PPOPromptAgent:
     The observation is constant at the start of each (one-step) episode, so the policy is in
     effect a state-independent diagonal Gaussian over actions, trained by clipped policy
     gradients. PPO clips sampled actions to ``[-1, 1]`` before the env sees them, so it searches
-    the box center ± σ·A·[-1, 1]^d. The result's ``final_prompt`` is the deterministic action
+    the box center ± σ·A·action_scale·[-1, 1]^d. The result's ``final_prompt`` is the deterministic action
     (the policy mean); ``best_prompt`` is the best action PPO actually had scored.
 
     Args:
@@ -61,7 +63,11 @@ class PPOPromptAgent:
         seed: seeds PPO (torch, numpy, env resets and minibatch draws).
         n_steps, batch_size, n_epochs, learning_rate, clip_range, ent_coef: PPO's, set for a
             small bandit (short rollouts, many updates).
-        log_std_init: initial log standard deviation of the Gaussian policy (action units).
+        log_std_init: initial log standard deviation of PPO's Gaussian (in its own ``[-1, 1]`` units).
+        action_scale: the env receives ``action_scale ×`` PPO's clipped action. PPO clips to
+            ``[-1, 1]``, which with σ = 0.3 confines it to a box too small to leave the initial
+            prompt's plateau; the env accepts actions beyond the nominal box, and 3 gives PPO
+            about the reach ES's unclipped mean has (1 = the env's box as it is).
         net_arch: hidden sizes of the policy and value MLPs.
         device: torch device of the policy (MLPs run best on CPU).
         env_kwargs: passed to ``gym.make`` when ``env`` is an id.
@@ -80,6 +86,7 @@ class PPOPromptAgent:
         clip_range: float = 0.2,
         ent_coef: float = 0.0,
         log_std_init: float = -0.5,
+        action_scale: float = 3.0,
         net_arch: tuple[int, ...] = (32,),
         device: str = "cpu",
         env_kwargs: dict[str, Any] | None = None,
@@ -99,7 +106,9 @@ class PPOPromptAgent:
                 stacklevel=2,
             )
         self.env = env
-        self.tracker = _Tracker(env)
+        if not action_scale > 0:
+            raise ValueError(f"action_scale must be > 0, got {action_scale}")
+        self.tracker = _Tracker(env, float(action_scale))
         self.seed = seed
         self.model = sb3.PPO(
             "MlpPolicy",
@@ -146,7 +155,7 @@ class PPOPromptAgent:
         )  # fmt: skip
 
     def policy_mean(self) -> np.ndarray:
-        """The deterministic action (policy mean, clipped to the box) at the start of an episode."""
+        """The env action of PPO's deterministic action (policy mean, clipped, scaled) after a reset."""
         obs, _ = self.env.reset()
         action, _ = self.model.predict(obs, deterministic=True)
-        return np.asarray(action, np.float32)
+        return self.tracker.action_scale * np.asarray(action, np.float32)

@@ -1,0 +1,242 @@
+"""Shared helpers of the crl-prompt benchmarks: CLI flags, machine description, timing, and the
+Markdown block each script prints and appends to ``benchmarks/RESULTS.md``.
+
+Not part of the library: the scripts import it as a sibling module (``python benchmarks/x.py``).
+Dependencies: torch, numpy, the library itself; psutil is optional (``resource`` is the fallback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+RESULTS = HERE / "RESULTS.md"
+LOAD_WARN = 1.5
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny settings: checks the script runs, measures nothing useful")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--model", default="minilm", help="crl-prompt model name (minilm; smollm2 where noted)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--no-write", action="store_true", help=f"print only; do not append to {RESULTS.name}")
+    p.add_argument("--results", type=Path, default=RESULTS, help="Markdown file the block is appended to")
+    return p
+
+
+def setup_torch(args) -> "torch.device":
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def quiet() -> None:
+    """Silence the libraries' progress bars and warnings that would drown the tables."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "peft", "accelerate", "crlprompt"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with contextlib.suppress(Exception):
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+
+
+# ----------------------------------------------------------------------------- machine
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def loadavg() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except (OSError, AttributeError):
+        return None
+
+
+def machine(device) -> dict:
+    import torch
+
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    for mod in ("transformers", "peft"):
+        with contextlib.suppress(ImportError):
+            info[mod] = __import__(mod).__version__
+    if device.type == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["device"] = "cpu"
+    return info
+
+
+def machine_line(info: dict) -> str:
+    dev = info["device"] if info["device"] == "cpu" else f"**{info['device']}** (CUDA {info.get('cuda')})"
+    return (
+        f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable, torch threads {info['torch_threads']}); "
+        f"device {dev}; Python {info['python']}, torch {info['torch']}, transformers {info.get('transformers', '-')}, "
+        f"peft {info.get('peft', '-')}"
+    )
+
+
+# ----------------------------------------------------------------------------- timing
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Clock:
+    """``with clock: ...`` adds the wall time of the block (synchronizing CUDA around it)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.total = 0.0
+        self.count = 0
+
+    def __enter__(self):
+        sync(self.device)
+        self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        sync(self.device)
+        self.total += time.perf_counter() - self._t
+        self.count += 1
+        return False
+
+
+def median(xs) -> float:
+    return float(statistics.median(xs))
+
+
+def spread(xs) -> str:
+    """``min–max`` of a list, for showing the noise next to a median."""
+    return f"{min(xs):.3g}–{max(xs):.3g}" if len(xs) > 1 else "-"
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB (ru_maxrss; KiB on Linux, bytes on macOS)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+def current_rss_mib() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        return None
+
+
+# ----------------------------------------------------------------------------- report
+def table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+class Report:
+    """Collects one benchmark's Markdown block; ``finish()`` prints and appends it."""
+
+    def __init__(self, title: str, args, device):
+        self.title = title
+        self.args = args
+        self.device = device
+        self.info = machine(device)
+        self.load_start = loadavg()
+        self.t0 = time.time()
+        self.parts: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.parts.append(text.rstrip())
+
+    def load_note(self) -> str:
+        end = loadavg()
+        fmt = lambda la: "n/a" if la is None else " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
+        worst = max((la[0] for la in (self.load_start, end) if la), default=0.0)
+        note = f"load average (1/5/15 min) at start {fmt(self.load_start)}, at end {fmt(end)}"
+        if self.device.type == "cpu" and worst > LOAD_WARN:
+            note += (
+                f" — **taken under load** (1-min load > {LOAD_WARN} on {self.info['usable_cores']} cores: other "
+                "processes shared the CPU, so absolute figures are low and noisy; both sides ran interleaved in "
+                "the same process, so the ratios are the figures to read)"
+            )
+        return note
+
+    def finish(self) -> str:
+        cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+        stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        quick = " [--quick: smoke-test settings, not a measurement]" if self.args.quick else ""
+        block = [
+            f"## {self.title}{quick}",
+            "",
+            f"- date: {stamp}; wall time of the script {time.time() - self.t0:.0f} s",
+            f"- command: `{cmd}`",
+            f"- machine: {machine_line(self.info)}",
+            f"- {self.load_note()}",
+            "",
+            *[p + "\n" for p in self.parts],
+        ]
+        text = "\n".join(block).rstrip() + "\n"
+        print("\n" + text)
+        if not self.args.no_write:
+            new = not self.args.results.exists()
+            with open(self.args.results, "a") as f:
+                if new:
+                    f.write("# crl-prompt benchmark results\n\nBlocks are appended by the scripts in this folder; see README.md.\n\n")
+                f.write(text + "\n")
+            print(f"(appended to {self.args.results})")
+        return text
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    if x != x:  # nan
+        return "n/a"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
