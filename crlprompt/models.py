@@ -248,12 +248,14 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) 
         path, shown = name, name
         if os.path.sep in name and not os.path.isdir(name):
             raise ModelError(f"model directory {name!r} does not exist; pass one of {NAMED_MODELS}, a local dir or an HF id")
+        if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
+            raise ModelError(f"{name} has no config.json; pass a directory written by save_pretrained, or an HF id")
 
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     try:
         config = AutoConfig.from_pretrained(path)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise ModelError(
             f"unknown model {name!r}: not one of {NAMED_MODELS}, not a local directory, and not reachable "
             f"on the Hugging Face hub ({type(e).__name__}); pass a named model or a saved model directory"

@@ -326,8 +326,12 @@ def save_prompt(pm: PromptedModel, path: str | Path, meta: dict | None = None) -
     save_file(tensors, str(path), metadata=metadata)
 
 
-def load_prompt(pm: PromptedModel, path: str | Path) -> dict:
-    """Load θ (and head) into ``pm``; refuses a checkpoint made for another model or layout."""
+def load_prompt(pm: PromptedModel, path: str | Path, *, strict: bool = True) -> dict:
+    """Load θ (and head) into ``pm``; refuses a checkpoint made for another model, layout or head.
+
+    Everything is checked before anything is written, so a refused file leaves ``pm`` untouched.
+    ``strict=False`` skips only the model-name check (for a model directory that was moved).
+    """
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -342,9 +346,23 @@ def load_prompt(pm: PromptedModel, path: str | Path) -> dict:
             f"{path} holds a prompt for model {meta.get('model')!r} with layout {saved}, but the model "
             f"{pm.lm.name!r} needs {pm.layout}; load it with --model {meta.get('model')}"
         )
+    saved_model = meta.get("model")
+    if strict and saved_model is not None and saved_model != pm.lm.name:
+        raise ModelError(
+            f"{path} holds a prompt trained on model {saved_model!r}, not {pm.lm.name!r}; load it with "
+            f"--model {saved_model} (or strict=False if the same model was only moved)"
+        )
+    saved_head = meta.get("head", "linear")
+    if saved_head != pm.head_kind:
+        raise ModelError(f"{path} was saved with head={saved_head!r} but the model uses head={pm.head_kind!r}; use --head {saved_head}")
+    head_sd = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+    if pm.head_kind == "linear":
+        want = {k: v.shape for k, v in pm.head.state_dict().items()}
+        got = {k: v.shape for k, v in head_sd.items()}
+        if want != got:
+            raise ModelError(f"{path} holds a head with shapes {got}, the model needs {want} (another task?)")
     with torch.no_grad():
         pm.prompt.theta.copy_(tensors["theta"])
         if pm.head_kind == "linear":
-            head_sd = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
             pm.head.load_state_dict(head_sd)
     return {k: v for k, v in meta.items()}

@@ -9,6 +9,7 @@ so algorithms with different batch shapes compare at equal cost.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +51,12 @@ class SearchResult:
         return self.evals / self.seconds if self.seconds > 0 else float("nan")
 
     def save(self, path: str | Path, env: gym.Env | gym.vector.VectorEnv, *, which: str = "best", meta: dict | None = None) -> Path:
-        """Write ``path/prompt.safetensors`` (θ and head) that ``crl-prompt eval --checkpoint`` scores.
+        """Write the run directory ``path/`` that ``crl-prompt eval --checkpoint path`` scores.
 
-        ``which`` is ``"best"`` or ``"final"``. The env's model keeps its own θ: the prompt is
-        copied in only while saving.
+        ``prompt.safetensors`` holds θ (``which`` = ``"best"`` or ``"final"``) and the env's
+        frozen head; ``config.json`` says how to rebuild the model and data (task, model, prompt
+        kind, tokens, head, data seed...), taken from the env. The env's model keeps its own θ:
+        the prompt is copied in only while saving. Returns the path of the prompt file.
         """
         import torch
 
@@ -80,7 +83,32 @@ class SearchResult:
         finally:
             with torch.no_grad():
                 theta.copy_(old)
+        cfg = {**run_config(env), "algo": self.algo, "which": which, "env_reward": info["reward"], "evals": self.evals}
+        (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
         return out / PROMPT_FILE
+
+
+def run_config(env: Any) -> dict:
+    """The fields ``crl-prompt eval`` needs to rebuild an env's model and data (its TrainConfig keys)."""
+    search = search_of(env)
+    spec = getattr(env.unwrapped, "spec", None)
+    kw = dict(spec.kwargs) if spec is not None else {}
+    layout = search.model.layout
+    return {
+        "env_id": spec.id if spec is not None else None,
+        "task": search.setup.spec.name,
+        "model": search.model.lm.name,
+        "method": "ptv2" if layout.kind == "deep" else "ptv1",  # ptv1 = shallow prompt, ptv2 = deep prefix
+        "num_tokens": layout.num_tokens,
+        "head": "verbalizer" if search.model.head_kind == "verbalizer" else "linear",
+        "seed": kw.get("init_seed", 0),
+        "data_seed": kw.get("data_seed", 0),
+        "rl_fraction": kw.get("rl_fraction", 0.1),
+        "max_train": kw.get("max_train"),
+        "data_dir": kw.get("data_dir"),
+        "sigma": search.sigma,
+        "projection_dim": search.action_dim if search.projection is not None else None,
+    }
 
 
 def search_of(env: Any):

@@ -80,6 +80,10 @@ class CRLConfig:
             raise ValueError(f"rl_estimator must be one of {ESTIMATORS}, got {self.rl_estimator!r}")
         if self.rl_estimator == "antithetic" and self.rl_samples % 2:
             raise ValueError("rl_estimator='antithetic' needs an even rl_samples (pairs ε, -ε)")
+        if self.rl_estimator == "ranks" and self.rl_samples < 2:
+            raise ValueError("rl_estimator='ranks' needs rl_samples >= 2 (one sample has rank 0: a zero gradient)")
+        if self.reward_batch_size is not None and self.reward_batch_size <= 0:
+            raise ValueError(f"reward_batch_size must be > 0 or None, got {self.reward_batch_size}")
 
 
 Callback = Callable[[str, dict], None]
@@ -126,6 +130,7 @@ class CRLAgent:
         self.step = 0  # optimizer steps, both phases
         self.phase2_step = 0
         self.history: list[dict] = []
+        self._reward_mean: float | None = None  # running reward baseline (rl_estimator="baseline", K=1)
 
     # ------------------------------------------------------------------ helpers
     def _scalar(self, key: str, value: float) -> None:
@@ -168,8 +173,15 @@ class CRLAgent:
         samples = env.search.perturb(torch.as_tensor(actions, device=theta.device))  # (K, D) = θ + σa
         if k == 1 and self.cfg.rl_estimator == "single":
             loss = reinforce_loss(theta, samples[0], rewards[0], self.cfg.sigma)
+        elif k == 1 and self.cfg.rl_estimator == "baseline":
+            # One sample: the baseline is a running mean of earlier rewards (0 before the first),
+            # since the batch mean of a single reward would cancel it exactly.
+            baseline = self._reward_mean if self._reward_mean is not None else 0.0
+            loss = reinforce_population_loss(theta, samples, rewards, self.cfg.sigma, "baseline", baseline)
         else:
             loss = reinforce_population_loss(theta, samples, rewards, self.cfg.sigma, self.cfg.rl_estimator)
+        mean_r = float(rewards.mean())
+        self._reward_mean = mean_r if self._reward_mean is None else 0.9 * self._reward_mean + 0.1 * mean_r
         return loss, {"reward": float(rewards.mean()), "reward_max": float(rewards.max())}
 
     def _batch_loss(self, ids, mask, labels, phase: int, rng) -> tuple[torch.Tensor, dict]:
@@ -192,6 +204,9 @@ class CRLAgent:
             loss = loss + cfg.beta * parts["contrast"]
         if phase == 2 and cfg.gamma > 0 and self.phase2_step % cfg.rl_interval == 0:
             rl, info = self._rl_loss(rng)
+            # The RL term's own contribution to the gradient (not CE's): γ·‖∇θ L_RL‖.
+            (g,) = torch.autograd.grad(rl, pm.prompt.theta, retain_graph=True)
+            info["grad_norm"] = cfg.gamma * float(g.norm())
             parts["rl"] = rl
             loss = loss + cfg.gamma * rl
             self._rl_info = info
@@ -231,6 +246,15 @@ class CRLAgent:
         best = {"acc": -1.0}
         phase1_best = None
         bar = tqdm(total=total, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
+        try:
+            phase1_best = self._train_phases(plan, steps_per_epoch, opt, params, rng, bar, t0, best)
+        finally:
+            bar.close()
+        return self._finish(best, phase1_best, t0)
+
+    def _train_phases(self, plan, steps_per_epoch, opt, params, rng, bar, t0, best) -> dict | None:
+        cfg, pm = self.cfg, self.model
+        phase1_best = None
         for phase, epochs in plan:
             budget = math.ceil(epochs * steps_per_epoch)
             done, epoch = 0, 0
@@ -251,8 +275,6 @@ class CRLAgent:
                         )
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    if self._rl_info is not None:
-                        rl_grad = float(pm.prompt.theta.grad.norm())
                     if cfg.grad_clip:
                         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     opt.step()
@@ -267,9 +289,9 @@ class CRLAgent:
                             self._scalar(f"train/{k}", v.item())
                         bar.set_postfix(phase=phase, ce=f"{parts['ce'].item():.3f}")
                     if self._rl_info is not None:
-                        rec = {"step": self.step, **self._rl_info, "grad_norm": rl_grad}
+                        rec = {"step": self.step, **self._rl_info}
                         self._scalar("rl/reward", rec["reward"])
-                        self._scalar("rl/grad_norm", rl_grad)
+                        self._scalar("rl/grad_norm", rec["grad_norm"])
                         for cb in self.callbacks:
                             cb("rl", rec)
                     bar.update(1)
@@ -285,10 +307,13 @@ class CRLAgent:
                 for cb in self.callbacks:
                     cb("epoch", rec)
                 if acc > best["acc"]:
-                    best = {"acc": acc, "state": self._snapshot()}
+                    best.update(acc=acc, state=self._snapshot())
             if phase == 1 and epochs > 0:
                 phase1_best = dict(best)
-        bar.close()
+        return phase1_best
+
+    def _finish(self, best: dict, phase1_best: dict | None, t0: float) -> dict:
+        cfg = self.cfg
         summary = {"steps": self.step, "seconds": time.perf_counter() - t0, "history": self.history}
         if phase1_best is not None and cfg.phase2_epochs > 0:
             final_state = best["state"]

@@ -45,7 +45,7 @@ class _Tracker(gym.Wrapper):
         self.evals += 1
         if reward > self.best_reward:
             self.best_action, self.best_reward = action.copy(), float(reward)
-        self.history.append((self.evals, self.best_reward))
+            self.history.append((self.evals, self.best_reward))  # a step function: changes only
         return obs, reward, terminated, truncated, info
 
 
@@ -142,6 +142,8 @@ class PPOPromptAgent:
         start = time.perf_counter()
         tracker.start()
         self.model.learn(total_timesteps=budget, callback=_Stop(), reset_num_timesteps=True)
+        if tracker.history and tracker.history[-1][0] != tracker.evals:
+            tracker.history.append((tracker.evals, tracker.best_reward))
         search = search_of(self.env)
         final_action = self.policy_mean()
         best_action = tracker.best_action if tracker.best_action is not None else final_action

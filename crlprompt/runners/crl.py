@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,19 @@ def load_results(path: Path) -> list[dict]:
     return out
 
 
+def append_jsonl(path: Path, rec: dict) -> None:
+    """Append one record; first end a line torn by an interrupted write, so no record merges into it."""
+    with open(path, "ab+") as f:
+        f.seek(0, 2)
+        if f.tell() > 0:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(rec) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _cell(values: list[float]) -> str:
     if not values:
         return "–"
@@ -156,8 +170,7 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
             rec = {"task": task, "model": model, "method": method, "seed": seed, "test_acc": None, "skipped": str(e)}
         rec["wall_seconds"] = time.perf_counter() - t0
         rec["config"] = {"max_train": tc.max_train, "max_test": tc.max_test, "agent": dataclasses.asdict(tc.agent_config())}
-        with open(results_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_jsonl(results_path, rec)
         results.append(rec)
         write_tables(cfg, results)
     path = write_tables(cfg, results)

@@ -154,6 +154,8 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
     from ..tasks import load_task
 
     agent_cfg = cfg.agent_config()  # validates
+    if cfg.out.exists() and any(cfg.out.iterdir()) and not cfg.overwrite:  # fail before loading anything
+        raise FileExistsError(f"--out {cfg.out} exists and is not empty; choose another --out or pass --overwrite")
     data = load_task(cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
                      max_train=cfg.max_train, max_test=cfg.max_test)  # fmt: skip
     device = resolve_device(cfg.device)
