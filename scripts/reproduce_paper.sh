@@ -18,7 +18,7 @@ for model in ${MODELS:-minilm smollm2}; do
   for task in ${TASKS:-trec sst2 agnews}; do
     for seed in ${SEEDS:-0 1 2}; do
       (
-        $PY -m crlprompt.runners.crl --tasks "$task" --models "$model" --methods handcraft ptv1 ptv2 crl \
+        $PY -m crlprompt.runners.crl --tasks "$task" --models "$model" --methods ${METHODS:-handcraft ptv1 ptv2 crl} \
             --seeds "$seed" --out "$OUT/$task-$model-s$seed" "${COMMON[@]}"
         if [ "$model" = minilm ]; then
           $PY -m crlprompt.runners.crl --tasks "$task" --models "$model" --ablation True \
