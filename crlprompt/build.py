@@ -37,11 +37,11 @@ def template_for(lm: LoadedModel, head: HeadKind) -> str:
 
 def build_model(
     lm: LoadedModel, spec: TaskSpec, *, prompt: PromptKind = "deep", num_tokens: int = 20,
-    head: HeadKind = "linear", prompt_dropout: float = 0.1, seed: int = 0,
+    head: HeadKind = "linear", prompt_dropout: float = 0.1, seed: int = 0, init: str = "auto",
 ) -> PromptedModel:  # fmt: skip
     """A :class:`PromptedModel` for ``spec`` on ``lm``; θ and the head are initialised from ``seed``."""
     layout = PromptLayout.for_model(lm, prompt, num_tokens)
-    soft = SoftPrompt(layout, lm, seed=seed)
+    soft = SoftPrompt(layout, lm, seed=seed, init=init)
     label_ids = label_token_ids(lm, spec.verbalizer) if head == "verbalizer" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -44,10 +44,10 @@ def tiny_setup(
     if model not in ("tiny-bert", "tiny-llama"):
         raise ValueError(f"task 'tiny' runs on model 'tiny-bert' or 'tiny-llama', got {model!r}")
     lm = load_model(model)
-    pm = build_model(lm, TINY_SPEC, prompt=prompt, num_tokens=num_tokens, head="linear", seed=seed)
+    pm = build_model(lm, TINY_SPEC, prompt=prompt, num_tokens=num_tokens, head="linear", seed=seed, init="random")
     splits = [tiny_split(n, data_seed * 3 + i) for i, n in enumerate((n_train, n_rl, n_test))]
     enc = [encode(s, lm.tokenizer, max_length=32) for s in splits]
     fit_probe(pm, enc[0], ridge=0.1)  # head fitted at the planted prompt theta* (seed)
-    fresh = build_model(lm, TINY_SPEC, prompt=prompt, num_tokens=num_tokens, head="linear", seed=seed + 1)
+    fresh = build_model(lm, TINY_SPEC, prompt=prompt, num_tokens=num_tokens, head="linear", seed=seed + 1, init="random")
     pm.prompt.theta.data.copy_(fresh.prompt.theta.data)  # start the search from theta0 != theta*
     return Setup(TINY_SPEC, lm, pm, enc[0], enc[1], enc[2], "synthetic")
