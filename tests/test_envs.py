@@ -136,7 +136,7 @@ def test_bad_action_raises_and_env_keeps_working(bad, tiny_setup):
     with pytest.raises(ValueError, match="action"):
         env.step(bad(s.dim))
     assert torch.equal(s.center, center) and s.num_evals == evals  # nothing happened
-    obs, reward, terminated, truncated, info = env.step(np.zeros(s.dim, np.float32))
+    _, reward, terminated, truncated, info = env.step(np.zeros(s.dim, np.float32))
     assert info["step"] == 1 and not terminated and not truncated and 0 <= reward <= 1
 
 
@@ -160,7 +160,7 @@ def test_bad_vector_actions_raise(tiny_setup):
         ({"sigma": float("nan")}, "sigma"),
         ({"projection_dim": 0}, "projection_dim"),
         ({"projection_dim": 257}, "projection_dim"),  # D = 256 for the tiny deep prompt
-        ({"max_rl": 0}, "D_RL is empty"),
+        ({"max_rl": 0}, "max_rl must be a positive int"),
         ({"reward_batch_size": 0}, "reward_batch_size"),
         ({"reward": "f1"}, "reward"),
         ({"head": "mlp"}, "head"),

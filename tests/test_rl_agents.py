@@ -138,7 +138,7 @@ def test_budget_and_argument_errors(tiny_setup):
 
 
 def test_ppo_warns_on_wide_unprojected_action(tiny_setup, monkeypatch):
-    import crlprompt.agents.sb3 as sb3
+    from crlprompt.agents import sb3
 
     monkeypatch.setattr(sb3, "MAX_PPO_ACTION_DIM", 100)  # the tiny env's D is 256
     with pytest.warns(UserWarning, match="projected env"):
@@ -221,7 +221,7 @@ def test_compare_runner_writes_results(tmp_path):
         assert (out / "runs" / f"{r['algo']}-s{r['seed']}" / "prompt.safetensors").is_file()
     assert records[0]["best_rl_acc"] >= records[0]["center_rl_acc"]  # random search includes the center
     table = (out / "table.md").read_text()
-    assert "| algo |" in table and all(f"| {a} | 2 |" in table for a in ("random", "es", "ppo"))
+    assert "| algo |" in table and all(f"| {a} | 2 | 256 | 64 |" in table for a in ("random", "es", "ppo"))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "config.json").read_text())["budget"] == 64
 

@@ -50,7 +50,9 @@ class SearchResult:
     def evals_per_second(self) -> float:
         return self.evals / self.seconds if self.seconds > 0 else float("nan")
 
-    def save(self, path: str | Path, env: gym.Env | gym.vector.VectorEnv, *, which: str = "best", meta: dict | None = None) -> Path:
+    def save(
+        self, path: str | Path, env: gym.Env | gym.vector.VectorEnv, *, which: str = "best", meta: dict | None = None
+    ) -> Path:
         """Write the run directory ``path/`` that ``crl-prompt eval --checkpoint path`` scores.
 
         ``prompt.safetensors`` holds θ (``which`` = ``"best"`` or ``"final"``) and the env's
@@ -68,7 +70,9 @@ class SearchResult:
         pm = search_of(env).model
         theta = pm.prompt.theta
         if tuple(theta.shape) != tuple(prompt.shape):
-            raise ValueError(f"this result holds a prompt of shape {prompt.shape}, the env's model needs {tuple(theta.shape)}")
+            raise ValueError(
+                f"this result holds a prompt of shape {prompt.shape}, the env's model needs {tuple(theta.shape)}"
+            )
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         info = {"algo": self.algo, "which": which, "reward": self.best_reward if which == "best" else self.final_reward,

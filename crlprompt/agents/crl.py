@@ -9,11 +9,13 @@ P' = θ + σa on D_RL from ``env.step(a)``, and adds -r·log N(P'; θ, σ²I) wi
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Literal
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -87,6 +89,11 @@ class CRLConfig:
 
 
 Callback = Callable[[str, dict], None]
+
+
+def _jsonable(d: dict) -> dict:
+    """Round-trip through JSON so configs compare equal after a save/load (tuples -> lists)."""
+    return json.loads(json.dumps(d))
 
 
 class CRLAgent:
@@ -224,93 +231,181 @@ class CRLAgent:
         self.model.load_state_dict(snap, strict=False)
 
     # ------------------------------------------------------------------ training
-    def learn(self) -> dict:
+    def learn(self, *, checkpoint: str | None = None, checkpoint_every: int = 100, resume: bool = True) -> dict:
         """Run phase 1 then phase 2; keep the prompt with the best D_RL accuracy; return a summary.
+
+        Args:
+            checkpoint: path of a resumable state file (:mod:`crlprompt.checkpoint`), written every
+                ``checkpoint_every`` optimizer steps and at each epoch end. With ``resume`` and an
+                existing file, training continues from it and ends with the same prompt, bit for
+                bit on CPU, as an uninterrupted run with the same seed.
 
         Summary keys: ``rl_acc``/``test_acc`` (best-on-D_RL prompt after both phases),
         ``phase1_rl_acc``/``phase1_test_acc`` (best within phase 1 = the Prompt v1/v2 result),
-        ``seconds``, ``steps``, ``history``.
+        ``seconds``, ``steps``, ``history``, ``resumed_from_step``.
         """
         from tqdm.auto import tqdm
 
         cfg, pm = self.cfg, self.model
         torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
-        params = pm.trainable_parameters()
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        n = len(self.setup.train)
-        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        self._rng = np.random.default_rng(self.seed)
+        self._params = pm.trainable_parameters()
+        self._opt = torch.optim.AdamW(self._params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self._steps_per_epoch = math.ceil(len(self.setup.train) / cfg.batch_size)
         plan = [(1, cfg.phase1_epochs), (2, cfg.phase2_epochs)]
-        total = sum(math.ceil(e * steps_per_epoch) for _, e in plan)
-        t0 = time.perf_counter()
-        best = {"acc": -1.0}
-        phase1_best = None
-        bar = tqdm(total=total, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
+        total = sum(math.ceil(e * self._steps_per_epoch) for _, e in plan)
+        self._best: dict = {"acc": -1.0}
+        self._phase1_best: dict | None = None
+        self._progress = {"phase_idx": 0, "done": 0, "epoch": 0, "pos": 0, "sums": {}}
+        self._batches: list[np.ndarray] | None = None
+        self._elapsed = 0.0
+        resumed = 0
+        if checkpoint and resume and Path(checkpoint).exists():
+            resumed = self._load_checkpoint(checkpoint)
+            log.info("resumed from %s at step %d", checkpoint, resumed)
+        self._t0 = time.perf_counter() - self._elapsed
+        bar = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
         try:
-            phase1_best = self._train_phases(plan, steps_per_epoch, opt, params, rng, bar, t0, best)
+            self._train_phases(plan, bar, checkpoint, checkpoint_every)
         finally:
             bar.close()
-        return self._finish(best, phase1_best, t0)
+        summary = self._finish(self._best, self._phase1_best, self._t0)
+        summary["resumed_from_step"] = resumed
+        return summary
 
-    def _train_phases(self, plan, steps_per_epoch, opt, params, rng, bar, t0, best) -> dict | None:
-        cfg, pm = self.cfg, self.model
-        phase1_best = None
-        for phase, epochs in plan:
-            budget = math.ceil(epochs * steps_per_epoch)
-            done, epoch = 0, 0
-            while done < budget:
-                pm.train()
-                sums: dict[str, float] = {}
-                for idx in train_batches(self.setup.train.lengths, cfg.batch_size, rng):
-                    if done >= budget:
-                        break
-                    ids, mask, labels = self.setup.train.batch(idx, pm.device)
-                    self._rl_info = None
-                    loss, parts = self._batch_loss(ids, mask, labels, phase, rng)
-                    # On CUDA the check is a host sync, so it runs every 10th step there.
-                    if (pm.device.type == "cpu" or self.step % 10 == 0) and not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"non-finite loss at step {self.step} ({ {k: float(v) for k, v in parts.items()} }); "
-                            "lower --lr or --gamma; the last good prompt was not overwritten"
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    opt.step()
-                    self.step += 1
-                    done += 1
-                    if phase == 2:
-                        self.phase2_step += 1
-                    for k, v in parts.items():  # device tensors: no host sync per step
-                        sums[k] = sums.get(k, 0.0) + v.detach()
-                    if self.step % 10 == 0:
-                        for k, v in parts.items():
-                            self._scalar(f"train/{k}", v.item())
-                        bar.set_postfix(phase=phase, ce=f"{parts['ce'].item():.3f}")
-                    if self._rl_info is not None:
-                        rec = {"step": self.step, **self._rl_info}
-                        self._scalar("rl/reward", rec["reward"])
-                        self._scalar("rl/grad_norm", rec["grad_norm"])
-                        for cb in self.callbacks:
-                            cb("rl", rec)
-                    bar.update(1)
-                epoch += 1
-                acc = self.evaluate("rl")
-                rec = {"phase": phase, "epoch": epoch, "step": self.step, "rl_acc": acc,
-                       "seconds": time.perf_counter() - t0}  # fmt: skip
-                n_steps = max(1, done - (epoch - 1) * steps_per_epoch)
-                rec.update({f"train_{k}": float(v) / n_steps for k, v in sums.items()})
-                self.history.append(rec)
-                self._scalar("eval/acc", acc)
-                log.info("phase %d epoch %d: D_RL acc %.4f", phase, epoch, acc)
-                for cb in self.callbacks:
-                    cb("epoch", rec)
-                if acc > best["acc"]:
-                    best.update(acc=acc, state=self._snapshot())
-            if phase == 1 and epochs > 0:
-                phase1_best = dict(best)
-        return phase1_best
+    def _train_phases(self, plan, bar, checkpoint: str | None, every: int) -> None:
+        """The loop, as a resumable state machine over (phase, epoch, batch position)."""
+        cfg, pm, prog = self.cfg, self.model, self._progress
+        while prog["phase_idx"] < len(plan):
+            phase, epochs = plan[prog["phase_idx"]]
+            budget = math.ceil(epochs * self._steps_per_epoch)
+            if prog["done"] >= budget:  # phase over
+                if phase == 1 and epochs > 0:
+                    self._phase1_best = dict(self._best)
+                prog.update(phase_idx=prog["phase_idx"] + 1, done=0, epoch=0, pos=0, sums={})
+                continue
+            if self._batches is None:  # a new epoch: its order comes from the seeded generator
+                self._batches = train_batches(self.setup.train.lengths, cfg.batch_size, self._rng)
+                prog.update(pos=0, sums={})
+            pm.train()
+            while prog["pos"] < len(self._batches) and prog["done"] < budget:
+                ids, mask, labels = self.setup.train.batch(self._batches[prog["pos"]], pm.device)
+                self._rl_info = None
+                loss, parts = self._batch_loss(ids, mask, labels, phase, self._rng)
+                # On CUDA the check is a host sync, so it runs every 10th step there.
+                if (pm.device.type == "cpu" or self.step % 10 == 0) and not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss at step {self.step} ({ {k: float(v) for k, v in parts.items()} }); "
+                        "lower --lr or --gamma; the last good checkpoint was not overwritten"
+                    )
+                self._opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self._params, cfg.grad_clip)
+                self._opt.step()
+                self.step += 1
+                prog["done"] += 1
+                prog["pos"] += 1
+                if phase == 2:
+                    self.phase2_step += 1
+                for k, v in parts.items():  # device tensors: no host sync per step
+                    prog["sums"][k] = prog["sums"].get(k, 0.0) + v.detach()
+                if self.step % 10 == 0:
+                    for k, v in parts.items():
+                        self._scalar(f"train/{k}", v.item())
+                    bar.set_postfix(phase=phase, ce=f"{parts['ce'].item():.3f}")
+                if self._rl_info is not None:
+                    rec = {"step": self.step, **self._rl_info}
+                    self._scalar("rl/reward", rec["reward"])
+                    self._scalar("rl/grad_norm", rec["grad_norm"])
+                    for cb in self.callbacks:
+                        cb("rl", rec)
+                bar.update(1)
+                if checkpoint and every and self.step % every == 0:
+                    self._save_checkpoint(checkpoint)
+            # epoch end: score D_RL, keep the best prompt
+            prog["epoch"] += 1
+            n_steps = max(1, prog["pos"])
+            acc = self.evaluate("rl")
+            rec = {"phase": phase, "epoch": prog["epoch"], "step": self.step, "rl_acc": acc,
+                   "seconds": time.perf_counter() - self._t0}  # fmt: skip
+            rec.update({f"train_{k}": float(v) / n_steps for k, v in prog["sums"].items()})
+            self.history.append(rec)
+            self._scalar("eval/acc", acc)
+            log.info("phase %d epoch %d: D_RL acc %.4f", phase, prog["epoch"], acc)
+            for cb in self.callbacks:
+                cb("epoch", rec)
+            if acc > self._best["acc"]:
+                self._best.update(acc=acc, state=self._snapshot())
+            self._batches = None
+            prog.update(pos=0, sums={})
+            if checkpoint:
+                self._save_checkpoint(checkpoint)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, path: str) -> None:
+        from ..checkpoint import optimizer_to_flat, save_state
+
+        if not all(torch.isfinite(p).all() for p in self._params):
+            raise FloatingPointError(f"non-finite prompt/head at step {self.step}; the last good checkpoint {path} is kept")
+        tensors = {f"param.{k}": v for k, v in self._snapshot().items()}
+        opt_t, opt_doc = optimizer_to_flat(self._opt)
+        tensors.update(opt_t)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and self.model.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.model.device)
+        if "state" in self._best:
+            tensors.update({f"best.{k}": v for k, v in self._best["state"].items()})
+        if self._phase1_best is not None and "state" in self._phase1_best:
+            tensors.update({f"p1best.{k}": v for k, v in self._phase1_best["state"].items()})
+        if self._batches is not None:
+            tensors["batches.flat"] = torch.as_tensor(np.concatenate(self._batches), dtype=torch.long)
+            tensors["batches.sizes"] = torch.as_tensor([len(b) for b in self._batches], dtype=torch.long)
+        prog = dict(self._progress, sums={k: float(v) for k, v in self._progress["sums"].items()})
+        env_rng = None if self.env is None else self.env.np_random.bit_generator.state
+        doc = {
+            "config": _jsonable(asdict(self.cfg)), "seed": self.seed, "step": self.step,
+            "phase2_step": self.phase2_step, "progress": prog, "history": self.history,
+            "best_acc": self._best["acc"], "phase1_best_acc": None if self._phase1_best is None else self._phase1_best["acc"],
+            "reward_mean": self._reward_mean, "rng_numpy": self._rng.bit_generator.state, "rng_env": env_rng,
+            "optimizer": opt_doc, "elapsed": time.perf_counter() - self._t0,
+        }  # fmt: skip
+        save_state(path, tensors, doc)
+
+    def _load_checkpoint(self, path: str) -> int:
+        from ..checkpoint import CheckpointError, load_state, optimizer_from_flat
+
+        tensors, doc = load_state(path)
+        if doc["config"] != _jsonable(asdict(self.cfg)) or doc["seed"] != self.seed:
+            raise CheckpointError(f"{path} was written with another configuration or seed; delete it or use --overwrite")
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for k, v in tensors.items():
+                if k.startswith("param."):
+                    params[k[6:]].copy_(v)
+        optimizer_from_flat(self._opt, tensors, doc["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.model.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.model.device)
+        self._rng.bit_generator.state = doc["rng_numpy"]
+
+        def sub(prefix):
+            return {k[len(prefix) :]: v.to(self.model.device) for k, v in tensors.items() if k.startswith(prefix)}
+
+        self._best = {"acc": doc["best_acc"]}
+        if sub("best."):
+            self._best["state"] = sub("best.")
+        if doc["phase1_best_acc"] is not None:
+            self._phase1_best = {"acc": doc["phase1_best_acc"], "state": sub("p1best.")}
+        if "batches.flat" in tensors:
+            flat, sizes = tensors["batches.flat"].numpy(), tensors["batches.sizes"].tolist()
+            self._batches = np.split(flat, np.cumsum(sizes)[:-1])
+        self._progress = doc["progress"]
+        self.step, self.phase2_step = doc["step"], doc["phase2_step"]
+        self.history, self._reward_mean, self._elapsed = doc["history"], doc["reward_mean"], doc["elapsed"]
+        if doc["rng_env"] is not None:
+            self._rl_env().np_random.bit_generator.state = doc["rng_env"]
+        return self.step
 
     def _finish(self, best: dict, phase1_best: dict | None, t0: float) -> dict:
         cfg = self.cfg

@@ -63,6 +63,8 @@ class ESAgent:
         self.noise_std, self.lr, self.betas, self.eps = float(noise_std), float(lr), betas, eps
         self.move_center = move_center
         self.seed = seed
+        self.mean_action: np.ndarray | None = None
+        """The mean action m after ``learn`` (0 with ``move_center``: the env's center is the mean)."""
 
     def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
         """Run ``budget // (2·pop)`` updates (one evaluation per sampled action)."""

@@ -38,7 +38,9 @@ class RandomSearch:
         self.scorer = ActionScorer(env)
         self.batch = batch or (self.scorer.batch if self.scorer.vector else 32)
         if self.batch < 1 or self.batch % self.scorer.batch:
-            raise ValueError(f"batch must be a positive multiple of the vector env's num_envs={self.scorer.batch}, got {batch}")
+            raise ValueError(
+                f"batch must be a positive multiple of the vector env's num_envs={self.scorer.batch}, got {batch}"
+            )
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         self.scale = float(scale)

@@ -149,6 +149,8 @@ def make_search(
             )  # fmt: skip
         if head == "auto":
             head = "checkpoint" if checkpoint else ("verbalizer" if head_kind == "verbalizer" else "probe")
+        if max_rl is not None and not (isinstance(max_rl, int) and max_rl > 0):
+            raise ValueError(f"max_rl must be a positive int (rows of D_RL to keep) or None, got {max_rl!r}")
         if max_rl is not None and max_rl < len(setup.rl):
             setup.rl = setup.rl.subset(np.arange(max_rl))
         if checkpoint:

@@ -48,12 +48,19 @@ def reinforce_loss(mean: torch.Tensor, sample: torch.Tensor, reward: float | tor
 
 
 def centered_ranks(x: torch.Tensor) -> torch.Tensor:
-    """OpenAI-ES fitness shaping: ranks mapped linearly to [-0.5, 0.5] (ties broken by order)."""
+    """OpenAI-ES fitness shaping: ranks mapped linearly to [-0.5, 0.5].
+
+    Tied values share their average rank, so equal rewards (common with accuracy on a small
+    D_RL) get equal weights instead of an arbitrary order.
+    """
     n = x.numel()
     if n == 1:
         return torch.zeros_like(x, dtype=torch.float32)
-    ranks = torch.empty(n, dtype=torch.float32, device=x.device)
-    ranks[x.reshape(-1).argsort()] = torch.arange(n, dtype=torch.float32, device=x.device)
+    flat = x.reshape(-1).float()
+    # rank = (number of smaller values) + (number of equal values - 1) / 2
+    less = (flat.unsqueeze(0) < flat.unsqueeze(1)).sum(1).float()
+    equal = (flat.unsqueeze(0) == flat.unsqueeze(1)).sum(1).float()
+    ranks = less + (equal - 1) / 2
     return (ranks / (n - 1) - 0.5).reshape(x.shape)
 
 

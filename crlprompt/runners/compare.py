@@ -65,11 +65,12 @@ class CompareConfig:
             raise ValueError(f"budget must be >= 1 prompt evaluation, got {self.budget}")
         if self.num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
-        self.seed_list  # noqa: B018 - validates
+        _ = self.seed_list  # validates
         for name in ("env_kwargs", "algo_kwargs"):
             value = self._json(name)
             if not isinstance(value, dict):
-                raise ValueError(f"--{name.replace('_', '-')} must be a JSON object, got {value!r}")
+                # ValueError, not TypeError: bad user input, which the CLI reports as one line.
+                raise ValueError(f"--{name.replace('_', '-')} must be a JSON object, got {value!r}")  # noqa: TRY004
         unknown = set(self._json("algo_kwargs")) - set(ALGOS)
         if unknown:
             raise ValueError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {ALGOS}")
@@ -145,6 +146,11 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     center = base.center.detach().cpu().numpy()
     center_rl, center_test = acc(center, setup.rl), acc(center, setup.test)
 
+    if cfg.budget % cfg.num_envs and {"random", "es"} & set(cfg.algo_list):
+        log.warning(
+            "budget %d is not a multiple of num_envs=%d: random search and ES spend whole batches (%d evaluations)",
+            cfg.budget, cfg.num_envs, cfg.budget // cfg.num_envs * cfg.num_envs,
+        )  # fmt: skip
     runs = [(a, s) for a in cfg.algo_list for s in cfg.seed_list]
     records = []
     results_file = out / "results.jsonl"
@@ -165,7 +171,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
         rec = {
             "env_id": cfg.env_id, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
             "seconds": result.seconds, "evals_per_s": result.evals_per_second,
-            "action_dim": int(search_of(env).action_dim),
+            "action_dim": int(search_of(env).action_dim), "reward": search_of(env).reward_kind,
             "center_rl_acc": center_rl, "center_test_acc": center_test,
             "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
             "best_rl_acc": acc(result.best_prompt, setup.rl), "final_rl_acc": acc(result.final_prompt, setup.rl),
@@ -197,23 +203,30 @@ def markdown_table(records: list[dict]) -> str:
     """One row per algorithm (mean ± std over seeds): accuracies on full D_RL and test, speed."""
     if not records:
         return ""
-    pct = lambda x: f"{x:.3f}"  # noqa: E731
-    head = ("| algo | seeds | evals | center acc (D_RL / test) | best D_RL acc | final D_RL acc | best test acc "
-            "| final test acc | evals/s | seconds |")  # fmt: skip
+
+    def acc(x: float) -> str:
+        return f"{x:.3f}"
+
+    def col(rs: list[dict], key: str, fmt: Callable[[float], str] = acc) -> str:
+        return _mean_std([r[key] for r in rs], fmt)
+
+    head = ("| algo | seeds | action dim | evals | center acc (D_RL / test) | best D_RL acc | final D_RL acc "
+            "| best test acc | final test acc | evals/s | seconds |")  # fmt: skip
     lines = [
-        f"Env `{records[0]['env_id']}`, budget {records[0]['budget']} prompt evaluations per run. "
-        "Accuracies re-scored on all of D_RL and on the test split.",
+        (f"Env `{records[0]['env_id']}`, budget {records[0]['budget']} prompt evaluations per run. "
+         "Accuracies re-scored on all of D_RL and on the test split."),
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
-    ]
+    ]  # fmt: skip
     for algo in dict.fromkeys(r["algo"] for r in records):
         rs = [r for r in records if r["algo"] == algo]
-        col = lambda k, fmt=pct: _mean_std([r[k] for r in rs], fmt)  # noqa: E731
         lines.append(
-            f"| {algo} | {len(rs)} | {rs[0]['evals']} | {pct(rs[0]['center_rl_acc'])} / {pct(rs[0]['center_test_acc'])} "
-            f"| {col('best_rl_acc')} | {col('final_rl_acc')} | {col('best_test_acc')} | {col('final_test_acc')} "
-            f"| {col('evals_per_s', lambda x: f'{x:.0f}')} | {col('seconds', lambda x: f'{x:.1f}')} |"
+            f"| {algo} | {len(rs)} | {rs[0]['action_dim']} | {rs[0]['evals']} "
+            f"| {acc(rs[0]['center_rl_acc'])} / {acc(rs[0]['center_test_acc'])} "
+            f"| {col(rs, 'best_rl_acc')} | {col(rs, 'final_rl_acc')} | {col(rs, 'best_test_acc')} "
+            f"| {col(rs, 'final_test_acc')} | {col(rs, 'evals_per_s', lambda x: f'{x:.0f}')} "
+            f"| {col(rs, 'seconds', lambda x: f'{x:.1f}')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -237,10 +250,17 @@ def plot_curves(records: list[dict], path: Path) -> None:
             ev, best = np.array(r["history"], dtype=float).T
             i = np.searchsorted(ev, grid, side="right") - 1  # step function: last value at or before
             ys.append(np.where(i >= 0, best[np.clip(i, 0, None)], np.nan))
-        ax.plot(grid, np.nanmean(np.array(ys), 0), label=f"{algo} ({len(rs)} seed{'s' * (len(rs) > 1)})", drawstyle="steps-post")
-    ax.axhline(records[0]["center_rl_acc"], color="gray", ls="--", lw=1, label="center (D_RL acc)")
+        ax.plot(
+            grid,
+            np.nanmean(np.array(ys), 0),
+            label=f"{algo} ({len(rs)} seed{'s' * (len(rs) > 1)})",
+            drawstyle="steps-post",
+        )
+    reward = records[0].get("reward", "accuracy")
+    if reward == "accuracy":  # the same units as the curves
+        ax.axhline(records[0]["center_rl_acc"], color="gray", ls="--", lw=1, label="center (D_RL acc)")
     ax.set_xlabel("prompt evaluations")
-    ax.set_ylabel("best-so-far env reward")
+    ax.set_ylabel(f"best-so-far env reward ({reward})")
     ax.set_title(records[0]["env_id"])
     ax.legend()
     fig.tight_layout()
