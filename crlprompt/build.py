@@ -66,7 +66,21 @@ def build(
     device: str | torch.device | None = None,
     data: TaskData | None = None,
 ) -> Setup:
-    """Load task data and model (or reuse ``model``/``data`` given as objects) and tokenize once."""
+    """Load task data and model (or reuse ``model``/``data`` given as objects) and tokenize once.
+
+    ``task="tiny"`` is the synthetic task of :mod:`crlprompt.envs.synthetic` (tiny models only).
+    """
+    if task == "tiny" and data is None:
+        from .envs.synthetic import tiny_setup
+
+        if head != "linear":
+            raise ValueError("task 'tiny' supports head='linear' only")
+        setup = tiny_setup(model=model if isinstance(model, str) else model.name, prompt=prompt,
+                           num_tokens=num_tokens, seed=seed, data_seed=data_seed)  # fmt: skip
+        setup.model.prompt_dropout = prompt_dropout
+        if device is not None:
+            setup.model.to(torch.device(device))
+        return setup
     data = data or load_task(
         task, data_dir=data_dir, rl_fraction=rl_fraction, seed=data_seed, max_train=max_train, max_test=max_test
     )

@@ -34,6 +34,9 @@ def _friendly(fn):
     except (DataError, ModelError, ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as e:
         print(f"crl-prompt: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("crl-prompt: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def train_main(argv: list[str]) -> dict:

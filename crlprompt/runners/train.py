@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..agents.crl import CRLConfig
+from ..checkpoint import STATE_FILE
 
 log = logging.getLogger("crlprompt")
 
@@ -39,7 +40,7 @@ class TrainConfig:
     """One run: a method on a task and model, with one seed."""
 
     task: str = "trec"
-    """trec | agnews | sst2 | empathetic_dialogues."""
+    """trec | agnews | sst2 | empathetic_dialogues | tiny (synthetic, for tiny-bert / tiny-llama)."""
     model: str = "minilm"
     """minilm | smollm2 | an HF id | a local model directory."""
     method: Method = "ptv2"
@@ -71,6 +72,10 @@ class TrainConfig:
     """auto | cpu | cuda | cuda:N."""
     save_adapter: bool = True
     """Also write the prompt as a PEFT adapter directory."""
+    checkpoint_every: int = 100
+    """Write a resumable training state every this many optimizer steps (and at every epoch end)."""
+    resume: bool = True
+    """Resume an interrupted run of the same configuration from its last checkpoint."""
     agent: CRLConfig = field(default_factory=CRLConfig)
     """Hyperparameters of the agent (CRLConfig)."""
 
@@ -130,14 +135,22 @@ def _jsonable(obj):
     return obj
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
+def _prepare_out(out: Path, overwrite: bool, config_text: str, resume: bool) -> tuple[Path, bool]:
+    """The run's working directory ``.<out>.partial`` beside ``--out``; (path, resuming?).
+
+    A partial directory left by an interrupted run with the same configuration and a training
+    state is kept and resumed (when ``resume``); anything else there is discarded.
+    """
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out} exists and is not empty; choose another --out or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.partial"
+    same = (tmp / "config.json").is_file() and (tmp / "config.json").read_text() == config_text
+    if resume and same and (tmp / STATE_FILE).is_file():
+        return tmp, True
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    return tmp
+    return tmp, False
 
 
 def _finish_out(tmp: Path, out: Path) -> None:
@@ -156,8 +169,10 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
     agent_cfg = cfg.agent_config()  # validates
     if cfg.out.exists() and any(cfg.out.iterdir()) and not cfg.overwrite:  # fail before loading anything
         raise FileExistsError(f"--out {cfg.out} exists and is not empty; choose another --out or pass --overwrite")
-    data = load_task(cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
-                     max_train=cfg.max_train, max_test=cfg.max_test)  # fmt: skip
+    data = None if cfg.task == "tiny" else load_task(
+        cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
+        max_train=cfg.max_train, max_test=cfg.max_test,
+    )  # fmt: skip
     device = resolve_device(cfg.device)
     setup = build(
         cfg.task, cfg.model, prompt=cfg.prompt_kind, num_tokens=cfg.tokens, head=cfg.head_kind,
@@ -169,10 +184,13 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
         cfg.method, cfg.task, cfg.model, len(setup.train), len(setup.rl), len(setup.test),
         f"{trainable:,}", f"{total:,}", 100 * trainable / total,
     )  # fmt: skip
-    tmp = _prepare_out(cfg.out, cfg.overwrite)
+    config_text = json.dumps(_jsonable(cfg) | {"agent": _jsonable(agent_cfg)}, indent=2)
+    tmp, resuming = _prepare_out(cfg.out, cfg.overwrite, config_text, cfg.resume)
+    if resuming:
+        log.info("resuming the interrupted run in %s", tmp)
     try:
-        (tmp / "config.json").write_text(json.dumps(_jsonable(cfg) | {"agent": _jsonable(agent_cfg)}, indent=2))
-        metrics = open(tmp / "metrics.jsonl", "w")
+        (tmp / "config.json").write_text(config_text)
+        metrics = open(tmp / "metrics.jsonl", "w")  # rewritten from the agent's history on resume
 
         def write(event: str, rec: dict) -> None:
             if event == "epoch":
@@ -188,7 +206,12 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
             summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
         else:
             agent = CRLAgent(setup, agent_cfg, seed=cfg.seed, log_dir=str(tmp / "tb"), callbacks=[write], progress=progress)
-            summary = agent.learn()
+            summary = agent.learn(checkpoint=str(tmp / STATE_FILE), checkpoint_every=cfg.checkpoint_every, resume=True)
+            if resuming:  # metrics.jsonl holds the epochs after the checkpoint; rewrite it whole
+                metrics.seek(0)
+                metrics.truncate()
+                for rec in summary["history"]:
+                    metrics.write(json.dumps({"event": "epoch", **rec}) + "\n")
         record = {
             "event": "final", "task": cfg.task, "model": cfg.model, "method": cfg.method, "seed": cfg.seed,
             "test_acc": summary["test_acc"], "rl_acc": summary["rl_acc"],
@@ -206,9 +229,14 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
                 save_peft_adapter(setup.model, tmp / "adapter")
             except Exception as e:  # an architecture PEFT cannot wrap: the safetensors file still holds θ
                 log.warning("could not write a PEFT adapter (%s: %s); prompt.safetensors holds the prompt", type(e).__name__, e)
+        (tmp / STATE_FILE).unlink(missing_ok=True)  # the finished run needs no resume state
         _finish_out(tmp, cfg.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if (tmp / STATE_FILE).is_file():  # keep the last good checkpoint (Ctrl-C, kill, NaN guard)
+            log.warning("run interrupted (%s); the last checkpoint is in %s: rerun the same command to resume",
+                        type(e).__name__, tmp)  # fmt: skip
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
 

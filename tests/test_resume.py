@@ -1,0 +1,209 @@
+"""Interruption and resume: a killed run continues to the bit-identical final prompt; damaged or
+malicious state files are refused; a NaN never overwrites the last good checkpoint."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from crlprompt.agents import CRLAgent, CRLConfig
+from crlprompt.checkpoint import STATE_FILE, CheckpointError, load_state
+from crlprompt.envs.soft_prompt import PromptSearch
+from crlprompt.envs.synthetic import tiny_setup
+
+CFG = CRLConfig(
+    lr=1e-2, phase1_epochs=1.5, phase2_epochs=1.5, rl_interval=3, reward_batch_size=16, rl_samples=2,
+    rl_estimator="antithetic",
+)  # fmt: skip
+
+
+def _run(ckpt=None, *, fail=None):
+    """Train on the tiny task; ``fail(agent)`` may raise KeyboardInterrupt to simulate a kill."""
+    setup = tiny_setup()
+    agent = CRLAgent(setup, CFG, seed=3, progress=False)
+    if fail is not None:
+        orig = agent._batch_loss
+
+        def batch_loss(*a, **k):
+            fail(agent)
+            return orig(*a, **k)
+
+        agent._batch_loss = batch_loss
+    out = agent.learn(checkpoint=ckpt, checkpoint_every=2)
+    return out, setup.model.prompt.theta.detach().clone()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _run()
+
+
+def _stop_at(step):
+    def fail(agent):
+        if agent.step == step:
+            raise KeyboardInterrupt
+
+    return fail
+
+
+@pytest.mark.parametrize("stop", [3, 9, 13, 19], ids=["phase1", "phase1-late", "phase2", "phase2-late"])
+def test_resume_is_bit_identical(tmp_path, reference, stop):
+    ref_out, ref_theta = reference
+    ckpt = tmp_path / STATE_FILE
+    with pytest.raises(KeyboardInterrupt):
+        _run(ckpt, fail=_stop_at(stop))
+    assert ckpt.exists()
+    out, theta = _run(ckpt)
+    assert 0 < out["resumed_from_step"] <= stop
+    assert torch.equal(theta, ref_theta)
+    assert [h["rl_acc"] for h in out["history"]] == [h["rl_acc"] for h in ref_out["history"]]
+    assert out["test_acc"] == ref_out["test_acc"]
+
+
+def test_resume_after_a_kill_during_reward_evaluation(tmp_path, reference, monkeypatch):
+    ref_out, ref_theta = reference
+    ckpt = tmp_path / STATE_FILE
+    calls = {"n": 0}
+    orig = PromptSearch.rewards
+
+    def rewards(self, prompts, rng):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second RL reward of phase 2
+            raise KeyboardInterrupt
+        return orig(self, prompts, rng)
+
+    monkeypatch.setattr(PromptSearch, "rewards", rewards)
+    with pytest.raises(KeyboardInterrupt):
+        _run(ckpt)
+    monkeypatch.setattr(PromptSearch, "rewards", orig)
+    out, theta = _run(ckpt)
+    assert out["resumed_from_step"] > 0
+    assert torch.equal(theta, ref_theta)
+
+
+def test_resume_refuses_another_config(tmp_path):
+    ckpt = tmp_path / STATE_FILE
+    with pytest.raises(KeyboardInterrupt):
+        _run(ckpt, fail=_stop_at(5))
+    agent = CRLAgent(tiny_setup(), CRLConfig(lr=5e-3), seed=3, progress=False)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        agent.learn(checkpoint=ckpt)
+
+
+# ----------------------------------------------------------------------------- damaged / malicious
+@pytest.fixture
+def state_file(tmp_path):
+    ckpt = tmp_path / STATE_FILE
+    with pytest.raises(KeyboardInterrupt):
+        _run(ckpt, fail=_stop_at(5))
+    return ckpt
+
+
+def test_bit_flip_fails_the_checksum(state_file):
+    data = bytearray(state_file.read_bytes())
+    data[-5] ^= 0x01  # inside the last tensor's bytes
+    state_file.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_state(state_file)
+
+
+def test_torn_file_is_refused(state_file):
+    data = state_file.read_bytes()
+    state_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable state file"):
+        load_state(state_file)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_as_checkpoint_runs_no_code(tmp_path):
+    from crlprompt.models import load_model
+    from crlprompt.prompts import PromptedModel, PromptLayout, SoftPrompt, load_prompt
+
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(_Payload(marker))
+    (tmp_path / STATE_FILE).write_bytes(evil)
+    (tmp_path / "prompt.safetensors").write_bytes(evil)
+    with pytest.raises(CheckpointError):
+        load_state(tmp_path / STATE_FILE)
+    lm = load_model("tiny-bert")
+    pm = PromptedModel(lm, SoftPrompt(PromptLayout.for_model(lm, "deep", 2), lm), "linear", 2)
+    with pytest.raises(Exception) as e:
+        load_prompt(pm, tmp_path / "prompt.safetensors")
+    assert not isinstance(e.value, (KeyboardInterrupt, SystemExit))
+    assert not marker.exists(), "loading a checkpoint executed code"
+
+
+def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / STATE_FILE
+    setup = tiny_setup()
+    agent = CRLAgent(setup, CRLConfig(lr=1e-2, phase1_epochs=2, phase2_epochs=0), seed=0, progress=False)
+    orig = agent._batch_loss
+
+    def poisoned(*a, **k):
+        loss, parts = orig(*a, **k)
+        if agent.step >= 6:  # after checkpoints at steps 2 and 4
+            loss = loss * float("nan")
+        return loss, parts
+
+    agent._batch_loss = poisoned
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        agent.learn(checkpoint=ckpt, checkpoint_every=2)
+    tensors, doc = load_state(ckpt)
+    assert doc["step"] in (4, 6)
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if v.is_floating_point())
+
+
+# ----------------------------------------------------------------------------- real processes
+def _cli(out: Path, extra=()):
+    return [
+        sys.executable, "-m", "crlprompt.cli", "train", "--task", "tiny", "--model", "tiny-llama", "--method", "crl",
+        "--num-tokens", "4", "--phase1-epochs", "3", "--phase2-epochs", "3", "--rl-interval", "3",
+        "--checkpoint-every", "2", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def _theta(run_dir: Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "prompt.safetensors"))["theta"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_cli_run_resumes_to_the_same_prompt(tmp_path, sig):
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(ref), check=True, env=env, capture_output=True, timeout=300)
+    out = tmp_path / "run"
+    state = tmp_path / ".run.partial" / STATE_FILE
+    proc = subprocess.Popen(_cli(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # land somewhere after the first checkpoint
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be interrupted (machine too fast)")
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert not out.exists(), "an interrupted run must not leave a half-written --out"
+    assert state.exists()
+    done = subprocess.run(_cli(out), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert torch.equal(_theta(out), _theta(ref))
+    assert not (tmp_path / ".run.partial").exists()
