@@ -43,7 +43,7 @@ class Encoded:
         return ids, mask, labels
 
     def subset(self, idx: np.ndarray) -> "Encoded":
-        idx = torch.as_tensor(idx, dtype=torch.long)
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         lengths = self.lengths[idx]
         width = int(lengths.max()) if len(idx) else 0
         return Encoded(self.ids[idx, :width].clone(), lengths.clone(), self.labels[idx].clone())

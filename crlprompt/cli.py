@@ -45,11 +45,14 @@ def train_main(argv: list[str]) -> dict:
     cfg = _tyro_cli(TrainConfig, argv)
     setup_logging()
     rec = _friendly(lambda: run(cfg))
-    print(
-        f"{rec['method']} {rec['task']}/{rec['model']} seed {rec['seed']}: test accuracy {rec['test_acc']:.4f} "
-        f"(phase-1 / Prompt-v2 point: {rec['phase1_test_acc']:.4f}; best D_RL {rec['rl_acc']:.4f}) | "
-        f"trainable params {rec['trainable_params']:,} of {rec['total_params']:,} | {rec['seconds']:.0f}s -> {cfg.out}"
-    )
+    from .distributed import is_main
+
+    if is_main():
+        print(
+            f"{rec['method']} {rec['task']}/{rec['model']} seed {rec['seed']}: test accuracy {rec['test_acc']:.4f} "
+            f"(phase-1 / Prompt-v2 point: {rec['phase1_test_acc']:.4f}; best D_RL {rec['rl_acc']:.4f}) | "
+            f"trainable params {rec['trainable_params']:,} of {rec['total_params']:,} | {rec['seconds']:.0f}s -> {cfg.out}"
+        )
     return rec
 
 

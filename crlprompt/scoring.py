@@ -56,18 +56,22 @@ def score_population(
     Examples are visited in length order so each chunk pads little; every chunk is one model
     call in which row k·b+i pairs prompt k with example i.
     """
+    from .distributed import all_reduce_sum_, is_distributed, rank, world_size
+
     was_training = pm.training
     pm.eval()
     device = pm.device
     thetas = thetas.to(device)
     k = thetas.shape[0]
+    if is_distributed():  # each rank scores rows rank::world; the sums are all-reduced below
+        idx = (np.arange(len(data)) if idx is None else np.asarray(idx))[rank() :: world_size()]
     sub = data if idx is None else data.subset(idx)
     per_chunk = max(1, max_rows // k)
     correct = torch.zeros(k, device=device)
     margin = torch.zeros(k, device=device)
     logp = torch.zeros(k, device=device)
     try:
-        for chunk in eval_batches(sub.lengths, per_chunk):
+        for chunk in (eval_batches(sub.lengths, per_chunk) if len(sub) else ()):
             ids, mask, labels = sub.batch(chunk, device)
             with autocast(device):
                 logits = pm(ids, mask, thetas)  # (K, b, C)
@@ -79,7 +83,12 @@ def score_population(
             logp += (true - torch.logsumexp(logits, 2)).sum(1)
     finally:
         pm.train(was_training)
-    return PopulationScores(correct.cpu(), margin.cpu(), logp.cpu(), len(sub))
+    count = len(sub)
+    if is_distributed():
+        packed = torch.cat([correct, margin, logp, torch.tensor([float(count)], device=device)])
+        all_reduce_sum_(packed)
+        correct, margin, logp, count = packed[:k], packed[k : 2 * k], packed[2 * k : 3 * k], int(packed[-1])
+    return PopulationScores(correct.cpu(), margin.cpu(), logp.cpu(), count)
 
 
 def accuracy(pm: PromptedModel, data: Encoded, *, batch_size: int = 64, theta: torch.Tensor | None = None) -> float:

@@ -23,6 +23,7 @@ import torch
 from ..batching import train_batches
 from ..build import Setup
 from ..losses import ESTIMATORS, cross_entropy_loss, info_nce_loss, reinforce_loss, reinforce_population_loss
+from ..distributed import all_reduce_grads_, is_distributed, is_main, rank, world_size
 from ..scoring import accuracy, autocast
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class CRLConfig:
     """Std of the Gaussian noise that makes a negative prompt θ + ε."""
     prompt_dropout: float = 0.1
     """Dropout on the prompt vector in training; paper: 10%."""
+    head_dropout: float = 0.1
+    """Dropout before the linear head in training."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     grad_clip: float | None = 1.0
@@ -123,6 +126,10 @@ class CRLAgent:
         self.seed = seed
         self.model = setup.model
         self.model.prompt_dropout = self.cfg.prompt_dropout
+        if self.model.head_kind == "linear":
+            self.model.head.dropout.p = self.cfg.head_dropout
+        if not is_main():  # rank 0 alone logs and shows progress
+            log_dir, progress = None, False
         self.callbacks = list(callbacks)
         self.progress = progress
         self.writer = None
@@ -191,7 +198,9 @@ class CRLAgent:
         self._reward_mean = mean_r if self._reward_mean is None else 0.9 * self._reward_mean + 0.1 * mean_r
         return loss, {"reward": float(rewards.mean()), "reward_max": float(rewards.max())}
 
-    def _batch_loss(self, ids, mask, labels, phase: int, rng) -> tuple[torch.Tensor, dict]:
+    def _batch_loss(self, ids, mask, labels, phase: int, rng, weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """Loss of one (shard of a) batch. ``weight`` = shard rows / global batch rows scales the
+        per-example terms; the rank-identical RL term is scaled by 1/world instead."""
         cfg, pm = self.cfg, self.model
         use_contrast = phase == 2 and cfg.beta > 0
         theta = pm.prompt.theta
@@ -209,13 +218,14 @@ class CRLAgent:
         if use_contrast:
             parts["contrast"] = info_nce_loss(feats[0], feats[1], feats[2:], tau=cfg.tau)
             loss = loss + cfg.beta * parts["contrast"]
+        loss = loss * weight
         if phase == 2 and cfg.gamma > 0 and self.phase2_step % cfg.rl_interval == 0:
             rl, info = self._rl_loss(rng)
             # The RL term's own contribution to the gradient (not CE's): γ·‖∇θ L_RL‖.
             (g,) = torch.autograd.grad(rl, pm.prompt.theta, retain_graph=True)
             info["grad_norm"] = cfg.gamma * float(g.norm())
             parts["rl"] = rl
-            loss = loss + cfg.gamma * rl
+            loss = loss + cfg.gamma * rl / world_size()
             self._rl_info = info
         return loss, parts
 
@@ -289,9 +299,17 @@ class CRLAgent:
                 prog.update(pos=0, sums={})
             pm.train()
             while prog["pos"] < len(self._batches) and prog["done"] < budget:
-                ids, mask, labels = self.setup.train.batch(self._batches[prog["pos"]], pm.device)
+                idx = self._batches[prog["pos"]]
                 self._rl_info = None
-                loss, parts = self._batch_loss(ids, mask, labels, phase, self._rng)
+                if is_distributed():  # this rank's shard of the global batch
+                    shard = idx[rank() :: world_size()]
+                    weight = len(shard) / len(idx)
+                    if len(shard) == 0:  # a tail batch smaller than the world: join with zero weight
+                        shard, weight = idx[:1], 0.0
+                else:
+                    shard, weight = idx, 1.0
+                ids, mask, labels = self.setup.train.batch(shard, pm.device)
+                loss, parts = self._batch_loss(ids, mask, labels, phase, self._rng, weight)
                 # On CUDA the check is a host sync, so it runs every 10th step there.
                 if (pm.device.type == "cpu" or self.step % 10 == 0) and not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -300,6 +318,7 @@ class CRLAgent:
                     )
                 self._opt.zero_grad(set_to_none=True)
                 loss.backward()
+                all_reduce_grads_(self._params)  # sum of shard gradients = the global-batch gradient
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self._params, cfg.grad_clip)
                 self._opt.step()
@@ -321,7 +340,7 @@ class CRLAgent:
                     for cb in self.callbacks:
                         cb("rl", rec)
                 bar.update(1)
-                if checkpoint and every and self.step % every == 0:
+                if checkpoint and every and self.step % every == 0 and is_main():
                     self._save_checkpoint(checkpoint)
             # epoch end: score D_RL, keep the best prompt
             prog["epoch"] += 1
@@ -339,7 +358,7 @@ class CRLAgent:
                 self._best.update(acc=acc, state=self._snapshot())
             self._batches = None
             prog.update(pos=0, sums={})
-            if checkpoint:
+            if checkpoint and is_main():
                 self._save_checkpoint(checkpoint)
 
     # ------------------------------------------------------------------ checkpoints

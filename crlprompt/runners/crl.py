@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..agents.crl import CRLConfig
+from ..distributed import is_main
 from ..models import ModelError
 from .train import METHODS, TrainConfig, run, setup_logging
 
@@ -170,11 +171,13 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
             rec = {"task": task, "model": model, "method": method, "seed": seed, "test_acc": None, "skipped": str(e)}
         rec["wall_seconds"] = time.perf_counter() - t0
         rec["config"] = {"max_train": tc.max_train, "max_test": tc.max_test, "agent": dataclasses.asdict(tc.agent_config())}
-        append_jsonl(results_path, rec)
         results.append(rec)
-        write_tables(cfg, results)
-    path = write_tables(cfg, results)
-    print(path.read_text())
+        if is_main():
+            append_jsonl(results_path, rec)
+            write_tables(cfg, results)
+    if is_main():
+        path = write_tables(cfg, results)
+        print(path.read_text())
     return results
 
 

@@ -15,6 +15,7 @@ failed run leaves no half-written ``--out``.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from typing import Literal
 
 from ..agents.crl import CRLConfig
 from ..checkpoint import STATE_FILE
+from ..distributed import barrier, default_device, init_from_env, is_main
 
 log = logging.getLogger("crlprompt")
 
@@ -173,7 +175,7 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
         cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
         max_train=cfg.max_train, max_test=cfg.max_test,
     )  # fmt: skip
-    device = resolve_device(cfg.device)
+    device = resolve_device(default_device() if cfg.device == "auto" and default_device() else cfg.device)
     setup = build(
         cfg.task, cfg.model, prompt=cfg.prompt_kind, num_tokens=cfg.tokens, head=cfg.head_kind,
         prompt_dropout=agent_cfg.prompt_dropout, seed=cfg.seed, max_length=cfg.max_length, device=device, data=data,
@@ -185,12 +187,20 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
         f"{trainable:,}", f"{total:,}", 100 * trainable / total,
     )  # fmt: skip
     config_text = json.dumps(_jsonable(cfg) | {"agent": _jsonable(agent_cfg)}, indent=2)
-    tmp, resuming = _prepare_out(cfg.out, cfg.overwrite, config_text, cfg.resume)
+    main = is_main()  # under torchrun, rank 0 alone writes; the others train and read
+    if main:
+        tmp, resuming = _prepare_out(cfg.out, cfg.overwrite, config_text, cfg.resume)
+    barrier()
+    if not main:
+        tmp = cfg.out.parent / f".{cfg.out.name}.partial"
+        resuming = (tmp / STATE_FILE).is_file()
     if resuming:
         log.info("resuming the interrupted run in %s", tmp)
     try:
-        (tmp / "config.json").write_text(config_text)
-        metrics = open(tmp / "metrics.jsonl", "w")  # rewritten from the agent's history on resume
+        metrics = io.StringIO()
+        if main:
+            (tmp / "config.json").write_text(config_text)
+            metrics = open(tmp / "metrics.jsonl", "w")  # rewritten from the agent's history on resume
 
         def write(event: str, rec: dict) -> None:
             if event == "epoch":
@@ -222,6 +232,9 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
         }  # fmt: skip
         metrics.write(json.dumps(record) + "\n")
         metrics.close()
+        barrier()  # every rank is done with the checkpoint before rank 0 finalizes
+        if not main:
+            return record
         meta = {"task": cfg.task, "method": cfg.method, "test_acc": record["test_acc"]}
         save_prompt(setup.model, tmp / "prompt.safetensors", meta)
         if cfg.save_adapter and setup.model.layout.num_tokens > 0:
@@ -232,6 +245,8 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
         (tmp / STATE_FILE).unlink(missing_ok=True)  # the finished run needs no resume state
         _finish_out(tmp, cfg.out)
     except BaseException as e:
+        if not main:
+            raise
         if (tmp / STATE_FILE).is_file():  # keep the last good checkpoint (Ctrl-C, kill, NaN guard)
             log.warning("run interrupted (%s); the last checkpoint is in %s: rerun the same command to resume",
                         type(e).__name__, tmp)  # fmt: skip
@@ -283,6 +298,7 @@ class EvalConfig:
 
 
 def setup_logging() -> None:
+    init_from_env()  # joins the torchrun process group, if any
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     for noisy in ("transformers", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
