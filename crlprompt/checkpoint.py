@@ -74,7 +74,13 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise CheckpointError(f"{path} is not a crl-prompt training state (format {meta.get('format')!r})")
     if _digest(tensors, meta["doc"]) != meta.get("sha256"):
         raise CheckpointError(f"{path} failed its checksum (corrupted); delete it to start over")
-    return tensors, json.loads(meta["doc"])
+    try:
+        doc = json.loads(meta["doc"])
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{path} has a malformed state document; delete it to start over")
+    return tensors, doc
 
 
 def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

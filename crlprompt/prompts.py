@@ -362,13 +362,23 @@ def load_prompt(pm: PromptedModel, path: str | Path, *, strict: bool = True) -> 
     """
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # not safetensors: torn, random bytes, a pickle...
+        raise ModelError(f"{path} is not a readable safetensors prompt file ({type(e).__name__}); pass a checkpoint written by crl-prompt") from None
     layout = meta.get("layout")
     if layout is None or "theta" not in tensors:
         raise ModelError(f"{path} is not a crl-prompt prompt file (no layout/theta); pass a checkpoint written by crl-prompt")
-    saved = PromptLayout(**json.loads(layout))
+    try:
+        saved = PromptLayout(**json.loads(layout))
+    except Exception:
+        raise ModelError(f"{path} has a malformed layout record; pass a checkpoint written by crl-prompt") from None
+    theta = tensors["theta"]
+    if theta.shape != (saved.dim,) or not theta.is_floating_point() or not torch.isfinite(theta).all():
+        raise ModelError(f"{path} holds a theta of shape {tuple(theta.shape)} / dtype {theta.dtype} that is not a finite "
+                         f"({saved.dim},) float vector; the file is damaged")  # fmt: skip
     if saved != pm.layout:
         raise ModelError(
             f"{path} holds a prompt for model {meta.get('model')!r} with layout {saved}, but the model "

@@ -193,13 +193,42 @@ def safe_unpickle(path_or_bytes: str | os.PathLike | bytes | bytearray | memoryv
             data = Path(path_or_bytes).read_bytes()
         except OSError as e:
             raise _err(where, f"cannot read pickle ({e.strerror})", "check the path") from e
+    _prescan(data, where)
     try:
         return _NoGlobalsUnpickler(io.BytesIO(data), where).load()
     except _RefusedGlobal:
         raise
     except Exception as e:  # truncated / corrupt stream
-        raise _err(where, f"not a valid pickle ({type(e).__name__}: {e})",
+        msg = " ".join(str(e).split())  # one line
+        raise _err(where, f"not a valid pickle ({type(e).__name__}: {msg})",
                    "re-download or regenerate the file") from e
+
+
+# Opcodes that reach objects other than builtin containers and scalars. EXT1/2/4 fetch from
+# copyreg's extension cache without calling find_class, so they are refused up front.
+_REFUSED_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX",
+                "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"}
+_MAX_MEMO = 10_000_000
+
+
+def _prescan(data: bytes, where: str) -> None:
+    """Refuse code-reaching opcodes and absurd memo indexes before unpickling anything."""
+    import pickletools
+
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in _REFUSED_OPS:
+                raise _RefusedGlobal(f"{where}: pickle uses opcode {op.name}, which is refused (loading it "
+                                     "could run code). Fix: only load pickles of plain lists/tuples/str/int")
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and isinstance(arg, int) and arg > _MAX_MEMO:
+                raise _err(where, f"pickle memo index {arg} is implausible", "re-download or regenerate the file")
+    except _RefusedGlobal:
+        raise
+    except DataError:
+        raise
+    except Exception as e:  # malformed stream: let the loader report it
+        if not isinstance(e, (ValueError, EOFError, KeyError, IndexError, TypeError, UnicodeDecodeError)):
+            raise
 
 
 # ----------------------------------------------------------------------------- StaICC
@@ -308,12 +337,16 @@ def _parse_label(raw: Any, names: Sequence[str] | None, where: str) -> int:
     value: int | None = None
     if isinstance(raw, (int, np.integer)) and not isinstance(raw, bool):
         value = int(raw)
+        if abs(value) >= 2**62:
+            raise _err(where, f"label {value} is out of range", f"use labels {known}")
     elif isinstance(raw, float) and raw.is_integer():
         value = int(raw)
     elif isinstance(raw, str):
         s = raw.strip()
-        if re.fullmatch(r"[+-]?\d+", s):
+        if re.fullmatch(r"[+-]?\d{1,18}", s):
             value = int(s)
+        elif re.fullmatch(r"[+-]?\d+", s):
+            raise _err(where, f"label {s[:20]}... is out of range", f"use labels {known}")
         elif names:
             lookup = {n.lower(): i for i, n in enumerate(names)}
             value = lookup.get(s.lower())
@@ -323,6 +356,18 @@ def _parse_label(raw: Any, names: Sequence[str] | None, where: str) -> int:
     if value < 0 or (names is not None and value >= len(names)):
         raise _err(where, f"label {value} is out of range", f"use labels {known}")
     return value
+
+
+def _csv_records(reader, path: Path):
+    """(line number, row) pairs; csv's own errors (huge fields, stray CR) become DataError."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise _err(f"{path}:{reader.line_num}", f"malformed CSV ({e})", "re-save it as standard CSV (RFC 4180)") from None
+        yield reader.line_num, row
 
 
 def _pick(header: Sequence[str], choices: Sequence[str], what: str, path: Path) -> int:
@@ -386,7 +431,8 @@ def read_split_file(path: str | os.PathLike, label_names: Sequence[str] | None =
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:
+                e.msg = getattr(e, "msg", "nested too deeply")
                 raise _err(f"{path}:{ln}", f"invalid JSON ({e.msg})",
                            _JSONL_FIX) from e
             if not isinstance(obj, dict):
@@ -403,8 +449,8 @@ def read_split_file(path: str | os.PathLike, label_names: Sequence[str] | None =
         first = text.split("\n", 1)[0].lower().split(",")
         if {"conv_id", "context", "prompt"} <= {h.strip() for h in first}:
             return _read_empathetic(path, text, label_names or _ED_EMOTIONS)
-        reader = csv.reader(io.StringIO(text))
-        records = ((reader.line_num, r) for r in reader)
+        reader = csv.reader(io.StringIO(text, newline=""))
+        records = _csv_records(reader, path)
     else:  # GLUE-style TSV: no quoting, fields split on tabs
         records = ((ln, line.rstrip("\r").split("\t"))
                    for ln, line in enumerate(text.split("\n"), start=1))

@@ -8,7 +8,7 @@ never garbage, and nothing half-done left behind (an env that still steps the sa
 
 Where a property found a bug, the generic property leaves that narrow region out (each exclusion
 names its test) and a ``test_bug_*`` test pins the bug with explicit inputs, marked
-``xfail(strict=True)``: it fails today and turns into an XPASS failure once the bug is fixed, which
+``xfail(strict=True)`` at first; all of them are fixed now and run as plain tests, which
 is the signal to drop the mark and the exclusion.
 
 The number of Hypothesis cases tried per property is printed at the end of the session
@@ -453,12 +453,6 @@ def test_vector_env_kwargs(num_envs, rbs):
 # ----------------------------------------------------------------------------- env bugs, pinned
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG: PromptSearch (envs/soft_prompt.py:49-59) accepts a prompt with D = 0 (prompt='shallow', "
-    "num_tokens=0); every step then raises RuntimeError from reshape(-1, 0) in check_actions (line 86)",
-)
 def test_bug_env_empty_prompt():
     try:
         env = _make(TINY, prompt="shallow", num_tokens=0)
@@ -468,12 +462,6 @@ def test_bug_env_empty_prompt():
     env.step(np.zeros(env.action_space.shape, np.float32))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: SoftPromptVectorEnv (envs/vector.py:31) accepts "
-    "num_envs=True (bool is an int); reset() then fails with TypeError",
-)
 def test_bug_vector_env_bool_num_envs():
     try:
         venv = gym.make_vec(TINY, num_envs=True, vectorization_mode="vector_entry_point")
@@ -483,12 +471,6 @@ def test_bug_vector_env_bool_num_envs():
     venv.step(np.zeros(venv.action_space.shape, np.float32))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_actions/step (envs/soft_prompt.py:79-86, 254-255) test "
-    "finiteness before the float32 cast and never check the perturbed prompt; dtypes torch cannot "
-    "convert reach torch.as_tensor",
-)
 @pytest.mark.parametrize(
     "case",
     [
@@ -526,11 +508,6 @@ def test_bug_env_action_not_cleanly_refused(case):
         check_reward(r, "margin")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PromptSearch (envs/soft_prompt.py:40-57) does not type-check "
-    "reward_batch_size/max_rows and lets a sigma through whose perturbations overflow float32",
-)
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -767,12 +744,6 @@ def test_read_split_file(workdir, f, names):
     _check_split(split, names)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: read_split_file (tasks.py:310-346, 388-407) lets csv.Error, RecursionError, "
-    "OverflowError and int()'s digit-limit ValueError escape instead of DataError",
-)
 @pytest.mark.parametrize(
     "suffix,data,names",
     [
@@ -947,22 +918,12 @@ def test_safe_unpickle_never_runs_code(workdir, data, proto, mutate):
     assert not marker.exists() and not Path(str(marker) + ".d").exists(), "code from the pickle ran"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: safe_unpickle (tasks.py:200-201) copies the unpickler's "
-    "message into DataError verbatim; some span two lines (the module promises one)",
-)
 def test_bug_safe_unpickle_message_is_one_line():
     with pytest.raises(DataError) as e:
         safe_unpickle(b"P0\n.")  # PERSID: "A load persistent id instruction was encountered,\nbut ..."
     assert "\n" not in str(e.value), str(e.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: safe_unpickle (tasks.py:180-197) relies on find_class alone; "
-    "EXT1/2/4 opcodes whose code is already in copyreg's extension cache skip find_class",
-)
 def test_bug_safe_unpickle_extension_cache_bypass(tmp_path):
     """If any code in the process registered a copyreg extension and loaded it once, a pickle
     using that extension code calls the function without safe_unpickle ever seeing a global."""
@@ -1066,12 +1027,6 @@ def _forge_state(path: Path, doc_text: str) -> None:
     save_file(tensors, str(path), metadata={"format": FORMAT, "doc": doc_text, "sha256": _digest(tensors, doc_text)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: load_state (checkpoint.py:77) json.loads the document unguarded and does not "
-    "check it is an object: JSONDecodeError / a list instead of CheckpointError",
-)
 @pytest.mark.parametrize("doc_text", ['{"step": ', "[1, 2]"], ids=["not-json", "not-an-object"])
 def test_bug_load_state_checksummed_bad_document(tmp_path, doc_text):
     path = tmp_path / "state.safetensors"
@@ -1151,12 +1106,6 @@ def _forge_prompt(pm, path: Path, *, theta=None, layout=None) -> None:
     save_file(tensors, str(path), metadata=meta)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: load_prompt (prompts.py:365-393) does not wrap safetensors/JSON errors in "
-    "ModelError and never checks theta's shape or finiteness (a (1,) theta broadcasts into θ)",
-)
 @pytest.mark.parametrize(
     "case",
     [
@@ -1318,11 +1267,6 @@ def test_cli_train_refuses_bad_combination(workdir, capsys, extra, field):
     _check_cli_refusal(code, out, err, field, "--" + field.replace("_", "-"), out_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CRLConfig.__post_init__ (agents/crl.py:76-81) accepts nan and inf "
-    "(`nan < 0` and `inf > 0` pass); the run trains, then fails or silently drops the term",
-)
 @pytest.mark.parametrize(
     "flag,value",
     [

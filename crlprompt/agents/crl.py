@@ -73,6 +73,12 @@ class CRLConfig:
     """Batch size for scoring D_RL / test."""
 
     def __post_init__(self):
+        for f in ("lr", "tau", "sigma", "beta", "gamma", "phase1_epochs", "phase2_epochs", "negative_noise",
+                  "prompt_dropout", "head_dropout", "weight_decay"):  # fmt: skip
+            if not math.isfinite(getattr(self, f)):
+                raise ValueError(f"{f} must be finite, got {getattr(self, f)!r}")
+        if self.sigma > 1e6:
+            raise ValueError(f"sigma must be <= 1e6 (σ² enters the RL gradient), got {self.sigma}")
         for name in ("lr", "batch_size", "tau", "sigma", "eval_batch_size", "rl_interval", "rl_samples"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -37,8 +37,10 @@ class PromptSearch:
         reward_batch_size: int | None,
         max_rows: int,
     ):
-        if not (isinstance(sigma, (int, float)) and np.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, np.integer)):
+            raise ValueError(f"sigma must be a number, got {sigma!r}")
+        if not (np.isfinite(sigma) and 0 < sigma <= 1e6):
+            raise ValueError(f"sigma must be finite and in (0, 1e6], got {sigma!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         self.setup = setup
@@ -49,8 +51,13 @@ class PromptSearch:
         dim = self.model.layout.dim
         if projection_dim is not None and not (isinstance(projection_dim, int) and 0 < projection_dim <= dim):
             raise ValueError(f"projection_dim must be an int in [1, D={dim}], got {projection_dim!r}")
-        if reward_batch_size is not None and not (0 < reward_batch_size):
-            raise ValueError(f"reward_batch_size must be > 0 or None, got {reward_batch_size!r}")
+        for name, v in (("reward_batch_size", reward_batch_size), ("max_rows", max_rows)):
+            if (v is not None or name == "max_rows") and not (
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+            ):
+                raise ValueError(f"{name} must be a positive int{' or None' if name != 'max_rows' else ''}, got {v!r}")
+        if dim == 0:
+            raise ValueError("the prompt has no parameters (num_tokens=0): there is nothing to search")
         self.sigma = float(sigma)
         self.reward_kind = reward
         self.reward_batch_size = None if reward_batch_size is None else min(int(reward_batch_size), len(self.data))
@@ -75,15 +82,28 @@ class PromptSearch:
         self.center = c.to(self.model.device).clone()
 
     def check_actions(self, actions: Any, batch: int | None) -> torch.Tensor:
-        a = np.asarray(actions)
+        try:
+            if torch.is_tensor(actions):
+                actions = actions.detach().cpu().float().numpy()
+            a = np.asarray(actions)
+        except Exception as e:  # objects numpy cannot hold as an array
+            raise ValueError(f"action must be a float array, got {type(actions).__name__} ({e})") from None
         want = (self.action_dim,) if batch is None else (batch, self.action_dim)
         if a.shape != want:
             raise ValueError(f"action must have shape {want}, got {a.shape}")
         if not np.issubdtype(a.dtype, np.floating):
             raise ValueError(f"action must be a float array, got dtype {a.dtype}")
-        if not np.isfinite(a).all():
-            raise ValueError("action contains NaN or inf; the env was not stepped")
-        return torch.as_tensor(a, dtype=torch.float32).reshape(-1, self.action_dim).to(self.model.device)
+        with np.errstate(over="ignore", invalid="ignore"):
+            a32 = a.astype(np.float32)  # the check runs on what is evaluated: 1e39 overflows here
+        if not np.isfinite(a32).all():
+            raise ValueError("action contains NaN or inf (or overflows float32); the env was not stepped")
+        return torch.as_tensor(a32).reshape(-1, self.action_dim).to(self.model.device)
+
+    @staticmethod
+    def check_prompts(prompts: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(prompts).all():
+            raise ValueError("the perturbed prompt center + sigma*A*a overflows (non-finite); use a smaller action")
+        return prompts
 
     def perturb(self, actions: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
         """P' = center + σ A a for each row of ``actions (K, d)``: ``(K, D)``."""
@@ -103,7 +123,10 @@ class PromptSearch:
             idx = np.sort(rng.choice(len(self.data), self.reward_batch_size, replace=False))
         scores = score_population(self.model, self.data, prompts, idx=idx, max_rows=self.max_rows)
         self.num_evals += prompts.shape[0]
-        return scores.reward(self.reward_kind), scores.reward("accuracy")
+        reward = scores.reward(self.reward_kind)
+        if not torch.isfinite(reward).all():  # e.g. |P'| ~ 1e37: the frozen LM's logits are NaN
+            raise ValueError("the perturbed prompt gives non-finite logits (its values are too large); use a smaller action")
+        return reward, scores.reward("accuracy")
 
 
 def make_search(
@@ -252,7 +275,7 @@ class SoftPromptEnv(gym.Env):
 
     def step(self, action: Any):
         a = self.search.check_actions(action, None)
-        prompts = self.search.perturb(a)
+        prompts = self.search.check_prompts(self.search.perturb(a))
         reward, acc = self.search.rewards(prompts, self.np_random)
         self._t += 1
         if self.episode_length > 1:

@@ -29,7 +29,7 @@ class SoftPromptVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 8, *, search: PromptSearch | None = None, **kwargs: Any):
-        if not (isinstance(num_envs, int) and num_envs >= 1):
+        if isinstance(num_envs, bool) or not (isinstance(num_envs, int) and num_envs >= 1):
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         kwargs.pop("episode_length", None)  # vector env episodes are one step
         self.search = search or make_search(**kwargs)
@@ -47,7 +47,7 @@ class SoftPromptVectorEnv(VectorEnv):
 
     def step(self, actions: Any):
         a = self.search.check_actions(actions, self.num_envs)
-        prompts = self.search.perturb(a)  # (K, D)
+        prompts = self.search.check_prompts(self.search.perturb(a))  # (K, D)
         reward, acc = self.search.rewards(prompts, self.np_random)
         rewards = reward.numpy().astype(np.float64)
         final_obs = np.stack([rewards, np.ones(self.num_envs)], 1).astype(np.float32)
