@@ -87,6 +87,26 @@ def loadavg() -> tuple[float, float, float] | None:
         return None
 
 
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall s, busy CPU-s of the whole machine, CPU-s of this process and its children) from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        vals = [int(x) for x in fields]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+        busy = (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal, no guest (counted in user)
+    except (OSError, ValueError, IndexError):
+        return None
+    t = os.times()
+    return time.time(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def other_load(start, end) -> float | None:
+    """Average number of cores that *other* processes kept busy between two snapshots."""
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (end[0] - start[0]))
+
+
 def machine(device) -> dict:
     import torch
 
@@ -133,6 +153,7 @@ class Clock:
         self.device = device
         self.total = 0.0
         self.count = 0
+        self.times: list[float] = []
 
     def __enter__(self):
         sync(self.device)
@@ -141,8 +162,10 @@ class Clock:
 
     def __exit__(self, *exc):
         sync(self.device)
-        self.total += time.perf_counter() - self._t
+        dt = time.perf_counter() - self._t
+        self.total += dt
         self.count += 1
+        self.times.append(dt)
         return False
 
 
@@ -189,6 +212,7 @@ class Report:
         self.device = device
         self.info = machine(device)
         self.load_start = loadavg()
+        self.cpu_start = cpu_snapshot()
         self.t0 = time.time()
         self.parts: list[str] = []
 
@@ -199,12 +223,15 @@ class Report:
         end = loadavg()
         fmt = lambda la: "n/a" if la is None else " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
         worst = max((la[0] for la in (self.load_start, end) if la), default=0.0)
-        note = f"load average (1/5/15 min) at start {fmt(self.load_start)}, at end {fmt(end)}"
-        if self.device.type == "cpu" and worst > LOAD_WARN:
+        other = other_load(self.cpu_start, cpu_snapshot())
+        note = f"load average (1/5/15 min) at start {fmt(self.load_start)}, at end {fmt(end)} (it counts this script's own threads)"
+        if other is not None:
+            note += f"; other processes kept **{other:.2f} of {self.info['cores']} cores** busy on average during the script"
+        busy = worst > LOAD_WARN if other is None else other > 0.25
+        if self.device.type == "cpu" and busy:
             note += (
-                f" — **taken under load** (1-min load > {LOAD_WARN} on {self.info['usable_cores']} cores: other "
-                "processes shared the CPU, so absolute figures are low and noisy; both sides ran interleaved in "
-                "the same process, so the ratios are the figures to read)"
+                " — **taken under load**: other processes shared the CPU, so absolute figures are low and noisy; "
+                "both sides ran interleaved in the same process, so the ratios are the figures to read"
             )
         return note
 

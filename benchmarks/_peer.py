@@ -102,6 +102,7 @@ class PlainLoop:
         self._batches: list[np.ndarray] = []
         self.positions = 0  # padded positions seen
         self.real = 0  # real tokens seen
+        self.rows = 0  # examples seen
         self.last_loss = float("nan")
 
     def _next(self) -> np.ndarray:
@@ -121,6 +122,7 @@ class PlainLoop:
             labels = self.labels[idx].to(self.device, non_blocking=True)
             self.positions += ids.numel()
             self.real += int(enc["attention_mask"].sum())
+            self.rows += len(idx)
             with autocast(self.device):
                 loss = self.model(ids, mask, labels)["loss"]
             self.opt.zero_grad(set_to_none=True)
