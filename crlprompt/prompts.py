@@ -232,9 +232,12 @@ class PromptedModel(nn.Module):
         k = thetas.shape[0]
         kv = thetas.view(k, lay.num_tokens, lay.num_layers, 2, lay.num_kv_heads, lay.head_dim)
         kv = kv.permute(2, 3, 0, 4, 1, 5)  # (L, 2, K, kv_heads, P, head_dim)
-        kv = kv.unsqueeze(3).expand(-1, -1, -1, batch, -1, -1, -1)
-        kv = kv.reshape(lay.num_layers, 2, k * batch, lay.num_kv_heads, lay.num_tokens, lay.head_dim)
-        return DynamicCache([(kv[i, 0], kv[i, 1]) for i in range(lay.num_layers)])
+
+        def rows(t: torch.Tensor) -> torch.Tensor:  # (K, H, P, d) -> (K*B, H, P, d), row k*B+b = prompt k
+            return t.unsqueeze(1).expand(-1, batch, -1, -1, -1).reshape(k * batch, *t.shape[1:])
+
+        # unbind, not kv[i, 0]: each indexed select's backward would zero-fill the whole KV tensor
+        return DynamicCache([(rows(key), rows(val)) for key, val in (layer.unbind(0) for layer in kv.unbind(0))])
 
     def features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, thetas: torch.Tensor | None = None
