@@ -75,8 +75,9 @@ class SoftPrompt(nn.Module):
       shallow prompts copy the embeddings of random vocabulary tokens (the usual prompt-tuning init).
     * ``"tokens"`` (deep only): the keys/values the frozen LM itself computes for P random
       vocabulary tokens (Li & Liang's "activations of real words"). Decoders need it: a random
-      N(0, 1) prefix in all 30 layers of SmolLM2 captures the attention that the model normally
-      sinks into its first position, and prefix tuning from there does not recover (TREC test
+      N(0, 1) prefix in all 30 layers of SmolLM2 is far from any context the model has seen
+      (probably disturbing the attention it sinks into its first position; not verified), and
+      prefix tuning from there does not recover (TREC test
       accuracy 0.354 ± 0.203 over 3 seeds at lr 1e-2, 0.38 and 0.26 at lr 1e-3 and 3e-3, against
       0.95 for a shallow prompt).
     * ``"auto"`` (default): ``"tokens"`` for decoders' deep prefixes, ``"random"`` otherwise.

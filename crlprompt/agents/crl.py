@@ -372,7 +372,10 @@ class CRLAgent:
         from ..checkpoint import optimizer_to_flat, save_state
 
         if not all(torch.isfinite(p).all() for p in self._params):
-            raise FloatingPointError(f"non-finite prompt/head at step {self.step}; the last good checkpoint {path} is kept")
+            raise FloatingPointError(
+                f"non-finite loss/parameters: the prompt or head became NaN/inf by step {self.step}; lower --lr "
+                f"or --gamma; the last good checkpoint {path} is kept"
+            )
         tensors = {f"param.{k}": v for k, v in self._snapshot().items()}
         opt_t, opt_doc = optimizer_to_flat(self._opt)
         tensors.update(opt_t)
