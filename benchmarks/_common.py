@@ -169,6 +169,19 @@ class Clock:
         return False
 
 
+def timed_learn(agent, device, steps: int) -> tuple[dict, float]:
+    """Run ``agent.learn()`` between device syncs; (summary, wall seconds). Refuses a run whose
+    step count is not ``steps``, so both sides of a comparison do the same work."""
+    sync(device)
+    t = time.perf_counter()
+    summary = agent.learn()
+    sync(device)
+    raw = time.perf_counter() - t
+    if summary["steps"] != steps:
+        raise RuntimeError(f"learn() ran {summary['steps']} steps, wanted {steps}")
+    return summary, raw
+
+
 def median(xs) -> float:
     return float(statistics.median(xs))
 

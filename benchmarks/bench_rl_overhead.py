@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 
 import _common as C
 
@@ -80,13 +79,7 @@ def main(argv=None):
                 return inner_rl(rng)
 
         agent.evaluate, agent._rl_loss = timed_eval, timed_rl
-        C.sync(device)
-        t = time.perf_counter()
-        summary = agent.learn()
-        C.sync(device)
-        raw = time.perf_counter() - t
-        if summary["steps"] != steps:
-            raise RuntimeError(f"learn() ran {summary['steps']} steps, wanted {steps}")
+        summary, raw = C.timed_learn(agent, device, steps)
         r = results[name]
         r["train"].append(raw - ev.total)
         r["eval"].append(ev.total)

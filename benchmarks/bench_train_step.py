@@ -122,13 +122,7 @@ def main(argv=None):
                     return inner(split)
 
             a.evaluate = timed_eval
-            C.sync(device)
-            t = time.perf_counter()
-            summary = a.learn()
-            C.sync(device)
-            raw = time.perf_counter() - t
-            if summary["steps"] != n:
-                raise RuntimeError(f"learn() ran {summary['steps']} steps, wanted {n}")
+            summary, raw = C.timed_learn(a, device, n)
             self.eval_s, self.raw_s = clock.total, raw
             self.last_loss = summary["history"][-1].get("train_ce", float("nan"))
             return raw - clock.total  # reported time: training only

@@ -137,15 +137,13 @@ def _jsonable(obj):
     return obj
 
 
-def _prepare_out(out: Path, overwrite: bool, config_text: str, resume: bool) -> tuple[Path, bool]:
+def _prepare_out(out: Path, config_text: str, resume: bool) -> tuple[Path, bool]:
     """The run's working directory ``.<out>.partial`` beside ``--out``; (path, resuming?).
 
     A partial directory left by an interrupted run with the same configuration and a training
     state is kept and resumed (when ``resume``); anything else there is discarded.
     """
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"--out {out} exists and is not empty; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)  # (run() refused a non-empty --out before loading)
     tmp = out.parent / f".{out.name}.partial"
     same = (tmp / "config.json").is_file() and (tmp / "config.json").read_text() == config_text
     if resume and same and (tmp / STATE_FILE).is_file():
@@ -189,7 +187,7 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
     config_text = json.dumps(_jsonable(cfg) | {"agent": _jsonable(agent_cfg)}, indent=2)
     main = is_main()  # under torchrun, rank 0 alone writes; the others train and read
     if main:
-        tmp, resuming = _prepare_out(cfg.out, cfg.overwrite, config_text, cfg.resume)
+        tmp, resuming = _prepare_out(cfg.out, config_text, cfg.resume)
     barrier()
     if not main:
         tmp = cfg.out.parent / f".{cfg.out.name}.partial"
