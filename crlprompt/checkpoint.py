@@ -21,8 +21,7 @@ STATE_FILE = "state.safetensors"
 FORMAT = "crlprompt-state-v1"
 
 
-class CheckpointError(ValueError):
-    """A state file is missing, torn, corrupted or made for another configuration."""
+from .errors import CheckpointError  # noqa: E402  (re-exported: crlprompt.checkpoint.CheckpointError)
 
 
 def _digest(tensors: dict[str, torch.Tensor], doc: str) -> str:

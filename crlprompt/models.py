@@ -40,8 +40,7 @@ ENCODER_TYPES = {
 }  # fmt: skip
 
 
-class ModelError(ValueError):
-    """A model could not be resolved; the message says how to fix it."""
+from .errors import ModelError  # noqa: E402  (re-exported)
 
 
 @dataclass

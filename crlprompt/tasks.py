@@ -47,8 +47,7 @@ DATA_DIR_ENV = "CRLPROMPT_DATA_DIR"
 STAICC_PIN = "pip install --no-deps StaICC==0.1.1"
 
 
-class DataError(ValueError):
-    """Bad or missing data; the message names the problem and the fix on one line."""
+from .errors import DataError  # noqa: E402  (re-exported)
 
 
 class _RefusedGlobal(DataError, pickle.UnpicklingError):
