@@ -1,13 +1,63 @@
 """crl-prompt: soft-prompt tuning of frozen language models as a reinforcement-learning problem.
 
 Importing this package registers the ``CRLPrompt/...`` Gymnasium ids (see
-:mod:`crlprompt.registry`); it imports neither torch nor transformers. The heavy modules load
-lazily: ``crlprompt.envs``, ``crlprompt.agents``, ``crlprompt.losses``, ``crlprompt.prompts``.
+:mod:`crlprompt.registry`) and imports neither torch nor transformers. The public objects below
+load lazily, on first attribute access (``crlprompt.CRLAgent`` imports torch then)::
+
+    from crlprompt import SetupConfig, build, CRLAgent, CRLConfig
+    setup = build(SetupConfig(task="tiny", model="tiny-llama", num_tokens=4))
+    CRLAgent(setup, CRLConfig(phase1_epochs=1, phase2_epochs=1)).learn()
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckpointError, ConfigError, CRLPromptError, DataError, EnvError, ModelError
 from .registry import env_ids, register_envs
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "env_ids", "register_envs"]
+
+#: public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "SetupConfig": "build", "Setup": "build", "build": "build",
+    "load_task": "tasks", "TaskSpec": "tasks", "TASKS": "tasks",
+    "load_model": "models", "LoadedModel": "models",
+    "SoftPrompt": "prompts", "PromptedModel": "prompts", "save_prompt": "prompts", "load_prompt": "prompts",
+    "save_peft_adapter": "prompts",
+    "accuracy": "scoring", "score_population": "scoring",
+    "EnvConfig": "envs", "SoftPromptEnv": "envs", "SoftPromptVectorEnv": "envs", "PromptSearch": "envs",
+    "CRLAgent": "agents", "CRLConfig": "agents", "ESAgent": "agents", "RandomSearch": "agents",
+    "PPOPromptAgent": "agents", "SearchResult": "agents",
+}  # fmt: skip
+
+__all__ = [
+    "__version__", "env_ids", "register_envs",
+    "CRLPromptError", "ConfigError", "DataError", "ModelError", "CheckpointError", "EnvError",
+    *_LAZY,
+]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later accesses skip this hook
+        return value
+    raise AttributeError(f"module 'crlprompt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .agents import CRLAgent, CRLConfig, ESAgent, PPOPromptAgent, RandomSearch, SearchResult  # noqa: F401
+    from .build import Setup, SetupConfig, build  # noqa: F401
+    from .envs import EnvConfig, PromptSearch, SoftPromptEnv, SoftPromptVectorEnv  # noqa: F401
+    from .models import LoadedModel, load_model  # noqa: F401
+    from .prompts import PromptedModel, SoftPrompt, load_prompt, save_peft_adapter, save_prompt  # noqa: F401
+    from .scoring import accuracy, score_population  # noqa: F401
+    from .tasks import TASKS, TaskSpec, load_task  # noqa: F401
 
 register_envs()

@@ -1,14 +1,23 @@
-"""Assemble the pieces for one (task, model, prompt) combination: the shared entry point of the
-CLI, the runners and the environments."""
+"""Assemble one (task, model, prompt) combination from a :class:`SetupConfig`: the shared entry
+point of the CLI, the runners and the environments.
+
+``SetupConfig`` is what a run or an env needs to rebuild its model and data; train configs and
+env configs embed it, run directories store it as is, and ``crl-prompt eval`` reads it back.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+import numbers
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
 from .batching import Encoded, encode
+from .errors import ConfigError
 from .models import LoadedModel, load_model
 from .prompts import HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, label_token_ids
 from .tasks import TaskData, TaskSpec, load_task
@@ -17,9 +26,90 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class SetupConfig:
+    """Task, model, prompt and data split: everything needed to rebuild a model and its data."""
+
+    task: str = "trec"
+    """trec | agnews | sst2 | empathetic_dialogues | tiny (synthetic, in-code data, for tiny models)."""
+    model: str = "minilm"
+    """minilm | smollm2 | tiny-bert | tiny-llama | an HF id | a local model directory."""
+    prompt: Literal["auto", "deep", "shallow"] = "auto"
+    """deep prefix (P-Tuning v2) or shallow prompt (input embeddings); auto = deep, or what the method says."""
+    num_tokens: int = 20
+    """Virtual tokens; paper: 20."""
+    head: Literal["auto", "linear", "verbalizer"] = "auto"
+    """Classifier: a linear head or the LM's verbalizer; auto = linear, or what the method says."""
+    init: Literal["auto", "random", "tokens"] = "auto"
+    """Prompt init: N(0,1) / random token embeddings, the LM's keys/values of random tokens; auto = tokens for decoders' deep prefixes."""
+    seed: int = 0
+    """Seeds the prompt and head init (a training run also seeds dropout, batch order and RL samples with it)."""
+    data_seed: int = 0
+    """Seed of the D_RL split and of any subsampling (kept fixed across seeds so runs share D_RL and test)."""
+    data_dir: str | None = None
+    """Directory with task files (SST-2 needs sst2/dev.tsv from GLUE); also $CRLPROMPT_DATA_DIR."""
+    rl_fraction: float = 0.1
+    """|D_RL| / |train|; paper: 10%."""
+    max_train: int | None = None
+    """Cap the training pool (seeded subsample; D_RL is taken from it)."""
+    max_test: int | None = None
+    """Cap the test split (seeded subsample)."""
+    max_length: int = 128
+    """Token cap per input."""
+
+    def __post_init__(self) -> None:
+        for name in ("task", "model"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty name, got {getattr(self, name)!r}")
+        _check_choice("prompt", self.prompt, ("auto", "deep", "shallow"))
+        _check_choice("head", self.head, ("auto", "linear", "verbalizer"))
+        _check_choice("init", self.init, ("auto", "random", "tokens"))
+        for name, low in (("num_tokens", 0), ("seed", 0), ("data_seed", 0), ("max_length", 1)):
+            setattr(self, name, _check_int(name, getattr(self, name), low))
+        for name in ("max_train", "max_test"):
+            if getattr(self, name) is not None:
+                setattr(self, name, _check_int(name, getattr(self, name), 1))
+        rf = self.rl_fraction
+        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not math.isfinite(rf) or not 0 < rf < 1:
+            raise ConfigError(f"rl_fraction must be a number in (0, 1), got {rf!r}")
+
+    @property
+    def prompt_kind(self) -> PromptKind:
+        return "deep" if self.prompt == "auto" else self.prompt
+
+    @property
+    def head_kind(self) -> HeadKind:
+        return "linear" if self.head == "auto" else self.head
+
+    def resolved(self) -> "SetupConfig":
+        """The same setup with ``auto`` prompt and head made explicit (what a run directory stores)."""
+        return dataclasses.replace(self, prompt=self.prompt_kind, head=self.head_kind)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SetupConfig":
+        """Rebuild from a stored dict; unknown keys are refused with their names."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown setup fields {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+@dataclass
 class Setup:
     """A frozen LM with a prompt and head, and the task's three tokenized splits."""
 
+    config: SetupConfig
     spec: TaskSpec
     lm: LoadedModel
     model: PromptedModel
@@ -49,51 +139,32 @@ def build_model(
 
 
 def build(
-    task: str,
-    model: str | LoadedModel,
+    config: SetupConfig,
     *,
-    prompt: PromptKind = "deep",
-    num_tokens: int = 20,
-    head: HeadKind = "linear",
-    prompt_dropout: float = 0.1,
-    seed: int = 0,
-    data_seed: int = 0,
-    data_dir: str | None = None,
-    rl_fraction: float = 0.1,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    max_length: int = 128,
     device: str | torch.device | None = None,
+    lm: LoadedModel | None = None,
     data: TaskData | None = None,
+    prompt_dropout: float = 0.1,
 ) -> Setup:
-    """Load task data and model (or reuse ``model``/``data`` given as objects) and tokenize once.
-
-    ``task="tiny"`` is the synthetic task of :mod:`crlprompt.envs.synthetic` (tiny models only).
-    """
-    if task == "tiny" and data is None:
-        from .envs.synthetic import tiny_setup
-
-        if head != "linear":
-            raise ValueError("task 'tiny' supports head='linear' only")
-        setup = tiny_setup(model=model if isinstance(model, str) else model.name, prompt=prompt,
-                           num_tokens=num_tokens, seed=seed, data_seed=data_seed)  # fmt: skip
-        setup.model.prompt_dropout = prompt_dropout
-        if device is not None:
-            setup.model.to(torch.device(device))
-        return setup
+    """Load the task's data and the model (or reuse ``lm`` / ``data``) and tokenize every split once."""
+    if not isinstance(config, SetupConfig):
+        raise ConfigError(f"build() takes a SetupConfig, got {type(config).__name__}")
+    cfg = config.resolved()
     data = data or load_task(
-        task, data_dir=data_dir, rl_fraction=rl_fraction, seed=data_seed, max_train=max_train, max_test=max_test
-    )
-    lm = model if isinstance(model, LoadedModel) else load_model(model)
-    pm = build_model(lm, data.spec, prompt=prompt, num_tokens=num_tokens, head=head, prompt_dropout=prompt_dropout, seed=seed)
+        cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
+        max_train=cfg.max_train, max_test=cfg.max_test,
+    )  # fmt: skip
+    lm = lm or load_model(cfg.model)
+    pm = build_model(lm, data.spec, prompt=cfg.prompt_kind, num_tokens=cfg.num_tokens, head=cfg.head_kind,
+                     prompt_dropout=prompt_dropout, seed=cfg.seed, init=cfg.init)  # fmt: skip
     if device is not None:
         pm.to(torch.device(device))
-    tmpl = template_for(lm, head)
+    tmpl = template_for(lm, cfg.head_kind)
     enc = {
-        name: encode(split, lm.tokenizer, spec=data.spec, template=tmpl, max_length=max_length)
+        name: encode(split, lm.tokenizer, spec=data.spec, template=tmpl, max_length=cfg.max_length)
         for name, split in (("train", data.train), ("rl", data.rl), ("test", data.test))
     }
-    return Setup(data.spec, lm, pm, enc["train"], enc["rl"], enc["test"], data.source)
+    return Setup(cfg, data.spec, lm, pm, enc["train"], enc["rl"], enc["test"], data.source)
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -18,20 +18,14 @@ USAGE = """usage: crl-prompt {train,eval,reproduce,compare} [--help] [flags]
 """
 
 
-def _tyro_cli(cls, argv):
-    import tyro
-
-    return tyro.cli(cls, args=argv, config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
-
-
 def _friendly(fn):
-    """Turn expected user errors into one line on stderr and exit code 2 (no traceback wall)."""
-    from .models import ModelError
-    from .tasks import DataError
+    """Turn user-fixable errors (:class:`CRLPromptError`, a diverged run) into one line on stderr
+    and exit code 2; anything else is a bug and keeps its traceback."""
+    from .errors import CRLPromptError
 
     try:
         return fn()
-    except (DataError, ModelError, ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as e:
+    except (CRLPromptError, FloatingPointError) as e:
         print(f"crl-prompt: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
@@ -40,9 +34,10 @@ def _friendly(fn):
 
 
 def train_main(argv: list[str]) -> dict:
-    from .runners.train import TrainConfig, run, setup_logging
+    from .runners.common import parse_config, setup_logging
+    from .runners.train import TrainConfig, run
 
-    cfg = _tyro_cli(TrainConfig, argv)
+    cfg = parse_config(TrainConfig, argv, "crl-prompt train: train and evaluate one method on one task/model")
     setup_logging()
     rec = _friendly(lambda: run(cfg))
     from .distributed import is_main
@@ -57,9 +52,10 @@ def train_main(argv: list[str]) -> dict:
 
 
 def eval_main(argv: list[str]) -> dict:
-    from .runners.train import EvalConfig, evaluate_checkpoint, setup_logging
+    from .runners.common import parse_config, setup_logging
+    from .runners.train import EvalConfig, evaluate_checkpoint
 
-    cfg = _tyro_cli(EvalConfig, argv)
+    cfg = parse_config(EvalConfig, argv, "crl-prompt eval: re-evaluate a run directory's prompt on a split")
     setup_logging()
     res = _friendly(lambda: evaluate_checkpoint(cfg.checkpoint, cfg.split, cfg.device, cfg.data_dir))
     print(json.dumps(res))

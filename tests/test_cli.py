@@ -108,7 +108,7 @@ def test_train_then_eval_tiny(tmp_path, capsys, needs_staicc):
     assert {p.name for p in out.iterdir()} >= {"config.json", "metrics.jsonl", "prompt.safetensors", "adapter", "tb"}
     assert (out / "adapter" / "adapter_config.json").is_file()
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "tiny-bert" and config["method"] == "crl" and config["agent"]["rl_interval"] == 2
+    assert config["setup"]["model"] == "tiny-bert" and config["method"] == "crl" and config["agent"]["rl_interval"] == 2
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records] == ["epoch", "epoch", "final"]
     final = records[-1]

@@ -16,7 +16,7 @@ import torch
 from torch.testing import assert_close
 
 from crlprompt.agents.crl import CRLAgent, CRLConfig
-from crlprompt.envs.synthetic import tiny_setup
+from helpers.tiny import tiny_setup
 from crlprompt.scoring import accuracy, score_population
 
 SIGMA = 0.1

@@ -48,7 +48,7 @@ def test_two_gloo_processes_match_one(tmp_path):
 
 
 def test_sharded_reward_equals_unsharded(tmp_path):
-    from crlprompt.envs.synthetic import tiny_setup
+    from helpers.tiny import tiny_setup
     from crlprompt.scoring import score_population
 
     out = tmp_path / "scores.json"

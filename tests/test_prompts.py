@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from crlprompt.envs.synthetic import TINY_SPEC
+from crlprompt.tasks import get_task
+
+TINY_SPEC = get_task("tiny")
 from crlprompt.models import LoadedModel, ModelError, load_model
 from crlprompt.prompts import (
     PROMPT_FILE,

@@ -17,7 +17,7 @@ import torch
 from crlprompt.agents import CRLAgent, CRLConfig
 from crlprompt.checkpoint import STATE_FILE, CheckpointError, load_state
 from crlprompt.envs.soft_prompt import PromptSearch
-from crlprompt.envs.synthetic import tiny_setup
+from helpers.tiny import tiny_setup
 
 CFG = CRLConfig(
     lr=1e-2, phase1_epochs=1.5, phase2_epochs=1.5, rl_interval=3, reward_batch_size=16, rl_samples=2,

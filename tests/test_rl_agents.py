@@ -179,8 +179,9 @@ def test_save_writes_a_loadable_checkpoint(tiny_setup, tmp_path):
     assert path == tmp_path / "run" / "prompt.safetensors" and path.is_file()
     assert torch.equal(pm.prompt.theta, before)  # saving does not change the env's model
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg["task"] == "tiny" and cfg["model"] == "tiny-llama" and cfg["method"] == "ptv2" and cfg["algo"] == "es"
-    assert cfg["num_tokens"] == 4 and cfg["head"] == "linear"
+    setup = cfg["setup"]
+    assert setup["task"] == "tiny" and setup["model"] == "tiny-llama" and cfg["method"] == "ptv2" and cfg["algo"] == "es"
+    assert setup["num_tokens"] == 4 and setup["head"] == "linear"
     meta = load_prompt(pm, path)
     try:
         np.testing.assert_array_equal(pm.prompt.theta.detach().numpy(), res.best_prompt)

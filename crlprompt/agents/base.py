@@ -18,6 +18,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import ConfigError
+
 #: ``callback(evals, best_reward)`` after each batch of evaluations; returning ``False`` stops early.
 Callback = Callable[[int, float], "bool | None"]
 
@@ -65,12 +67,12 @@ class SearchResult:
         from ..prompts import PROMPT_FILE, save_prompt
 
         if which not in ("best", "final"):
-            raise ValueError(f"which must be 'best' or 'final', got {which!r}")
+            raise ConfigError(f"which must be 'best' or 'final', got {which!r}")
         prompt = self.best_prompt if which == "best" else self.final_prompt
         pm = search_of(env).model
         theta = pm.prompt.theta
         if tuple(theta.shape) != tuple(prompt.shape):
-            raise ValueError(
+            raise ConfigError(
                 f"this result holds a prompt of shape {prompt.shape}, the env's model needs {tuple(theta.shape)}"
             )
         out = Path(path)
@@ -93,23 +95,18 @@ class SearchResult:
 
 
 def run_config(env: Any) -> dict:
-    """The fields ``crl-prompt eval`` needs to rebuild an env's model and data (its TrainConfig keys)."""
+    """What ``crl-prompt eval`` needs to rebuild an env's model and data: its :class:`SetupConfig`
+    (stored as is) and the search options, as a run directory's ``config.json`` holds them."""
+    import dataclasses
+
     search = search_of(env)
     spec = getattr(env.unwrapped, "spec", None)
-    kw = dict(spec.kwargs) if spec is not None else {}
     layout = search.model.layout
+    setup = search.setup.config
     return {
         "env_id": spec.id if spec is not None else None,
-        "task": search.setup.spec.name,
-        "model": search.model.lm.name,
+        "setup": dataclasses.asdict(setup),
         "method": "ptv2" if layout.kind == "deep" else "ptv1",  # ptv1 = shallow prompt, ptv2 = deep prefix
-        "num_tokens": layout.num_tokens,
-        "head": "verbalizer" if search.model.head_kind == "verbalizer" else "linear",
-        "seed": kw.get("init_seed", 0),
-        "data_seed": kw.get("data_seed", 0),
-        "rl_fraction": kw.get("rl_fraction", 0.1),
-        "max_train": kw.get("max_train"),
-        "data_dir": kw.get("data_dir"),
         "sigma": search.sigma,
         "projection_dim": search.action_dim if search.projection is not None else None,
     }
@@ -146,7 +143,7 @@ class ActionScorer:
         actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.action_dim)
         n = len(actions)
         if n % self.batch:
-            raise ValueError(f"{n} actions do not split into steps of the vector env's {self.batch} sub-envs")
+            raise ConfigError(f"{n} actions do not split into steps of the vector env's {self.batch} sub-envs")
         out = np.empty(n, np.float64)
         for i in range(0, n, self.batch):
             if self.vector:
@@ -172,5 +169,5 @@ class ActionScorer:
 
 def check_budget(budget: Any, per_update: int, what: str) -> int:
     if not (isinstance(budget, (int, np.integer)) and budget >= per_update):
-        raise ValueError(f"budget must be an int >= {per_update} ({what}), got {budget!r}")
+        raise ConfigError(f"budget must be an int >= {per_update} ({what}), got {budget!r}")
     return int(budget)

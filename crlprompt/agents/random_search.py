@@ -7,6 +7,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from ..errors import ConfigError
 from .base import ActionScorer, Callback, SearchResult, check_budget
 
 
@@ -38,11 +39,11 @@ class RandomSearch:
         self.scorer = ActionScorer(env)
         self.batch = batch or (self.scorer.batch if self.scorer.vector else 32)
         if self.batch < 1 or self.batch % self.scorer.batch:
-            raise ValueError(
+            raise ConfigError(
                 f"batch must be a positive multiple of the vector env's num_envs={self.scorer.batch}, got {batch}"
             )
         if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
+            raise ConfigError(f"scale must be > 0, got {scale}")
         self.scale = float(scale)
         self.include_center = include_center
         self.seed = seed

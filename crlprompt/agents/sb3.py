@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import ConfigError
 from .base import Callback, SearchResult, check_budget, search_of
 
 #: Above this action dimension PPO's diagonal Gaussian is a doubtful choice (DESIGN, STYLE 3).
@@ -107,7 +108,7 @@ class PPOPromptAgent:
             )
         self.env = env
         if not action_scale > 0:
-            raise ValueError(f"action_scale must be > 0, got {action_scale}")
+            raise ConfigError(f"action_scale must be > 0, got {action_scale}")
         self.tracker = _Tracker(env, float(action_scale))
         self.seed = seed
         self.model = sb3.PPO(

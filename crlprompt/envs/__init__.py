@@ -1,6 +1,8 @@
-"""Gymnasium environments: :class:`SoftPromptEnv`, its batched vector form, and the registry."""
+"""Gymnasium environments: :class:`SoftPromptEnv`, its batched vector form, their config."""
 
-from .soft_prompt import PromptSearch, SoftPromptEnv, make_search
+from .config import EnvConfig
+from .search import PromptSearch, make_search, plant_head
+from .soft_prompt import SoftPromptEnv
 from .vector import SoftPromptVectorEnv
 
-__all__ = ["PromptSearch", "SoftPromptEnv", "SoftPromptVectorEnv", "make_search"]
+__all__ = ["EnvConfig", "PromptSearch", "SoftPromptEnv", "SoftPromptVectorEnv", "make_search", "plant_head"]

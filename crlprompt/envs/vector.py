@@ -9,7 +9,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .soft_prompt import PromptSearch, make_search
+from ..errors import ConfigError
+from .config import EnvConfig
+from .search import PromptSearch, resolve_search
 
 
 class SoftPromptVectorEnv(VectorEnv):
@@ -28,11 +30,18 @@ class SoftPromptVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int = 8, *, search: PromptSearch | None = None, **kwargs: Any):
+    def __init__(
+        self, num_envs: int = 8, config: EnvConfig | None = None, *, search: PromptSearch | None = None, **kwargs: Any
+    ):
         if isinstance(num_envs, bool) or not (isinstance(num_envs, int) and num_envs >= 1):
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        kwargs.pop("episode_length", None)  # vector env episodes are one step
-        self.search = search or make_search(**kwargs)
+            raise ConfigError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        self.search = resolve_search(config, search, kwargs)
+        self.config = self.search.config
+        if self.config.episode_length != 1:
+            raise ConfigError(
+                f"the batched vector env runs one-step episodes; got episode_length={self.config.episode_length}. "
+                "Use gym.make_vec(..., vectorization_mode='sync') for multi-step episodes"
+            )
         self.num_envs = num_envs
         self.single_action_space = spaces.Box(-1.0, 1.0, (self.search.action_dim,), np.float32)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)

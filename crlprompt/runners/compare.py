@@ -18,10 +18,12 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ..errors import ConfigError
+from .common import mean_std, parse_config, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +62,26 @@ class CompareConfig:
         algos = self.algo_list
         bad = [a for a in algos if a not in ALGOS]
         if bad or not algos:
-            raise ValueError(f"unknown algorithm(s) {bad or algos}; choose from {ALGOS}, e.g. --algos random,es,ppo")
+            raise ConfigError(f"unknown algorithm(s) {bad or algos}; choose from {ALGOS}, e.g. --algos random,es,ppo")
         if self.budget < 1:
-            raise ValueError(f"budget must be >= 1 prompt evaluation, got {self.budget}")
+            raise ConfigError(f"budget must be >= 1 prompt evaluation, got {self.budget}")
         if self.num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
+            raise ConfigError(f"num_envs must be >= 1, got {self.num_envs}")
         _ = self.seed_list  # validates
         for name in ("env_kwargs", "algo_kwargs"):
             value = self._json(name)
             if not isinstance(value, dict):
                 # ValueError, not TypeError: bad user input, which the CLI reports as one line.
-                raise ValueError(f"--{name.replace('_', '-')} must be a JSON object, got {value!r}")  # noqa: TRY004
+                raise ConfigError(f"--{name.replace('_', '-')} must be a JSON object, got {value!r}")  # noqa: TRY004
         unknown = set(self._json("algo_kwargs")) - set(ALGOS)
         if unknown:
-            raise ValueError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {ALGOS}")
+            raise ConfigError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {ALGOS}")
 
     def _json(self, name: str) -> Any:
         try:
             return json.loads(getattr(self, name))
         except json.JSONDecodeError as e:
-            raise ValueError(f"--{name.replace('_', '-')} is not valid JSON ({e}): {getattr(self, name)!r}") from None
+            raise ConfigError(f"--{name.replace('_', '-')} is not valid JSON ({e}): {getattr(self, name)!r}") from None
 
     @property
     def algo_list(self) -> list[str]:
@@ -90,7 +92,7 @@ class CompareConfig:
         try:
             return [int(s) for s in str(self.seeds).split(",") if s.strip()]
         except ValueError:
-            raise ValueError(f"seeds must be comma-separated integers, got {self.seeds!r}") from None
+            raise ConfigError(f"seeds must be comma-separated integers, got {self.seeds!r}") from None
 
 
 def make_agent(algo: str, env_id: str, env_kwargs: dict, cfg: CompareConfig, seed: int, action_dim: int):
@@ -191,14 +193,6 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     return records
 
 
-def _mean_std(values: list[float], fmt: Callable[[float], str]) -> str:
-    import numpy as np
-
-    if len(values) == 1:
-        return fmt(values[0])
-    return f"{fmt(float(np.mean(values)))} ± {fmt(float(np.std(values)))}"
-
-
 def markdown_table(records: list[dict]) -> str:
     """One row per algorithm (mean ± std over seeds): accuracies on full D_RL and test, speed."""
     if not records:
@@ -207,8 +201,8 @@ def markdown_table(records: list[dict]) -> str:
     def acc(x: float) -> str:
         return f"{x:.3f}"
 
-    def col(rs: list[dict], key: str, fmt: Callable[[float], str] = acc) -> str:
-        return _mean_std([r[key] for r in rs], fmt)
+    def col(rs: list[dict], key: str, fmt: str = "{:.3f}") -> str:
+        return mean_std([r[key] for r in rs], fmt)
 
     head = ("| algo | seeds | action dim | evals | center acc (D_RL / test) | best D_RL acc | final D_RL acc "
             "| best test acc | final test acc | evals/s | seconds |")  # fmt: skip
@@ -225,8 +219,8 @@ def markdown_table(records: list[dict]) -> str:
             f"| {algo} | {len(rs)} | {rs[0]['action_dim']} | {rs[0]['evals']} "
             f"| {acc(rs[0]['center_rl_acc'])} / {acc(rs[0]['center_test_acc'])} "
             f"| {col(rs, 'best_rl_acc')} | {col(rs, 'final_rl_acc')} | {col(rs, 'best_test_acc')} "
-            f"| {col(rs, 'final_test_acc')} | {col(rs, 'evals_per_s', lambda x: f'{x:.0f}')} "
-            f"| {col(rs, 'seconds', lambda x: f'{x:.1f}')} |"
+            f"| {col(rs, 'final_test_acc')} | {col(rs, 'evals_per_s', '{:.0f}')} "
+            f"| {col(rs, 'seconds', '{:.1f}')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -269,19 +263,13 @@ def plot_curves(records: list[dict], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> CompareConfig:
-    import tyro
-
-    return tyro.cli(
-        CompareConfig, args=argv, config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff),
-        description=__doc__.split("\n\n")[0],
-    )  # fmt: skip
+    return parse_config(CompareConfig, argv, __doc__.split("\n\n")[0])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """``python -m crlprompt.runners.compare [flags]`` / ``crl-prompt compare [flags]``."""
     cfg = parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     records = run_compare(cfg)
     print((Path(cfg.out) / "table.md").read_text())
     print(f"wrote {cfg.out}/results.jsonl, table.md, curves.png")

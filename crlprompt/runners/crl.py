@@ -14,28 +14,24 @@ are rewritten after every run to ``OUT/table1.md`` / ``OUT/table2.md``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..agents.crl import CRLConfig
+from ..build import SetupConfig
 from ..distributed import is_main
-from ..models import ModelError
-from .train import METHODS, TrainConfig, run, setup_logging
+from ..errors import ConfigError, ModelError
+from .common import append_jsonl, load_results, mean_std, parse_config, setup_logging
+from .config import METHODS, TrainConfig
+from .train import run
 
 log = logging.getLogger("crlprompt")
 
 TABLE1_METHODS = ("handcraft", "ptv1", "ptv2", "crl")
 ABLATION_METHODS = ("ptv2", "crl-contrast", "crl-rl", "crl")
-METHOD_NAMES = {
-    "handcraft": "HandCraft", "ptv1": "Prompt v1", "ptv2": "Prompt v2", "crl": "CRL-Prompt",
-    "crl-contrast": "+ contrastive", "crl-rl": "+ RL",
-}  # fmt: skip
+METHOD_NAMES = {name: m.title for name, m in METHODS.items()}
 ABLATION_NAMES = {"ptv2": "v2 only", "crl-contrast": "+ contrastive", "crl-rl": "+ RL", "crl": "full (CRL-Prompt)"}
 TASK_NAMES = {"agnews": "AG News", "trec": "TREC", "sst2": "SST-2", "empathetic_dialogues": "EmpDial"}
 
@@ -72,47 +68,12 @@ class ReproduceConfig:
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
-            raise ValueError(f"unknown methods {bad}; choose from {METHODS}")
+            raise ConfigError(f"unknown methods {bad}; choose from {tuple(METHODS)}")
 
 
 def run_name(task: str, model: str, method: str, seed: int) -> str:
     safe_model = model.replace("/", "_")
     return f"{task}-{safe_model}-{method}-s{seed}"
-
-
-def load_results(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                log.warning("skipping a torn line in %s (an interrupted write)", path)
-    return out
-
-
-def append_jsonl(path: Path, rec: dict) -> None:
-    """Append one record; first end a line torn by an interrupted write, so no record merges into it."""
-    with open(path, "ab+") as f:
-        f.seek(0, 2)
-        if f.tell() > 0:
-            f.seek(-1, 2)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write((json.dumps(rec) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
 def table(results: list[dict], tasks, models, methods, names: dict[str, str], key: str = "test_acc") -> str:
@@ -125,7 +86,7 @@ def table(results: list[dict], tasks, models, methods, names: dict[str, str], ke
         for t, m in cols:
             recs = [r for r in results if (r["task"], r["model"], r["method"]) == (t, m, meth)]
             vals = [r[key] for r in recs if r.get(key) is not None]
-            row.append("n/a" if recs and not vals else _cell(vals))
+            row.append("n/a" if recs and not vals else mean_std(vals))
         lines.append("| " + " | ".join(row) + " |")
     n = sorted({r["seed"] for r in results})
     lines.append("")
@@ -155,11 +116,10 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
     log.info("%d runs in the grid, %d already done, %d to go", len(grid), len(grid) - len(todo), len(todo))
     for i, (task, model, method, seed) in enumerate(todo, 1):
         log.info("[%d/%d] %s", i, len(todo), run_name(task, model, method, seed))
-        tc = TrainConfig(
-            task=task, model=model, method=method, seed=seed, out=cfg.out / "runs" / run_name(task, model, method, seed),
-            overwrite=True, data_dir=cfg.data_dir, max_train=cfg.max_train.get(task), max_test=cfg.max_test.get(task),
-            device=cfg.device, agent=dataclasses.replace(cfg.agent),
-        )  # fmt: skip
+        setup = SetupConfig(task=task, model=model, seed=seed, data_dir=cfg.data_dir,
+                            max_train=cfg.max_train.get(task), max_test=cfg.max_test.get(task))  # fmt: skip
+        tc = TrainConfig(setup=setup, method=method, out=cfg.out / "runs" / run_name(task, model, method, seed),
+                         overwrite=True, device=cfg.device, agent=dataclasses.replace(cfg.agent))  # fmt: skip
         t0 = time.perf_counter()
         try:
             rec = run(tc, progress=cfg.progress)
@@ -170,7 +130,7 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
             log.warning("skipping %s: %s", run_name(task, model, method, seed), e)
             rec = {"task": task, "model": model, "method": method, "seed": seed, "test_acc": None, "skipped": str(e)}
         rec["wall_seconds"] = time.perf_counter() - t0
-        rec["config"] = {"max_train": tc.max_train, "max_test": tc.max_test, "agent": dataclasses.asdict(tc.agent_config())}
+        rec["config"] = {"max_train": setup.max_train, "max_test": setup.max_test, "agent": dataclasses.asdict(tc.agent_config())}
         results.append(rec)
         if is_main():
             append_jsonl(results_path, rec)
@@ -182,9 +142,7 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
 
 
 def main(argv: list[str] | None = None):
-    import tyro
-
-    cfg = tyro.cli(ReproduceConfig, args=argv, config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
+    cfg = parse_config(ReproduceConfig, argv, __doc__.split("\n\n")[0])
     setup_logging()
     return reproduce(cfg)
 

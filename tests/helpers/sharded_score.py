@@ -3,11 +3,14 @@ the all-reduced rewards (rank 0) to the JSON file named by argv[1]."""
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers.tiny
+
 from crlprompt.distributed import init_from_env, is_main, world_size
-from crlprompt.envs.synthetic import tiny_setup
+from helpers.tiny import tiny_setup
 from crlprompt.scoring import score_population
 
 init_from_env()

@@ -1,0 +1,138 @@
+"""EnvConfig: every option of the soft-prompt environment, validated in one place.
+
+``gym.make(id, **kwargs)`` maps its keyword arguments one to one onto these fields: a name of
+:class:`~crlprompt.build.SetupConfig` (``task``, ``model``, ``prompt``, ``num_tokens``, ``init``,
+``seed``, ``data_seed``, ``rl_fraction``, ``max_train``, ``data_dir``...) goes into
+``EnvConfig.setup``, every other name is a field of ``EnvConfig`` itself. ``head`` names the
+env's frozen head (``EnvConfig.head``); the setup's head is the verbalizer when that is
+``"verbalizer"``, else linear.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..build import SetupConfig
+from ..errors import ConfigError
+
+REWARD_KINDS = ("accuracy", "margin", "neg_ce")
+HEADS = ("auto", "probe", "planted", "verbalizer", "random", "checkpoint")
+#: Legacy keyword names still accepted by :meth:`EnvConfig.from_kwargs`.
+ALIASES = {"init_seed": "seed"}
+
+
+def _reward_kinds() -> tuple[str, ...]:
+    try:  # the scoring layer owns the list; importing it loads torch, which an env needs anyway
+        from ..scoring import REWARDS
+
+        return tuple(REWARDS)
+    except ImportError:  # pragma: no cover
+        return REWARD_KINDS
+
+
+@dataclass
+class EnvConfig:
+    """Options of :class:`~crlprompt.envs.SoftPromptEnv` and its vector form."""
+
+    setup: SetupConfig = field(default_factory=SetupConfig)
+    """Task, model, prompt kind, tokens, init, data split (see :class:`crlprompt.build.SetupConfig`)."""
+    head: Literal["auto", "probe", "planted", "verbalizer", "random", "checkpoint"] = "auto"
+    """Frozen classifier: probe = ridge-regression linear head fitted once on train features at the
+    initial prompt; planted = a probe fitted at a hidden random prompt θ*, after which the search
+    starts from another random prompt (a synthetic problem with a known good answer); verbalizer =
+    the LM's own head over the label words; random = the seeded random linear head; checkpoint =
+    the head saved with ``checkpoint``. auto = checkpoint if given, else verbalizer for
+    ``setup.head="verbalizer"``, else probe."""
+    sigma: float = 0.1
+    """σ: the evaluated prompt is center + σ·A·a."""
+    projection_dim: int | None = None
+    """d of a fixed seeded random projection A (D, d) with N(0, 1/d) entries; None = identity (d = D)."""
+    projection_seed: int = 0
+    """Seed of the projection matrix."""
+    reward: str = "accuracy"
+    """accuracy (the paper's) or a denser one (see crlprompt.scoring.REWARDS); accuracy is always in info."""
+    reward_batch_size: int | None = None
+    """Score each step on a seeded minibatch of D_RL of this size (shared by the K prompts of a vector step); None = all."""
+    episode_length: int = 1
+    """1 = a bandit (terminated every step); T > 1 = the center moves by each action, truncated after T steps (single env only)."""
+    max_rl: int | None = None
+    """Keep only the first this many rows of D_RL (cheaper rewards); None = all."""
+    probe_rows: int = 2000
+    """Train rows used to fit a probe / planted head."""
+    checkpoint: str | None = None
+    """A crl-prompt prompt file or run directory to start from (its θ is the center, its head the head)."""
+    max_rows: int = 128
+    """Rows per model call when scoring (K prompts × examples)."""
+    device: str | None = None
+    """cpu | cuda | None (= cuda when available)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.setup, dict):
+            self.setup = SetupConfig.from_dict(self.setup)
+        if not isinstance(self.setup, SetupConfig):
+            raise ConfigError(f"setup must be a SetupConfig, got {type(self.setup).__name__}")
+        if self.head not in HEADS:
+            raise ConfigError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head == "verbalizer" and self.setup.head == "auto":
+            self.setup = dataclasses.replace(self.setup, head="verbalizer")
+        if self.setup.head == "verbalizer" and self.head not in ("auto", "verbalizer", "checkpoint"):
+            raise ConfigError(f"head={self.head!r} needs a linear setup head; the setup asks for head='verbalizer'")
+        s = self.sigma
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and 0 < s <= 1e6):
+            raise ConfigError(f"sigma must be a finite number in (0, 1e6], got {s!r}")
+        self.sigma = float(s)
+        if self.reward not in _reward_kinds():
+            raise ConfigError(f"reward must be one of {_reward_kinds()}, got {self.reward!r}")
+        for name in ("projection_dim", "reward_batch_size", "max_rl"):
+            setattr(self, name, _positive_int(name, getattr(self, name), optional=True))
+        for name in ("episode_length", "probe_rows", "max_rows"):
+            setattr(self, name, _positive_int(name, getattr(self, name)))
+        if isinstance(self.projection_seed, bool) or not isinstance(self.projection_seed, numbers.Integral):
+            raise ConfigError(f"projection_seed must be an int, got {self.projection_seed!r}")
+        self.projection_seed = int(self.projection_seed)
+        if self.head == "checkpoint" and not self.checkpoint:
+            raise ConfigError("head='checkpoint' needs checkpoint=<prompt file or run directory>")
+
+    @property
+    def head_kind(self) -> str:
+        """The head actually used (``auto`` resolved)."""
+        if self.head != "auto":
+            return self.head
+        if self.checkpoint:
+            return "checkpoint"
+        return "verbalizer" if self.setup.head == "verbalizer" else "probe"
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "EnvConfig":
+        """Route ``gym.make`` keyword arguments: SetupConfig names into ``setup``, the rest here."""
+        setup_names = {f.name for f in dataclasses.fields(SetupConfig)}
+        own = {f.name for f in dataclasses.fields(cls)} - {"setup"}
+        setup = kwargs.pop("setup", None)
+        setup_kw: dict[str, Any] = {}
+        env_kw: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            name = ALIASES.get(key, key)
+            if name in own:  # "head" is the env's frozen head; the setup's follows from it
+                env_kw[name] = value
+            elif name in setup_names:
+                setup_kw[name] = value
+            else:
+                raise ConfigError(
+                    f"unknown env option {key!r}; env options: {sorted(own)}; setup options: {sorted(setup_names)}"
+                )
+        if isinstance(setup, dict):
+            setup = SetupConfig.from_dict(setup)
+        base = setup if setup is not None else SetupConfig()
+        return cls(setup=dataclasses.replace(base, **setup_kw), **env_kw)
+
+
+def _positive_int(name: str, value: Any, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be a positive int{' or None' if optional else ''}, got {value!r}")
+    return int(value)

@@ -1,0 +1,170 @@
+"""PromptSearch: what one env step computes, shared by the single and the vector env.
+
+``make_search(EnvConfig)`` builds the frozen scorer (LM + head), the reward data D_RL, the
+action projection A, σ and the center; ``PromptSearch.perturb(actions (K, d)) -> (K, D)``
+prompts; ``PromptSearch.rewards(prompts) -> (K,)`` rewards and accuracies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..build import Setup, build, resolve_device
+from ..errors import ConfigError, EnvError
+from ..prompts import SoftPrompt, load_prompt
+from ..scoring import fit_probe, score_population
+from .config import EnvConfig
+
+log = logging.getLogger(__name__)
+
+
+class PromptSearch:
+    """The frozen scorer and the search space of one env (see :class:`EnvConfig` for the options)."""
+
+    def __init__(self, setup: Setup, config: EnvConfig | None = None, **options: Any):
+        if options:  # TEMPORARY: keyword options, until every caller passes an EnvConfig
+            config = EnvConfig.from_kwargs(setup=setup.config, **options)
+        cfg = config or EnvConfig(setup=setup.config)
+        self.config = cfg
+        self.setup = setup
+        self.model = setup.model
+        self.data = setup.rl
+        if len(self.data) == 0:
+            raise ConfigError("D_RL is empty: raise rl_fraction or give more training data")
+        dim = self.model.layout.dim
+        if dim == 0:
+            raise ConfigError("the prompt has no parameters (num_tokens=0): there is nothing to search")
+        if cfg.projection_dim is not None and cfg.projection_dim > dim:
+            raise ConfigError(f"projection_dim must be an int in [1, D={dim}], got {cfg.projection_dim!r}")
+        self.sigma = cfg.sigma
+        self.reward_kind = cfg.reward
+        rbs = cfg.reward_batch_size
+        self.reward_batch_size = None if rbs is None else min(rbs, len(self.data))
+        self.max_rows = cfg.max_rows
+        self.dim = dim
+        self.action_dim = cfg.projection_dim or dim
+        self.projection = None
+        if cfg.projection_dim is not None and cfg.projection_dim != dim:
+            # Entries N(0, 1/d): each coordinate of A a has unit variance for a ~ N(0, I_d), so
+            # sigma means the same per-coordinate noise with and without projection.
+            g = torch.Generator().manual_seed(cfg.projection_seed)
+            a = torch.randn(dim, cfg.projection_dim, generator=g) / np.sqrt(cfg.projection_dim)
+            self.projection = a.to(self.model.device)
+        self.center = self.model.prompt.theta.detach().clone()
+        self.num_evals = 0
+
+    def set_center(self, center: Any) -> None:
+        c = torch.as_tensor(np.asarray(center) if not torch.is_tensor(center) else center.detach(), dtype=torch.float32)
+        if c.shape != (self.dim,):
+            raise EnvError(f"center must have shape ({self.dim},), got {tuple(c.shape)}")
+        if not torch.isfinite(c).all():
+            raise EnvError("center contains NaN or inf")
+        self.center = c.to(self.model.device).clone()
+
+    def check_actions(self, actions: Any, batch: int | None) -> torch.Tensor:
+        try:
+            if torch.is_tensor(actions):
+                actions = actions.detach().cpu().float().numpy()
+            a = np.asarray(actions)
+        except Exception as e:  # objects numpy cannot hold as an array
+            raise EnvError(f"action must be a float array, got {type(actions).__name__} ({e})") from None
+        want = (self.action_dim,) if batch is None else (batch, self.action_dim)
+        if a.shape != want:
+            raise EnvError(f"action must have shape {want}, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise EnvError(f"action must be a float array, got dtype {a.dtype}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            a32 = a.astype(np.float32)  # the check runs on what is evaluated: 1e39 overflows here
+        if not np.isfinite(a32).all():
+            raise EnvError("action contains NaN or inf (or overflows float32); the env was not stepped")
+        return torch.as_tensor(a32).reshape(-1, self.action_dim).to(self.model.device)
+
+    @staticmethod
+    def check_prompts(prompts: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(prompts).all():
+            raise EnvError("the perturbed prompt center + sigma*A*a overflows (non-finite); use a smaller action")
+        return prompts
+
+    def perturb(self, actions: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+        """P' = center + σ A a for each row of ``actions (K, d)``: ``(K, D)``."""
+        center = self.center if center is None else center
+        delta = actions if self.projection is None else actions @ self.projection.T
+        return center.unsqueeze(0) + self.sigma * delta
+
+    def prompt_for(self, action: Any) -> np.ndarray:
+        """The prompt vector an action evaluates (float32 ``(D,)``), for agents and export."""
+        a = self.check_actions(action, None)
+        return self.perturb(a)[0].cpu().numpy()
+
+    def rewards(self, prompts: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reward, accuracy), each ``(K,)``, on all of D_RL or a minibatch drawn from ``rng``."""
+        idx = None
+        if self.reward_batch_size is not None and self.reward_batch_size < len(self.data):
+            idx = np.sort(rng.choice(len(self.data), self.reward_batch_size, replace=False))
+        scores = score_population(self.model, self.data, prompts, idx=idx, max_rows=self.max_rows)
+        self.num_evals += prompts.shape[0]
+        reward = scores.reward(self.reward_kind)
+        if not torch.isfinite(reward).all():  # e.g. |P'| ~ 1e37: the frozen LM's logits are NaN
+            raise EnvError("the perturbed prompt gives non-finite logits (its values are too large); use a smaller action")
+        return reward, scores.reward("accuracy")
+
+
+def plant_head(setup: Setup, *, ridge: float = 0.1, rows: int = 2000) -> float:
+    """Fit the linear head at the current (hidden) prompt θ*, then move θ to a fresh random prompt.
+
+    The search then starts away from a prompt that is known to work: a learnable synthetic
+    problem even for random tiny models, whose features collapse under most prompts. θ* is
+    initialised from ``setup.config.seed``, the start from ``seed + 1``. Returns the probe's
+    training accuracy at θ*.
+    """
+    pm, cfg = setup.model, setup.config
+    acc = fit_probe(pm, setup.train.subset(np.arange(min(rows, len(setup.train)))), ridge=ridge)
+    fresh = SoftPrompt(pm.layout, setup.lm, seed=cfg.seed + 1, init=cfg.init)
+    with torch.no_grad():
+        pm.prompt.theta.copy_(fresh.theta.to(pm.prompt.theta.device))
+    return acc
+
+
+def make_search(config: EnvConfig, setup: Setup | None = None) -> PromptSearch:
+    """Build the :class:`PromptSearch` of ``config`` (or around an already built ``setup``)."""
+    if setup is None:
+        setup = build(config.setup, device=resolve_device(config.device))
+        head = config.head_kind
+        if head == "verbalizer" and setup.model.head_kind != "verbalizer":
+            raise ConfigError("head='verbalizer' needs setup head='verbalizer' (pass head='verbalizer' for both)")
+        if config.max_rl is not None and config.max_rl < len(setup.rl):
+            setup.rl = setup.rl.subset(np.arange(config.max_rl))
+        if head == "checkpoint":
+            load_prompt(setup.model, config.checkpoint)
+        elif head == "probe":
+            rows = np.arange(min(config.probe_rows, len(setup.train)))
+            acc = fit_probe(setup.model, setup.train.subset(rows))
+            log.info("fitted a ridge probe head on %d train rows (train acc %.3f)", len(rows), acc)
+        elif head == "planted":
+            acc = plant_head(setup, rows=config.probe_rows)
+            log.info("planted a probe head at a hidden prompt (train acc %.3f); the search starts elsewhere", acc)
+    setup.model.eval()
+    return PromptSearch(setup, config)
+
+
+def resolve_search(config: EnvConfig | None, search: PromptSearch | None, kwargs: dict[str, Any]) -> PromptSearch:
+    """The search an env constructor was given: an EnvConfig, keyword options (``gym.make``), a
+    built ``search``, or ``setup=<a built Setup>`` to reuse its model and data as they are."""
+    if search is not None:
+        if config is not None or kwargs:
+            raise ConfigError("pass search= alone: its config already fixes every option")
+        return search
+    built = kwargs.pop("setup", None)
+    if config is not None and kwargs:
+        raise ConfigError("pass either an EnvConfig or keyword options, not both")
+    if isinstance(built, Setup):
+        config = config or EnvConfig.from_kwargs(setup=built.config, **kwargs)
+        built.model.eval()
+        return PromptSearch(built, config)
+    if built is not None:
+        kwargs["setup"] = built  # a SetupConfig or a dict of its fields
+    return make_search(config or EnvConfig.from_kwargs(**kwargs))

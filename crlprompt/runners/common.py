@@ -1,0 +1,131 @@
+"""What every runner shares: the tyro call, logging, JSON-lines records, mean ± std, versions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+log = logging.getLogger("crlprompt")
+T = TypeVar("T")
+
+
+def parse_config(cls: type[T], argv: list[str] | None, description: str | None = None) -> T:
+    """Parse flags into the config dataclass ``cls`` (``--help`` shows every field's docstring)."""
+    import tyro
+
+    return tyro.cli(
+        cls, args=argv, description=description,
+        config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff),
+    )  # fmt: skip
+
+
+def setup_logging() -> None:
+    """INFO logs on stderr (joined to the torchrun process group first, if any)."""
+    from ..distributed import init_from_env
+
+    init_from_env()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                            stream=sys.stderr)  # fmt: skip
+    for noisy in ("transformers", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, paths and tuples as plain JSON values (so configs compare equal after a reload)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
+    """``mean ± sample std`` (ddof = 1) over seeds; the single value when there is one; – when none."""
+    values = [float(v) for v in values]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
+
+
+def load_results(path: Path) -> list[dict]:
+    """Every record of a JSON-lines file (a line torn by an interrupted write is skipped)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("skipping a torn line in %s (an interrupted write)", path)
+    return out
+
+
+def append_jsonl(path: Path, rec: dict) -> None:
+    """Append one record; first end a line torn by an interrupted write, so no record merges into it."""
+    with open(path, "ab+") as f:
+        f.seek(0, 2)
+        if f.tell() > 0:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(jsonable(rec)) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from (None outside a git checkout)."""
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    """Package versions, Python, the commit: stored in every record."""
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    out = {"crlprompt": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+           "numpy": np.__version__, "python": platform.python_version(), "commit": git_commit()}  # fmt: skip
+    for name in ("peft", "gymnasium", "stable_baselines3"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def machine(device: Any = None) -> dict:
+    """Where a record was measured: device, CPU count, torch threads, host platform."""
+    import torch
+
+    info = {"device": str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}  # fmt: skip
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info

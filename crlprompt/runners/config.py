@@ -1,0 +1,141 @@
+"""What a training run is: the table of methods, and the configs of ``train`` and ``eval``.
+
+A method is a row of :data:`METHODS` (prompt kind, head, whether the contrastive and RL terms
+are on, whether it trains); the ablations are rows of the same table, not forks of the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..agents.crl import CRLConfig
+from ..build import SetupConfig
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the method table."""
+
+    title: str
+    """Name in the paper's tables."""
+    prompt: Literal["deep", "shallow"]
+    """Deep prefix (P-Tuning v2) or shallow prompt."""
+    head: Literal["linear", "verbalizer"]
+    """Trained linear head, or the frozen LM's verbalizer (zero-shot)."""
+    contrast: bool = False
+    """Keep the agent's β (InfoNCE term) in phase 2; False sets β = 0."""
+    rl: bool = False
+    """Keep the agent's γ (REINFORCE term) in phase 2; False sets γ = 0."""
+    trains: bool = True
+    """False: evaluate the initial model only (HandCraft)."""
+
+    def agent_config(self, agent: CRLConfig) -> CRLConfig:
+        """``agent`` with this method's switches applied."""
+        return dataclasses.replace(agent, beta=agent.beta if self.contrast else 0.0, gamma=agent.gamma if self.rl else 0.0)
+
+
+METHODS: dict[str, Method] = {
+    "handcraft": Method("HandCraft", "shallow", "verbalizer", trains=False),
+    "ptv1": Method("Prompt v1", "shallow", "linear"),
+    "ptv2": Method("Prompt v2", "deep", "linear"),
+    "crl": Method("CRL-Prompt", "deep", "linear", contrast=True, rl=True),
+    "crl-contrast": Method("+ contrastive", "deep", "linear", contrast=True),
+    "crl-rl": Method("+ RL", "deep", "linear", rl=True),
+}
+MethodName = Literal["handcraft", "ptv1", "ptv2", "crl", "crl-contrast", "crl-rl"]
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {tuple(METHODS)}")
+    return METHODS[name]
+
+
+@dataclass
+class TrainConfig:
+    """One run: a method on a task and model, with one seed."""
+
+    setup: SetupConfig = field(default_factory=SetupConfig)
+    """Task, model, prompt, data split (flags --task, --model, --seed, --data-seed, --num-tokens...)."""
+    method: MethodName = "ptv2"
+    """handcraft (template + verbalizer, zero-shot) | ptv1 (shallow, CE) | ptv2 (deep, CE) | crl (Algorithm 1) |
+    crl-contrast (β only) | crl-rl (γ only)."""
+    out: Path = Path("runs/train")
+    """Run directory to create (refused if it exists and is not empty, unless --overwrite)."""
+    overwrite: bool = False
+    """Replace an existing --out."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    save_adapter: bool = True
+    """Also write the prompt as a PEFT adapter directory."""
+    checkpoint_every: int = 100
+    """Write a resumable training state every this many optimizer steps (and at every epoch end)."""
+    resume: bool = True
+    """Resume an interrupted run of the same configuration from its last checkpoint."""
+    agent: CRLConfig = field(default_factory=CRLConfig)
+    """Hyperparameters of the agent (CRLConfig)."""
+
+    def __post_init__(self) -> None:
+        get_method(self.method)
+        if isinstance(self.out, str):
+            self.out = Path(self.out)
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be an int >= 0, got {self.checkpoint_every!r}")
+
+    @property
+    def method_spec(self) -> Method:
+        return METHODS[self.method]
+
+    @property
+    def seed(self) -> int:
+        return self.setup.seed
+
+    def resolved_setup(self) -> SetupConfig:
+        """The setup with the method's prompt kind and head filled in where they are ``auto``."""
+        m = self.method_spec
+        s = self.setup
+        return dataclasses.replace(
+            s,
+            prompt=m.prompt if s.prompt == "auto" else s.prompt,
+            head=m.head if s.head == "auto" else s.head,
+            num_tokens=0 if not m.trains else s.num_tokens,
+        )
+
+    def agent_config(self) -> CRLConfig:
+        """The agent config with the method's switches applied (β, γ off for the baselines)."""
+        return self.method_spec.agent_config(self.agent)
+
+
+@dataclass
+class EvalConfig:
+    """Re-evaluate a saved run."""
+
+    checkpoint: Path
+    """A run directory written by `crl-prompt train` (config.json + prompt.safetensors)."""
+    split: Literal["test", "rl", "train"] = "test"
+    """Which split to score."""
+    device: str = "auto"
+    """auto | cpu | cuda."""
+    data_dir: str | None = None
+    """Override the run's data directory."""
+
+
+def setup_from_run_config(saved: dict[str, Any]) -> SetupConfig:
+    """The :class:`SetupConfig` stored in a run directory's ``config.json``.
+
+    Run directories written before SetupConfig existed hold flat keys (task, model, method,
+    num_tokens, head, seed, ...); they are mapped onto it, resolved by their method.
+    """
+    if isinstance(saved.get("setup"), dict):
+        return SetupConfig.from_dict(saved["setup"])
+    names = {f.name for f in dataclasses.fields(SetupConfig)}
+    flat = {k: v for k, v in saved.items() if k in names}
+    method = saved.get("method", "ptv2")
+    if method not in METHODS or "task" not in flat or "model" not in flat:
+        raise ConfigError("config.json holds neither a 'setup' record nor a known legacy layout (task, model, method)")
+    flat["head"] = flat.get("head", "auto") if flat.get("head") in ("linear", "verbalizer") else "auto"
+    return TrainConfig(setup=SetupConfig(**flat), method=method).resolved_setup()
