@@ -1,0 +1,90 @@
+"""The rows of one split, the seeded D_RL holdout, the row caps and the one-line error format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["Split", "cap", "check_fraction", "check_limit", "data_error", "split_rl"]
+
+
+def data_error(where: object, problem: str, fix: str) -> DataError:
+    """``DataError("{where}: {problem}. Fix: {fix}")``: the one-line form of every data error."""
+    return DataError(f"{where}: {problem}. Fix: {fix}")
+
+
+@dataclass
+class Split:
+    """Rows of one split: ``texts`` (n strings) and ``labels`` (int64 array, shape (n,))."""
+
+    texts: list[str]
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.texts = list(self.texts)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if len(self.texts) != len(self.labels):
+            raise DataError(f"Split has {len(self.texts)} texts but {len(self.labels)} labels. "
+                            "Fix: pass one label per text")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> Split:
+        """Rows at integer positions ``idx`` (or where a boolean mask of length n is true)."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64).reshape(-1)
+        return Split([self.texts[i] for i in idx], self.labels[idx])
+
+
+def check_fraction(fraction: float) -> None:
+    """Refuse an ``rl_fraction`` outside the open interval (0, 1) (or not a number)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
+            or not 0.0 < float(fraction) < 1.0:
+        raise data_error("split_rl", f"rl_fraction={fraction!r} is not in (0, 1)",
+                         "pass a fraction such as 0.1")
+
+
+def split_rl(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Seeded, class-stratified holdout: returns ``(train_rest, d_rl)``, both in original order.
+
+    ``len(d_rl) = round(fraction * n)`` clipped to ``[1, n-1]``; rng = ``default_rng(seed)``.
+    """
+    check_fraction(fraction)
+    n = len(train)
+    if n < 2:
+        raise data_error("split_rl", f"only {n} training row(s)", "provide at least 2 training rows")
+    k = min(max(int(round(fraction * n)), 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    lab = train.labels[perm]
+    _, lab = np.unique(lab, return_inverse=True)
+    counts = np.bincount(lab)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n)
+    rank[np.argsort(lab, kind="stable")] = np.arange(n) - np.repeat(starts, counts)
+    key = (rank + 0.5) / counts[lab]  # within-class quantile: equal quotas per class
+    chosen = np.zeros(n, dtype=bool)
+    chosen[perm[np.argsort(key, kind="stable")[:k]]] = True
+    return train.subset(~chosen), train.subset(chosen)
+
+
+def check_limit(limit: int | None, what: str) -> None:
+    """Refuse a row cap (``max_train`` / ``max_test``) that is not None or a positive integer."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                              or limit < 1):
+        raise data_error("load_task", f"{what}={limit!r} is not a positive integer",
+                         f"pass {what} >= 1 or None")
+
+
+def cap(split: Split, limit: int | None, seed: int, what: str) -> Split:
+    """Seeded subsample of ``limit`` rows (kept in original order); no-op if None or >= n."""
+    if limit is None or limit >= len(split):
+        return split
+    rng = np.random.default_rng([seed, 1 if what == "max_train" else 2])
+    return split.subset(np.sort(rng.choice(len(split), size=int(limit), replace=False)))

@@ -1,0 +1,1 @@
+"""Tests of :mod:`crlprompt.data` (one module per source, as in the package)."""
