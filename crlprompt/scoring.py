@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -12,27 +13,87 @@ import torch.nn.functional as F
 from .batching import Encoded, eval_batches
 from .prompts import PromptedModel
 
-REWARDS = ("accuracy", "margin", "neg_ce")
+HINGE_MARGIN = 2.0
+"""The margin of the ``"hinge"`` reward: Black-Box Tuning's (its metrics use ``margin = 2`` on the
+verbalizer logits)."""
+
+REWARDS = ("accuracy", "ce", "hinge", "margin", "softmax_diff", "neg_ce")
+"""Reward names, each a per-prompt mean over the scored rows, higher is better:
+
+* ``accuracy``: fraction of rows whose argmax logit is the label (the paper's reward).
+* ``ce``: mean log p(y), i.e. minus the cross-entropy (BBT's CE fitness, negated).
+* ``hinge``: minus BBT's multi-class hinge loss, ``−Σ_{y'≠y} max(0, HINGE_MARGIN − (z_y − z_y'))``:
+  0 once the true logit leads every other class by :data:`HINGE_MARGIN`.
+* ``margin``: mean ``z_y − max_{y'≠y} z_y'`` (unbounded; positive where the row is right).
+* ``softmax_diff``: StablePrompt's ``p(y) − max_{y'≠y} p(y')``, in [−1, 1].
+* ``neg_ce``: the older name of ``ce`` (same values).
+"""
+
+_REWARD_FIELD = {  # reward name -> (PopulationScores field, sign)
+    "accuracy": ("correct", 1.0),
+    "ce": ("ce", -1.0),
+    "neg_ce": ("ce", -1.0),
+    "hinge": ("hinge", -1.0),
+    "margin": ("margin", 1.0),
+    "softmax_diff": ("softmax_diff", 1.0),
+}
+
+
+def example_scores(
+    logits: torch.Tensor, labels: torch.Tensor, *, hinge_margin: float = HINGE_MARGIN
+) -> dict[str, torch.Tensor]:
+    """Per-example scores of K prompts on b labelled rows, all from one logits tensor.
+
+    Args:
+        logits: ``(K, b, C)`` class logits, prompt k on row i.
+        labels: ``(b,)`` true classes.
+
+    Returns:
+        ``{"correct", "margin", "ce", "hinge", "softmax_diff"}``, each ``(K, b)`` float:
+        argmax = label (0/1), ``z_y − max_{y'≠y} z_y'``, ``−log p(y)``,
+        ``Σ_{y'≠y} max(0, hinge_margin − z_y + z_y')`` and ``p(y) − max_{y'≠y} p(y')``.
+        Losses (``ce``, ``hinge``) are positive; :meth:`PopulationScores.reward` negates them.
+    """
+    k = logits.shape[0]
+    index = labels.view(1, -1, 1).expand(k, -1, 1)  # (K, b, 1)
+    true = logits.gather(2, index).squeeze(2)  # (K, b)
+    other = logits.scatter(2, index, float("-inf")).amax(2)  # (K, b) best wrong logit
+    logp = torch.log_softmax(logits, 2)  # (K, b, C)
+    prob = logp.exp()
+    hinge = (hinge_margin - true.unsqueeze(2) + logits).clamp_min(0).scatter(2, index, 0.0).sum(2)  # (K, b)
+    p_other = prob.scatter(2, index, 0.0).amax(2)  # (K, b); 0 when there is no other class
+    return {
+        "correct": (logits.argmax(2) == labels).to(logits.dtype),
+        "margin": true - other,
+        "ce": -logp.gather(2, index).squeeze(2),
+        "hinge": hinge,
+        "softmax_diff": prob.gather(2, index).squeeze(2) - p_other,
+    }
 
 
 @dataclass
 class PopulationScores:
-    """Per-prompt sums over the scored examples (sums, so shards can be all-reduced)."""
+    """Per-prompt sums over the scored examples (sums, so shards can be all-reduced).
+
+    Every prompt of a population is scored on the same rows (common random numbers), so
+    comparing their rewards compares prompts, not samples of data.
+    """
 
     correct: torch.Tensor  # (K,) number of correct predictions
     margin: torch.Tensor  # (K,) sum of (true logit - best other logit)
-    neg_ce: torch.Tensor  # (K,) sum of log p(true class)
+    ce: torch.Tensor  # (K,) sum of -log p(true class)
+    hinge: torch.Tensor  # (K,) sum of BBT's hinge loss (margin HINGE_MARGIN)
+    softmax_diff: torch.Tensor  # (K,) sum of p(true) - best other p
     count: int
 
+    FIELDS: ClassVar[tuple[str, ...]] = ("correct", "margin", "ce", "hinge", "softmax_diff")
+
     def reward(self, kind: str) -> torch.Tensor:
-        """Mean reward per prompt ``(K,)``: accuracy (default), mean logit margin or mean -CE."""
-        if kind == "accuracy":
-            return self.correct / self.count
-        if kind == "margin":
-            return self.margin / self.count
-        if kind == "neg_ce":
-            return self.neg_ce / self.count
-        raise ValueError(f"unknown reward {kind!r}; choose one of {REWARDS}")
+        """Mean reward per prompt ``(K,)``, higher is better; ``kind`` is one of :data:`REWARDS`."""
+        if kind not in _REWARD_FIELD:
+            raise ValueError(f"unknown reward {kind!r}; choose one of {REWARDS}")
+        name, sign = _REWARD_FIELD[kind]
+        return sign * getattr(self, name) / self.count
 
 
 def autocast(device: torch.device):
@@ -67,28 +128,23 @@ def score_population(
         idx = (np.arange(len(data)) if idx is None else np.asarray(idx))[rank() :: world_size()]
     sub = data if idx is None else data.subset(idx)
     per_chunk = max(1, max_rows // k)
-    correct = torch.zeros(k, device=device)
-    margin = torch.zeros(k, device=device)
-    logp = torch.zeros(k, device=device)
+    sums = {name: torch.zeros(k, device=device) for name in PopulationScores.FIELDS}  # each (K,)
     try:
         for chunk in (eval_batches(sub.lengths, per_chunk) if len(sub) else ()):
             ids, mask, labels = sub.batch(chunk, device)
             with autocast(device):
                 logits = pm(ids, mask, thetas)  # (K, b, C)
-            logits = logits.float()
-            true = logits.gather(2, labels.view(1, -1, 1).expand(k, -1, 1)).squeeze(2)  # (K, b)
-            correct += (logits.argmax(2) == labels).sum(1)
-            other = logits.scatter(2, labels.view(1, -1, 1).expand(k, -1, 1), float("-inf")).amax(2)
-            margin += (true - other).sum(1)
-            logp += (true - torch.logsumexp(logits, 2)).sum(1)
+            for name, per_row in example_scores(logits.float(), labels).items():
+                sums[name] += per_row.sum(1)
     finally:
         pm.train(was_training)
     count = len(sub)
     if is_distributed():
-        packed = torch.cat([correct, margin, logp, torch.tensor([float(count)], device=device)])
+        packed = torch.cat([*sums.values(), torch.tensor([float(count)], device=device)])
         all_reduce_sum_(packed)
-        correct, margin, logp, count = packed[:k], packed[k : 2 * k], packed[2 * k : 3 * k], int(packed[-1])
-    return PopulationScores(correct.cpu(), margin.cpu(), logp.cpu(), count)
+        sums = {name: packed[i * k : (i + 1) * k] for i, name in enumerate(sums)}
+        count = int(packed[-1])
+    return PopulationScores(**{name: v.cpu() for name, v in sums.items()}, count=count)
 
 
 def accuracy(pm: PromptedModel, data: Encoded, *, batch_size: int = 64, theta: torch.Tensor | None = None) -> float:
