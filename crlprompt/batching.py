@@ -14,6 +14,7 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
+from .errors import ConfigError
 from .tasks import Split, TaskSpec
 
 Template = Literal["none", "mlm", "lm"]
@@ -73,7 +74,7 @@ def encode(
         mid = tokenizer.mask_token_id
         bad = [i for i, r in enumerate(rows) if mid not in r]
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(bad)} inputs lost their [MASK] token to truncation at max_length={max_length}; "
                 "raise --max-length or use a template with the mask first"
             )

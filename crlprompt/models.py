@@ -248,7 +248,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) 
         if os.path.sep in name and not os.path.isdir(name):
             raise ModelError(f"model directory {name!r} does not exist; pass one of {NAMED_MODELS}, a local dir or an HF id")
         if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
-            raise ModelError(f"{name} has no config.json; pass a directory written by save_pretrained, or an HF id")
+            raise ModelError(f"model directory {name!r} has no config.json; pass a directory written by save_pretrained, or an HF id")
 
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 

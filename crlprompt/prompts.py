@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
 from .models import LoadedModel, ModelError
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,9 @@ class PromptLayout:
     @classmethod
     def for_model(cls, lm: LoadedModel, kind: PromptKind, num_tokens: int) -> "PromptLayout":
         if kind not in ("deep", "shallow"):
-            raise ValueError(f"prompt kind must be 'deep' or 'shallow', got {kind!r}")
+            raise ConfigError(f"prompt kind must be 'deep' or 'shallow', got {kind!r}")
         if num_tokens < 0 or (num_tokens == 0 and kind == "deep"):
-            raise ValueError(f"num_tokens must be >= 1 (0 allowed for kind='shallow': no prompt), got {num_tokens}")
+            raise ConfigError(f"num_tokens must be >= 1 (0 allowed for kind='shallow': no prompt), got {num_tokens}")
         return cls(kind, num_tokens, lm.num_layers, lm.num_kv_heads, lm.head_dim, lm.hidden_size)
 
     @property
@@ -87,7 +88,7 @@ class SoftPrompt(nn.Module):
         super().__init__()
         self.layout = layout
         if init not in ("auto", "random", "tokens"):
-            raise ValueError(f"init must be 'auto', 'random' or 'tokens', got {init!r}")
+            raise ConfigError(f"init must be 'auto', 'random' or 'tokens', got {init!r}")
         if init == "auto":
             init = "tokens" if (layout.kind == "deep" and lm is not None and lm.arch == "decoder") else "random"
         g = torch.Generator().manual_seed(seed)
@@ -154,12 +155,12 @@ def label_token_ids(lm: LoadedModel, words: tuple[str, ...]) -> list[int]:
         text = f" {w}" if lm.arch == "decoder" else w
         toks = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         if not toks:
-            raise ValueError(f"verbalizer word {w!r} tokenizes to nothing for model {lm.name}")
+            raise ConfigError(f"verbalizer word {w!r} tokenizes to nothing for model {lm.name}")
         if len(toks) > 1:
             log.warning("verbalizer word %r is %d tokens for %s; scoring its first token", w, len(toks), lm.name)
         ids.append(toks[0])
     if len(set(ids)) != len(ids):
-        raise ValueError(f"verbalizer words {words} share a first token for model {lm.name}; choose other words")
+        raise ConfigError(f"verbalizer words {words} share a first token for model {lm.name}; choose other words")
     return ids
 
 
@@ -201,10 +202,10 @@ class PromptedModel(nn.Module):
                     "use head='linear' or a checkpoint with an LM head (e.g. roberta-base, smollm2)"
                 )
             if label_ids is None or len(label_ids) != num_labels:
-                raise ValueError("head='verbalizer' needs one label token id per class")
+                raise ConfigError("head='verbalizer' needs one label token id per class")
             self.head = VerbalizerHead(lm.lm_head, label_ids)
         else:
-            raise ValueError(f"head must be 'linear' or 'verbalizer', got {head!r}")
+            raise ConfigError(f"head must be 'linear' or 'verbalizer', got {head!r}")
         self.mask_token_id = getattr(lm.tokenizer, "mask_token_id", None)
 
     # ------------------------------------------------------------------ parameters
@@ -284,7 +285,7 @@ class PromptedModel(nn.Module):
         if self.head_kind == "verbalizer":
             is_mask = ids == self.mask_token_id
             if not bool(is_mask.any(1).all()):
-                raise ValueError("head='verbalizer' on an encoder needs a [MASK] token in every input (apply the template)")
+                raise ConfigError("head='verbalizer' on an encoder needs a [MASK] token in every input (apply the template)")
             return is_mask.int().argmax(1)
         return torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
 

@@ -14,7 +14,7 @@ ENTRY = "crlprompt.envs.soft_prompt:SoftPromptEnv"
 VECTOR_ENTRY = "crlprompt.envs.vector:SoftPromptVectorEnv"
 
 ENV_SPECS: dict[str, dict] = {
-    "Tiny": {"task": "tiny", "model": "tiny-llama", "num_tokens": 4, "init": "random", "head": "planted", "sigma": 0.3},
+    "Tiny": {"task": "tiny", "model": "tiny-llama", "num_tokens": 4, "init": "random", "head": "planted", "sigma": 2.0},
     "TREC-MiniLM": {"task": "trec", "model": "minilm"},
     "AGNews-MiniLM": {"task": "agnews", "model": "minilm", "max_rl": 1000},
     "SST2-MiniLM": {"task": "sst2", "model": "minilm", "max_rl": 1000},

@@ -30,18 +30,17 @@ def _require_sb3():
 
 
 class _Tracker(gym.Wrapper):
-    """Scales PPO's (clipped) action by ``action_scale``, and records the best action scored."""
+    """Records the best action scored (it does not change what PPO sends to the env)."""
 
-    def __init__(self, env: gym.Env, action_scale: float):
+    def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.action_scale = action_scale
         self.start()
 
     def start(self) -> None:
         self.evals, self.best_action, self.best_reward, self.history = 0, None, -np.inf, []
 
     def step(self, action):
-        action = self.action_scale * np.asarray(action, np.float32)  # the env does not clip
+        action = np.asarray(action, np.float32)
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.evals += 1
         if reward > self.best_reward:
@@ -55,9 +54,10 @@ class PPOPromptAgent:
 
     The observation is constant at the start of each (one-step) episode, so the policy is in
     effect a state-independent diagonal Gaussian over actions, trained by clipped policy
-    gradients. PPO clips sampled actions to ``[-1, 1]`` before the env sees them, so it searches
-    the box center ± σ·A·action_scale·[-1, 1]^d. The result's ``final_prompt`` is the deterministic action
-    (the policy mean); ``best_prompt`` is the best action PPO actually had scored.
+    gradients. PPO clips sampled actions to the env's Box ``[-1, 1]^d`` before the env sees them,
+    so it searches center ± σ·A·[-1, 1]^d: the registered ids choose σ so that this box moves
+    predictions. The result's ``final_prompt`` is the deterministic action (the policy mean);
+    ``best_prompt`` is the best action PPO actually had scored.
 
     Args:
         env: a soft-prompt env (``gym.make("CRLPrompt/Tiny-Proj64-v0")``) or an env id.
@@ -65,10 +65,6 @@ class PPOPromptAgent:
         n_steps, batch_size, n_epochs, learning_rate, clip_range, ent_coef: PPO's, set for a
             small bandit (short rollouts, many updates).
         log_std_init: initial log standard deviation of PPO's Gaussian (in its own ``[-1, 1]`` units).
-        action_scale: the env receives ``action_scale ×`` PPO's clipped action. PPO clips to
-            ``[-1, 1]``, which with σ = 0.3 confines it to a box too small to leave the initial
-            prompt's plateau; the env accepts actions beyond the nominal box, and 3 gives PPO
-            about the reach ES's unclipped mean has (1 = the env's box as it is).
         net_arch: hidden sizes of the policy and value MLPs.
         device: torch device of the policy (MLPs run best on CPU).
         env_kwargs: passed to ``gym.make`` when ``env`` is an id.
@@ -87,7 +83,6 @@ class PPOPromptAgent:
         clip_range: float = 0.2,
         ent_coef: float = 0.0,
         log_std_init: float = -0.5,
-        action_scale: float = 3.0,
         net_arch: tuple[int, ...] = (32,),
         device: str = "cpu",
         env_kwargs: dict[str, Any] | None = None,
@@ -107,9 +102,7 @@ class PPOPromptAgent:
                 stacklevel=2,
             )
         self.env = env
-        if not action_scale > 0:
-            raise ConfigError(f"action_scale must be > 0, got {action_scale}")
-        self.tracker = _Tracker(env, float(action_scale))
+        self.tracker = _Tracker(env)
         self.seed = seed
         self.model = sb3.PPO(
             "MlpPolicy",
@@ -158,7 +151,7 @@ class PPOPromptAgent:
         )  # fmt: skip
 
     def policy_mean(self) -> np.ndarray:
-        """The env action of PPO's deterministic action (policy mean, clipped, scaled) after a reset."""
+        """PPO's deterministic action (the policy mean, clipped to the Box) after a reset."""
         obs, _ = self.env.reset()
         action, _ = self.model.predict(obs, deterministic=True)
-        return self.tracker.action_scale * np.asarray(action, np.float32)
+        return np.asarray(action, np.float32)

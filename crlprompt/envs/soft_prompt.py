@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -10,6 +11,19 @@ from gymnasium import spaces
 
 from .config import EnvConfig
 from .search import PromptSearch, resolve_search
+
+
+def _one_thread_after_fork() -> None:
+    """A forked worker (``gym.make_vec(..., vectorization_mode="async")`` on Linux's default
+    ``fork`` start) inherits the parent's OpenMP thread pool but not its threads: its first
+    parallel torch op waits forever. One intra-op thread per worker avoids the pool (and is what
+    K worker processes on K cores want anyway)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 class SoftPromptEnv(gym.Env):
