@@ -55,6 +55,9 @@ class SetupConfig:
     """Cap the test split (seeded subsample)."""
     max_length: int = 128
     """Token cap per input."""
+    k_shot: int | None = None
+    """Few-shot (LM-BFF): train on k rows per class, D_RL = k other rows per class, full test; data_seed
+    draws them (LM-BFF seeds: 13 21 42 87 100). None = full data with an rl_fraction holdout."""
 
     def __post_init__(self) -> None:
         for name in ("task", "model"):
@@ -65,7 +68,7 @@ class SetupConfig:
         _check_choice("init", self.init, ("auto", "random", "tokens"))
         for name, low in (("num_tokens", 0), ("seed", 0), ("data_seed", 0), ("max_length", 1)):
             setattr(self, name, _check_int(name, getattr(self, name), low))
-        for name in ("max_train", "max_test"):
+        for name in ("max_train", "max_test", "k_shot"):
             if getattr(self, name) is not None:
                 setattr(self, name, _check_int(name, getattr(self, name), 1))
         rf = self.rl_fraction
@@ -152,7 +155,7 @@ def build(
     cfg = config.resolved()
     data = data or load_task(
         cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
-        max_train=cfg.max_train, max_test=cfg.max_test,
+        max_train=cfg.max_train, max_test=cfg.max_test, k_shot=cfg.k_shot,
     )  # fmt: skip
     lm = lm or load_model(cfg.model)
     pm = build_model(lm, data.spec, prompt=cfg.prompt_kind, num_tokens=cfg.num_tokens, head=cfg.head_kind,

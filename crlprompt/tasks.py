@@ -41,6 +41,7 @@ from .data.files import ED_EMOTIONS, read_split_file
 from .data.hub import HUB_DATASETS, load_hf
 from .data.pickles import safe_unpickle
 from .data.splits import Split, cap, check_fraction, check_limit, data_error, split_rl
+from .data.splits import k_shot as few_shot
 from .data.staicc import STAICC_PIN
 from .data.synthetic import load_tiny
 from .errors import DataError
@@ -182,7 +183,7 @@ def _test_stems(spec: TaskSpec) -> tuple[str, ...]:
 
 def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
               rl_fraction: float = 0.1, seed: int = 0, max_train: int | None = None,
-              max_test: int | None = None) -> TaskData:
+              max_test: int | None = None, k_shot: int | None = None) -> TaskData:
     """Load a task and carve the reward subset D_RL out of its training split.
 
     ``max_train`` caps the training *pool* first (seeded subsample of the original train
@@ -190,6 +191,10 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: s
     min(max_train, n_train)``. Without ``max_train`` D_RL is ``rl_fraction`` of the full original
     train split. ``max_test`` is a seeded subsample of the test split. ``data_dir=None`` falls
     back to ``$CRLPROMPT_DATA_DIR``.
+
+    ``k_shot=k`` makes a few-shot task as LM-BFF does: train = k rows per class, D_RL = k
+    other rows per class (the dev set: reward and model selection), both drawn with ``seed``
+    from the (capped) training pool; test stays complete (``rl_fraction`` does not apply).
 
     ``tiny`` comes with its own D_RL: 256 train, 64 D_RL and 128 test rows drawn with
     ``seed`` (:func:`crlprompt.data.synthetic.load_tiny`); ``rl_fraction`` does not apply to it,
@@ -209,6 +214,8 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: s
             raise data_error("task tiny", f"source {source!r} has no copy of this synthetic task",
                              "pass source='auto' or 'synthetic' (tiny is generated in code)")
         train, rl, test = load_tiny(seed)
+        if k_shot is not None:
+            train, rl = few_shot(train, k_shot, seed, spec.num_labels)
         return TaskData(spec, cap(train, max_train, seed, "max_train"), rl,
                         cap(test, max_test, seed, "max_test"), "synthetic")
     ddir = data_dir if data_dir is not None else (os.environ.get(DATA_DIR_ENV) or None)
@@ -255,5 +262,9 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: s
         origin = f"hf:{HUB_DATASETS[spec.name][0]}"
 
     pool = cap(train, max_train, seed, "max_train")
-    rest, rl = split_rl(pool, rl_fraction, seed)
+    if k_shot is not None:
+        rest, rl = few_shot(pool, k_shot, seed, spec.num_labels)
+        origin += f":{k_shot}-shot"
+    else:
+        rest, rl = split_rl(pool, rl_fraction, seed)
     return TaskData(spec, rest, rl, cap(test, max_test, seed, "max_test"), origin)

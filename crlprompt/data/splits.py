@@ -88,3 +88,28 @@ def cap(split: Split, limit: int | None, seed: int, what: str) -> Split:
         return split
     rng = np.random.default_rng([seed, 1 if what == "max_train" else 2])
     return split.subset(np.sort(rng.choice(len(split), size=int(limit), replace=False)))
+
+
+def k_shot(train: Split, k: int, seed: int, num_labels: int | None = None) -> tuple[Split, Split]:
+    """Few-shot sampling as LM-BFF does it: ``k`` rows per class for training and ``k`` more per
+    class, disjoint from them, for the dev / reward set D_RL; returns ``(train_k, dev_k)``.
+
+    Rows are drawn per class from ``default_rng(seed)`` (LM-BFF's data seeds are 13, 21, 42, 87
+    and 100) and kept in their original order. Every class (0..num_labels-1, or every label
+    present) must have at least ``2k`` rows.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise data_error("k_shot", f"k={k!r} is not a positive integer", "pass k >= 1, e.g. 16")
+    labels = np.asarray(train.labels)
+    classes = range(num_labels) if num_labels is not None else np.unique(labels)
+    rng = np.random.default_rng(seed)
+    picked_train, picked_dev = [], []
+    for c in classes:
+        rows = np.flatnonzero(labels == c)
+        if len(rows) < 2 * k:
+            raise data_error("k_shot", f"class {c} has {len(rows)} training rows, fewer than 2k = {2 * k}",
+                             f"pass a smaller k (at most {len(rows) // 2})")
+        chosen = rng.choice(rows, size=2 * k, replace=False)
+        picked_train.append(chosen[:k])
+        picked_dev.append(chosen[k:])
+    return train.subset(np.sort(np.concatenate(picked_train))), train.subset(np.sort(np.concatenate(picked_dev)))
