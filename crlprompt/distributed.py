@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 
@@ -61,6 +62,25 @@ def default_device() -> str | None:
     if is_distributed() and torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return None
+
+
+def shard_batch(idx: np.ndarray, rank_: int | None = None, world: int | None = None) -> tuple[np.ndarray, float]:
+    """This rank's rows ``idx[rank::world]`` of a global batch ``idx``, and their weight.
+
+    The weight ``len(shard) / len(idx)`` scales the shard's mean per-example loss so that the
+    summed gradients over ranks are the global batch's. A tail batch smaller than the world leaves
+    some ranks without rows: they take one row with weight 0, so that every rank still joins the
+    gradient all-reduce. ``rank_`` / ``world`` default to the process group's (1 process: the whole
+    batch, weight 1).
+    """
+    rank_ = rank() if rank_ is None else rank_
+    world = world_size() if world is None else world
+    if world <= 1:
+        return idx, 1.0
+    shard = idx[rank_::world]
+    if len(shard) == 0:
+        return idx[:1], 0.0
+    return shard, len(shard) / len(idx)
 
 
 def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:

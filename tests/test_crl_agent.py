@@ -16,6 +16,7 @@ import torch
 from torch.testing import assert_close
 
 from crlprompt.agents.crl import CRLAgent, CRLConfig
+from crlprompt.errors import ConfigError
 from helpers.tiny import tiny_setup
 from crlprompt.scoring import accuracy, score_population
 
@@ -116,32 +117,34 @@ def test_batch_loss_is_ce_plus_gamma_rl(setup):
     theta = pm.prompt.theta
     ids, mask, labels = setup.train.batch(np.arange(32))
 
-    loss, parts = agent._batch_loss(ids, mask, labels, 2, np.random.default_rng(9))  # phase-2 step 0: RL on
+    loss, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(9))  # phase-2 step 0: RL on
     assert set(parts) == {"ce", "rl"}
+    assert set(rl) == {"reward", "reward_max", "grad_norm"} and rl["grad_norm"] > 0
     assert_close(loss, parts["ce"] + gamma * parts["rl"])
     loss.backward()
     total = theta.grad.clone()
 
     theta.grad = None
-    ce, _ = agent._batch_loss(ids, mask, labels, 1, np.random.default_rng(9))  # phase 1: CE only
+    ce, _, rl = agent.batch_loss(ids, mask, labels, 1, np.random.default_rng(9))  # phase 1: CE only
+    assert rl is None
     ce.backward()
     a = torch.from_numpy(np.random.default_rng(9).standard_normal((1, theta.numel()), dtype=np.float32))[0]
     sample = theta.detach() + SIGMA * a
     r = float(rewards_of(setup, sample[None])[0])
     assert_close(total, theta.grad + gamma * (-r * (sample - theta.detach()) / SIGMA**2), rtol=1e-4, atol=1e-4)
 
-    agent.phase2_step = 1  # not a multiple of N = 3: no RL term
-    _, parts = agent._batch_loss(ids, mask, labels, 2, np.random.default_rng(9))
-    assert set(parts) == {"ce"}
+    agent.state.phase2_step = 1  # not a multiple of N = 3: no RL term
+    _, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(9))
+    assert set(parts) == {"ce"} and rl is None
 
 
 def test_phase1_has_no_contrast_or_rl(setup):
     agent = CRLAgent(setup, CRLConfig(beta=0.3, gamma=1.0, rl_interval=1), seed=0, progress=False)
     ids, mask, labels = setup.train.batch(np.arange(16))
-    _, parts = agent._batch_loss(ids, mask, labels, 1, np.random.default_rng(0))
-    assert set(parts) == {"ce"}
-    _, parts = agent._batch_loss(ids, mask, labels, 2, np.random.default_rng(0))
-    assert set(parts) == {"ce", "contrast", "rl"}
+    _, parts, rl = agent.batch_loss(ids, mask, labels, 1, np.random.default_rng(0))
+    assert set(parts) == {"ce"} and rl is None
+    _, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(0))
+    assert set(parts) == {"ce", "contrast", "rl"} and rl is not None
     assert torch.isfinite(parts["contrast"]) and parts["contrast"] > 0
 
 
@@ -240,7 +243,7 @@ def test_non_finite_loss_stops_with_a_clear_error(setup):
     ],
 )
 def test_config_validation(kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         CRLConfig(**kw)
 
 
@@ -259,7 +262,7 @@ def test_single_sample_estimators_never_give_a_zero_rl_gradient(estimator):
 
 @pytest.mark.parametrize("size", [0, -8])
 def test_config_rejects_bad_reward_batch_size(size):
-    with pytest.raises(ValueError, match="reward_batch_size"):
+    with pytest.raises(ConfigError, match="reward_batch_size"):
         CRLConfig(reward_batch_size=size)
 
 

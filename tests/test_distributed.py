@@ -1,5 +1,6 @@
 """Data parallelism with torchrun (gloo, 2 CPU processes): same prompt as 1 process on the same
-global batch; sharded reward evaluation equals the unsharded one."""
+global batch; sharded reward evaluation equals the unsharded one; and, in one process, the rule
+that splits a global batch into rank shards (:func:`crlprompt.distributed.shard_batch`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,3 +65,34 @@ def test_sharded_reward_equals_unsharded(tmp_path):
     assert got["world"] == 2 and got["count"] == ref.count == len(setup.rl)
     assert got["accuracy"] == pytest.approx(ref.reward("accuracy").tolist(), abs=1e-7)
     assert got["margin"] == pytest.approx(ref.reward("margin").tolist(), abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- sharding, in one process
+@pytest.mark.parametrize("n,world", [(8, 2), (7, 2), (5, 3), (32, 4)])
+def test_shards_partition_the_batch_with_weights_summing_to_one(n, world):
+    from crlprompt.distributed import shard_batch
+
+    idx = np.random.default_rng(n).permutation(100)[:n]
+    shards = [shard_batch(idx, r, world) for r in range(world)]
+    for r, (shard, weight) in enumerate(shards):
+        np.testing.assert_array_equal(shard, idx[r::world])
+        assert weight == len(shard) / n
+    assert sorted(np.concatenate([s for s, _ in shards]).tolist()) == sorted(idx.tolist())
+    assert sum(w for _, w in shards) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_a_tail_batch_smaller_than_the_world_gives_empty_ranks_one_row_of_weight_zero():
+    from crlprompt.distributed import shard_batch
+
+    idx = np.array([11, 4])
+    got = [shard_batch(idx, r, 4) for r in range(4)]
+    assert [(s.tolist(), w) for s, w in got] == [([11], 0.5), ([4], 0.5), ([11], 0.0), ([11], 0.0)]
+
+
+def test_one_process_takes_the_whole_batch():
+    from crlprompt.distributed import shard_batch
+
+    idx = np.arange(5)
+    shard, weight = shard_batch(idx)  # no process group: rank 0 of 1
+    assert shard is idx and weight == 1.0
+    assert shard_batch(idx, 0, 1)[0] is idx

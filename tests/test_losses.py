@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,12 +15,15 @@ from crlprompt.losses import (
     ESTIMATORS,
     centered_ranks,
     cross_entropy_loss,
+    estimator_loss,
     gaussian_log_prob,
     info_nce_loss,
     reinforce_loss,
     reinforce_population_loss,
+    sample_actions,
     shape_rewards,
 )
+from crlprompt.errors import ConfigError
 
 D = 7
 
@@ -156,6 +160,56 @@ def test_centered_ranks(gen):
     assert torch.equal(centered_ranks(torch.tensor([4.0])), torch.zeros(1))
     assert_close(centered_ranks(torch.tensor([3.0, 1.0, 2.0])), torch.tensor([0.5, -0.5, 0.0]))
     assert torch.equal(shape_rewards(x, "ranks"), r)
+
+
+def test_shape_rewards_keeps_float64():
+    r = torch.tensor([0.1, 0.7, 0.3, 0.3], dtype=torch.float64)
+    for estimator in ESTIMATORS:
+        assert shape_rewards(r, estimator).dtype == (torch.float32 if estimator == "ranks" else torch.float64)
+    assert shape_rewards(r.float(), "baseline").dtype == torch.float32
+    assert_close(shape_rewards(r, "antithetic"), torch.tensor([-0.3, 0.3, 0.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- sampling and the estimator switch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sample_actions_draws_standard_normals_and_antithetic_pairs(dtype):
+    k, d = 6, 5
+    a = sample_actions(np.random.default_rng(4), k, d, "single", dtype=dtype)
+    assert a.shape == (k, d) and a.dtype == dtype
+    np.testing.assert_array_equal(a, np.random.default_rng(4).standard_normal((k, d), dtype=dtype))
+    b = sample_actions(np.random.default_rng(4), k, d, "antithetic", dtype=dtype)
+    assert b.shape == (k, d) and b.dtype == dtype
+    np.testing.assert_array_equal(b[0::2], a[: k // 2])  # ε_j: the first K/2 draws of the same generator
+    np.testing.assert_array_equal(b[1::2], -a[: k // 2])  # followed each by -ε_j
+    with pytest.raises(ConfigError, match="even number"):
+        sample_actions(np.random.default_rng(4), 3, d, "antithetic")
+
+
+def test_estimator_loss_single_sample_is_eq5(gen):
+    mean = torch.randn(D, generator=gen)
+    sample = mean + 0.3 * torch.randn(1, D, generator=gen)
+    r = torch.tensor([0.75])
+    assert_close(estimator_loss(mean, sample, r, 0.3, "single"), reinforce_loss(mean, sample[0], 0.75, 0.3))
+
+
+def test_estimator_loss_single_sample_baseline_is_the_running_mean(gen):
+    """K = 1: the batch mean would cancel the one reward; the running baseline (0 at first) is used."""
+    mean = torch.randn(D, generator=gen, dtype=torch.float64)
+    sample = mean + 0.3 * torch.randn(1, D, generator=gen, dtype=torch.float64)
+    r = torch.tensor([0.75])
+    g_first = grad_of(lambda m: estimator_loss(m, sample, r, 0.3, "baseline", None), mean)
+    assert_close(g_first, grad_of(lambda m: reinforce_loss(m, sample[0], 0.75, 0.3), mean))
+    g_later = grad_of(lambda m: estimator_loss(m, sample, r, 0.3, "baseline", 0.5), mean)
+    assert_close(g_later, -0.25 * (sample[0] - mean) / 0.3**2)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_estimator_loss_with_k_samples_is_the_population_loss(estimator, gen):
+    mean = torch.randn(D, generator=gen)
+    samples = mean + 0.4 * torch.randn(4, D, generator=gen)
+    r = torch.rand(4, generator=gen)
+    want = reinforce_population_loss(mean, samples, r, 0.4, estimator)
+    assert torch.equal(estimator_loss(mean, samples, r, 0.4, estimator, running_baseline=0.9), want)
 
 
 # ----------------------------------------------------------------------------- InfoNCE, Eq. 3

@@ -25,18 +25,18 @@ CFG = CRLConfig(
 )  # fmt: skip
 
 
-def _run(ckpt=None, *, fail=None):
+def _run(ckpt=None, *, fail=None, log_dir=None):
     """Train on the tiny task; ``fail(agent)`` may raise KeyboardInterrupt to simulate a kill."""
     setup = tiny_setup()
-    agent = CRLAgent(setup, CFG, seed=3, progress=False)
+    agent = CRLAgent(setup, CFG, seed=3, progress=False, log_dir=None if log_dir is None else str(log_dir))
     if fail is not None:
-        orig = agent._batch_loss
+        orig = agent.batch_loss
 
         def batch_loss(*a, **k):
             fail(agent)
             return orig(*a, **k)
 
-        agent._batch_loss = batch_loss
+        agent.batch_loss = batch_loss
     out = agent.learn(checkpoint=ckpt, checkpoint_every=2)
     return out, setup.model.prompt.theta.detach().clone()
 
@@ -48,7 +48,7 @@ def reference():
 
 def _stop_at(step):
     def fail(agent):
-        if agent.step == step:
+        if agent.state.step == step:
             raise KeyboardInterrupt
 
     return fail
@@ -87,6 +87,42 @@ def test_resume_after_a_kill_during_reward_evaluation(tmp_path, reference, monke
     out, theta = _run(ckpt)
     assert out["resumed_from_step"] > 0
     assert torch.equal(theta, ref_theta)
+
+
+def _scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar TensorBoard shows for ``log_dir``: tag -> [(step, value)] in file order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("stop", [13, 21], ids=["rl-step-after-checkpoint", "train-log-at-checkpoint"])
+def test_tensorboard_steps_are_not_repeated_after_a_resume(tmp_path, stop):
+    """Stop 13: the killed run logged an RL reward at step 13 after its checkpoint at 12, which the
+    resumed run logs again. Stop 21: ``train/*`` was logged at step 20 just before the checkpoint
+    at 20, and the resumed run (from step 21 on) does not log it again. The logs must equal an
+    uninterrupted run's."""
+    pytest.importorskip("tensorboard")
+    _run(log_dir=tmp_path / "ref")
+    ref = _scalars(tmp_path / "ref")
+    ckpt, tb = tmp_path / STATE_FILE, tmp_path / "tb"
+    with pytest.raises(KeyboardInterrupt):
+        _run(ckpt, fail=_stop_at(stop), log_dir=tb)
+    partial = _scalars(tb)
+    time.sleep(1.1)  # event files sort by their creation second: the resumed run's must come after
+    out, _ = _run(ckpt, log_dir=tb)
+    resumed = out["resumed_from_step"]
+    if stop == 13:
+        assert resumed == 12 and (13, ref["rl/reward"][0][1]) in partial["rl/reward"]  # would repeat
+    else:
+        assert resumed == 20 and partial["train/ce"][-1][0] == 20  # logged once, before the checkpoint
+    got = _scalars(tb)
+    for tag, events in got.items():
+        steps = [step for step, _ in events]
+        assert len(steps) == len(set(steps)), f"{tag} repeats steps: {steps}"
+    assert got == ref
 
 
 def test_resume_refuses_another_config(tmp_path):
@@ -152,15 +188,15 @@ def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / STATE_FILE
     setup = tiny_setup()
     agent = CRLAgent(setup, CRLConfig(lr=1e-2, phase1_epochs=2, phase2_epochs=0), seed=0, progress=False)
-    orig = agent._batch_loss
+    orig = agent.batch_loss
 
     def poisoned(*a, **k):
-        loss, parts = orig(*a, **k)
-        if agent.step >= 6:  # after checkpoints at steps 2 and 4
+        loss, parts, rl = orig(*a, **k)
+        if agent.state.step >= 6:  # after checkpoints at steps 2 and 4
             loss = loss * float("nan")
-        return loss, parts
+        return loss, parts, rl
 
-    agent._batch_loss = poisoned
+    agent.batch_loss = poisoned
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         agent.learn(checkpoint=ckpt, checkpoint_every=2)
     tensors, doc = load_state(ckpt)

@@ -17,6 +17,7 @@ from crlprompt.agents.base import SearchResult
 from crlprompt.agents.es import ESAgent
 from crlprompt.agents.random_search import RandomSearch
 from crlprompt.agents.sb3 import PPOPromptAgent
+from crlprompt.errors import ConfigError
 from crlprompt.scoring import accuracy
 
 TINY = "CRLPrompt/Tiny-v0"
@@ -116,6 +117,30 @@ def test_es_move_center_is_the_same_search(tiny_setup):
     assert moving.history == fixed.history
 
 
+def test_es_update_is_openai_es_with_adam(tiny_setup):
+    """Three updates against OpenAI-ES written out in NumPy: g = Σ_j (w_j⁺ − w_j⁻) ε_j / (2·pop·noise_std)
+    with centered ranks w, ascended by Adam (bias-corrected moments)."""
+    from crlprompt.agents.base import ActionScorer
+    from crlprompt.losses import centered_ranks
+
+    pop, noise_std, lr, seed, updates = 4, 1.0, 0.1, 2, 3
+    agent = ESAgent(make_vec(tiny_setup, 8), pop=pop, noise_std=noise_std, lr=lr, seed=seed)
+    agent.learn(updates * 2 * pop)
+
+    scorer = ActionScorer(make_vec(tiny_setup, 8))  # full D_RL: a reward depends on the action only
+    rng, d = np.random.default_rng(seed), scorer.action_dim
+    m, mom, var, (b1, b2) = np.zeros(d), np.zeros(d), np.zeros(d), (0.9, 0.999)
+    for t in range(1, updates + 1):
+        eps = rng.standard_normal((pop, d))
+        actions = (m + noise_std * np.stack([eps, -eps], 1).reshape(2 * pop, d)).astype(np.float32)
+        w = centered_ranks(torch.from_numpy(scorer(actions))).numpy().astype(np.float64).reshape(pop, 2)
+        g = ((w[:, 0] - w[:, 1]) @ eps) / (2 * pop * noise_std)
+        mom, var = b1 * mom + (1 - b1) * g, b2 * var + (1 - b2) * g**2
+        m = m + lr * (mom / (1 - b1**t)) / (np.sqrt(var / (1 - b2**t)) + 1e-8)
+    assert np.abs(m).max() > lr / 2  # the rewards differed: the mean moved
+    np.testing.assert_allclose(agent.mean_action, m, rtol=1e-9, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- arguments and callbacks
 
 
@@ -123,10 +148,12 @@ def test_budget_and_argument_errors(tiny_setup):
     venv = make_vec(tiny_setup, 8)
     with pytest.raises(ValueError, match="budget"):
         ESAgent(venv, pop=4).learn(7)
-    with pytest.raises(ValueError, match="multiple"):
+    with pytest.raises(ConfigError, match="multiple"):
         ESAgent(venv, pop=3)
-    with pytest.raises(ValueError, match="noise_std"):
+    with pytest.raises(ConfigError, match="noise_std"):
         ESAgent(venv, noise_std=0)
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        ESAgent(venv, lr=0.0)
     with pytest.raises(ValueError, match="batch"):
         RandomSearch(venv, batch=12)
     with pytest.raises(ValueError, match="budget"):

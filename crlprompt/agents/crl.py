@@ -9,7 +9,6 @@ P' = θ + σa on D_RL from ``env.step(a)``, and adds -r·log N(P'; θ, σ²I) wi
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -22,8 +21,10 @@ import torch
 
 from ..batching import train_batches
 from ..build import Setup
-from ..losses import ESTIMATORS, cross_entropy_loss, info_nce_loss, reinforce_loss, reinforce_population_loss
-from ..distributed import all_reduce_grads_, is_distributed, is_main, rank, world_size
+from ..checkpoint import TrainState, load_train_state, save_train_state
+from ..distributed import all_reduce_grads_, is_main, shard_batch, world_size
+from ..errors import ConfigError
+from ..losses import ESTIMATORS, cross_entropy_loss, estimator_loss, info_nce_loss, sample_actions
 from ..scoring import accuracy, autocast
 
 log = logging.getLogger(__name__)
@@ -76,33 +77,28 @@ class CRLConfig:
         for f in ("lr", "tau", "sigma", "beta", "gamma", "phase1_epochs", "phase2_epochs", "negative_noise",
                   "prompt_dropout", "head_dropout", "weight_decay"):  # fmt: skip
             if not math.isfinite(getattr(self, f)):
-                raise ValueError(f"{f} must be finite, got {getattr(self, f)!r}")
+                raise ConfigError(f"{f} must be finite, got {getattr(self, f)!r}")
         if self.sigma > 1e6:
-            raise ValueError(f"sigma must be <= 1e6 (σ² enters the RL gradient), got {self.sigma}")
+            raise ConfigError(f"sigma must be <= 1e6 (σ² enters the RL gradient), got {self.sigma}")
         for name in ("lr", "batch_size", "tau", "sigma", "eval_batch_size", "rl_interval", "rl_samples"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("beta", "gamma", "phase1_epochs", "phase2_epochs", "num_negatives", "negative_noise"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.prompt_dropout < 1:
-            raise ValueError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+            raise ConfigError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
         if self.rl_estimator not in ESTIMATORS:
-            raise ValueError(f"rl_estimator must be one of {ESTIMATORS}, got {self.rl_estimator!r}")
+            raise ConfigError(f"rl_estimator must be one of {ESTIMATORS}, got {self.rl_estimator!r}")
         if self.rl_estimator == "antithetic" and self.rl_samples % 2:
-            raise ValueError("rl_estimator='antithetic' needs an even rl_samples (pairs ε, -ε)")
+            raise ConfigError("rl_estimator='antithetic' needs an even rl_samples (pairs ε, -ε)")
         if self.rl_estimator == "ranks" and self.rl_samples < 2:
-            raise ValueError("rl_estimator='ranks' needs rl_samples >= 2 (one sample has rank 0: a zero gradient)")
+            raise ConfigError("rl_estimator='ranks' needs rl_samples >= 2 (one sample has rank 0: a zero gradient)")
         if self.reward_batch_size is not None and self.reward_batch_size <= 0:
-            raise ValueError(f"reward_batch_size must be > 0 or None, got {self.reward_batch_size}")
+            raise ConfigError(f"reward_batch_size must be > 0 or None, got {self.reward_batch_size}")
 
 
 Callback = Callable[[str, dict], None]
-
-
-def _jsonable(d: dict) -> dict:
-    """Round-trip through JSON so configs compare equal after a save/load (tuples -> lists)."""
-    return json.loads(json.dumps(d))
 
 
 class CRLAgent:
@@ -115,6 +111,10 @@ class CRLAgent:
         log_dir: TensorBoard directory (``train/``, ``rl/``, ``eval/`` scalars), or None.
         callbacks: functions ``cb(event, record)`` called with ``"epoch"`` and ``"rl"`` records.
         progress: show a tqdm bar.
+
+    ``learn()`` is the whole of Algorithm 1; where it stands (steps, phase, epoch, batch order,
+    best prompts, history) is ``self.state``, a :class:`~crlprompt.checkpoint.TrainState` that
+    :func:`~crlprompt.checkpoint.save_train_state` writes for a resume.
     """
 
     def __init__(
@@ -136,115 +136,12 @@ class CRLAgent:
             self.model.head.dropout.p = self.cfg.head_dropout
         if not is_main():  # rank 0 alone logs and shows progress
             log_dir, progress = None, False
+        self.log_dir = log_dir
         self.callbacks = list(callbacks)
         self.progress = progress
-        self.writer = None
-        if log_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(log_dir)
-            except ImportError:
-                log.warning("tensorboard is not installed; no TensorBoard logs (pip install tensorboard)")
+        self.writer = None  # opened by learn(), which knows the step it resumes from
         self.env = None
-        self.step = 0  # optimizer steps, both phases
-        self.phase2_step = 0
-        self.history: list[dict] = []
-        self._reward_mean: float | None = None  # running reward baseline (rl_estimator="baseline", K=1)
-
-    # ------------------------------------------------------------------ helpers
-    def _scalar(self, key: str, value: float) -> None:
-        if self.writer is not None:
-            self.writer.add_scalar(key, value, self.step)
-
-    def _rl_env(self):
-        """The environment whose reward the RL term uses (built lazily, shares the model)."""
-        if self.env is None:
-            from ..envs import PromptSearch, SoftPromptEnv, SoftPromptVectorEnv
-
-            search = PromptSearch(
-                self.setup, sigma=self.cfg.sigma, projection_dim=None, projection_seed=0, reward="accuracy",
-                reward_batch_size=self.cfg.reward_batch_size, max_rows=self.cfg.eval_batch_size * 2,
-            )  # fmt: skip
-            if self.cfg.rl_samples == 1:
-                self.env = SoftPromptEnv(search=search)
-            else:
-                self.env = SoftPromptVectorEnv(self.cfg.rl_samples, search=search)
-            self.env.reset(seed=self.seed)
-        return self.env
-
-    def _rl_loss(self, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-        """One REINFORCE term: center the env on θ, sample K actions, step, build -r log π."""
-        theta = self.model.prompt.theta
-        env = self._rl_env()
-        env.reset(options={"center": theta.detach()})
-        k, d = self.cfg.rl_samples, theta.numel()
-        if self.cfg.rl_estimator == "antithetic":
-            half = rng.standard_normal((k // 2, d), dtype=np.float32)
-            actions = np.stack([half, -half], 1).reshape(k, d)
-        else:
-            actions = rng.standard_normal((k, d), dtype=np.float32)
-        if k == 1:
-            _, reward, _, _, info = env.step(actions[0])
-            rewards = torch.tensor([reward])
-        else:
-            _, rew, _, _, info = env.step(actions)
-            rewards = torch.as_tensor(rew, dtype=torch.float32)
-        samples = env.search.perturb(torch.as_tensor(actions, device=theta.device))  # (K, D) = θ + σa
-        if k == 1 and self.cfg.rl_estimator == "single":
-            loss = reinforce_loss(theta, samples[0], rewards[0], self.cfg.sigma)
-        elif k == 1 and self.cfg.rl_estimator == "baseline":
-            # One sample: the baseline is a running mean of earlier rewards (0 before the first),
-            # since the batch mean of a single reward would cancel it exactly.
-            baseline = self._reward_mean if self._reward_mean is not None else 0.0
-            loss = reinforce_population_loss(theta, samples, rewards, self.cfg.sigma, "baseline", baseline)
-        else:
-            loss = reinforce_population_loss(theta, samples, rewards, self.cfg.sigma, self.cfg.rl_estimator)
-        mean_r = float(rewards.mean())
-        self._reward_mean = mean_r if self._reward_mean is None else 0.9 * self._reward_mean + 0.1 * mean_r
-        return loss, {"reward": float(rewards.mean()), "reward_max": float(rewards.max())}
-
-    def _batch_loss(self, ids, mask, labels, phase: int, rng, weight: float = 1.0) -> tuple[torch.Tensor, dict]:
-        """Loss of one (shard of a) batch. ``weight`` = shard rows / global batch rows scales the
-        per-example terms; the rank-identical RL term is scaled by 1/world instead."""
-        cfg, pm = self.cfg, self.model
-        use_contrast = phase == 2 and cfg.beta > 0
-        theta = pm.prompt.theta
-        if use_contrast:
-            # One population forward: view 1 (CE + anchor), view 2 (positive), k noised negatives.
-            noise = torch.randn(cfg.num_negatives, theta.numel(), device=theta.device) * cfg.negative_noise
-            thetas = torch.cat([theta.unsqueeze(0), theta.unsqueeze(0), theta.unsqueeze(0) + noise])  # (2+k, D)
-        else:
-            thetas = theta.unsqueeze(0)
-        with autocast(pm.device):
-            feats = pm.features(ids, mask, thetas)  # (K, B, H); dropout makes views 1 and 2 differ
-            logits = pm.head(feats[0]).float()  # (B, C)
-        parts = {"ce": cross_entropy_loss(logits, labels)}
-        loss = parts["ce"]
-        if use_contrast:
-            parts["contrast"] = info_nce_loss(feats[0], feats[1], feats[2:], tau=cfg.tau)
-            loss = loss + cfg.beta * parts["contrast"]
-        loss = loss * weight
-        if phase == 2 and cfg.gamma > 0 and self.phase2_step % cfg.rl_interval == 0:
-            rl, info = self._rl_loss(rng)
-            # The RL term's own contribution to the gradient (not CE's): γ·‖∇θ L_RL‖.
-            (g,) = torch.autograd.grad(rl, pm.prompt.theta, retain_graph=True)
-            info["grad_norm"] = cfg.gamma * float(g.norm())
-            parts["rl"] = rl
-            loss = loss + cfg.gamma * rl / world_size()
-            self._rl_info = info
-        return loss, parts
-
-    # ------------------------------------------------------------------ evaluation
-    def evaluate(self, split: str = "rl") -> float:
-        data = {"rl": self.setup.rl, "test": self.setup.test, "train": self.setup.train}[split]
-        return accuracy(self.model, data, batch_size=self.cfg.eval_batch_size)
-
-    def _snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
-
-    def _restore(self, snap: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(snap, strict=False)
+        self.state = TrainState()
 
     # ------------------------------------------------------------------ training
     def learn(self, *, checkpoint: str | None = None, checkpoint_every: int = 100, resume: bool = True) -> dict:
@@ -264,196 +161,223 @@ class CRLAgent:
 
         cfg, pm = self.cfg, self.model
         torch.manual_seed(self.seed)
-        self._rng = np.random.default_rng(self.seed)
-        self._params = pm.trainable_parameters()
-        self._opt = torch.optim.AdamW(self._params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self._steps_per_epoch = math.ceil(len(self.setup.train) / cfg.batch_size)
+        rng = np.random.default_rng(self.seed)  # batch order and RL samples
+        params = pm.trainable_parameters()
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(self.setup.train) / cfg.batch_size)
         plan = [(1, cfg.phase1_epochs), (2, cfg.phase2_epochs)]
-        total = sum(math.ceil(e * self._steps_per_epoch) for _, e in plan)
-        self._best: dict = {"acc": -1.0}
-        self._phase1_best: dict | None = None
-        self._progress = {"phase_idx": 0, "done": 0, "epoch": 0, "pos": 0, "sums": {}}
-        self._batches: list[np.ndarray] | None = None
-        self._elapsed = 0.0
-        resumed = 0
+        budgets = [math.ceil(epochs * steps_per_epoch) for _, epochs in plan]  # optimizer steps per phase
+        run = dict(config=asdict(cfg), seed=self.seed)  # a checkpoint must come from the same run
+        st = self.state = TrainState()
         if checkpoint and resume and Path(checkpoint).exists():
-            resumed = self._load_checkpoint(checkpoint)
-            log.info("resumed from %s at step %d", checkpoint, resumed)
-        self._t0 = time.perf_counter() - self._elapsed
-        bar = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
+            st = self.state = load_train_state(
+                checkpoint, pm, opt, rng=rng, env_rng=lambda: self._rl_env().np_random, **run
+            )
+            log.info("resumed from %s at step %d", checkpoint, st.step)
+        resumed, t0 = st.step, time.perf_counter() - st.elapsed
+
+        def save() -> None:
+            if checkpoint and is_main():
+                st.elapsed = time.perf_counter() - t0
+                env_rng = None if self.env is None else self.env.np_random
+                save_train_state(checkpoint, st, pm, opt, rng=rng, env_rng=env_rng, **run)
+
+        # Events up to the resumed step were logged before its checkpoint; TensorBoard drops later ones.
+        self.writer = self._open_writer(purge_step=resumed + 1 if resumed else None)
+        bar = tqdm(total=sum(budgets), initial=st.step, desc="train", unit="step", disable=not self.progress,
+                   dynamic_ncols=True)  # fmt: skip
         try:
-            self._train_phases(plan, bar, checkpoint, checkpoint_every)
+            while st.phase_idx < len(plan):  # a resumable state machine over (phase, epoch, batch position)
+                (phase, epochs), budget = plan[st.phase_idx], budgets[st.phase_idx]
+                if st.phase_step >= budget:  # phase over
+                    if phase == 1 and epochs > 0:
+                        st.phase1_best, st.phase1_best_acc = st.best, st.best_acc
+                    st.phase_idx, st.phase_step, st.epoch, st.batch_pos, st.loss_sums = st.phase_idx + 1, 0, 0, 0, {}
+                    continue
+                if st.batches is None:  # a new epoch: its order comes from the seeded generator
+                    st.batches = train_batches(self.setup.train.lengths, cfg.batch_size, rng)
+                    st.batch_pos, st.loss_sums = 0, {}
+                pm.train()
+                while st.batch_pos < len(st.batches) and st.phase_step < budget:
+                    shard, weight = shard_batch(st.batches[st.batch_pos])  # this rank's rows of the global batch
+                    ids, mask, labels = self.setup.train.batch(shard, pm.device)
+                    loss, parts, rl = self.batch_loss(ids, mask, labels, phase, rng, weight)
+                    # On CUDA the check is a host sync, so it runs every 10th step there.
+                    if (pm.device.type == "cpu" or st.step % 10 == 0) and not torch.isfinite(loss):
+                        values = {k: float(v.detach()) for k, v in parts.items()}
+                        raise FloatingPointError(
+                            f"non-finite loss at step {st.step} ({values}); "
+                            "lower --lr or --gamma; the last good checkpoint was not overwritten"
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    all_reduce_grads_(params)  # sum of shard gradients = the global-batch gradient
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    opt.step()
+                    st.step, st.phase_step, st.batch_pos = st.step + 1, st.phase_step + 1, st.batch_pos + 1
+                    if phase == 2:
+                        st.phase2_step += 1
+                    for k, v in parts.items():  # device tensors: no host sync per step
+                        st.loss_sums[k] = st.loss_sums.get(k, 0.0) + v.detach()
+                    self._log_step(bar, phase, parts, rl)
+                    last = st.batch_pos == len(st.batches) or st.phase_step == budget  # the epoch end saves anyway
+                    if checkpoint_every and st.step % checkpoint_every == 0 and not last:
+                        save()
+                self._end_epoch(phase, t0)
+                save()
+            summary = self._finish(t0)
         finally:
             bar.close()
-        summary = self._finish(self._best, self._phase1_best, self._t0)
+            if self.writer is not None:  # flushes the events of an interrupted run too
+                self.writer.close()
+                self.writer = None
         summary["resumed_from_step"] = resumed
         return summary
 
-    def _train_phases(self, plan, bar, checkpoint: str | None, every: int) -> None:
-        """The loop, as a resumable state machine over (phase, epoch, batch position)."""
-        cfg, pm, prog = self.cfg, self.model, self._progress
-        while prog["phase_idx"] < len(plan):
-            phase, epochs = plan[prog["phase_idx"]]
-            budget = math.ceil(epochs * self._steps_per_epoch)
-            if prog["done"] >= budget:  # phase over
-                if phase == 1 and epochs > 0:
-                    self._phase1_best = dict(self._best)
-                prog.update(phase_idx=prog["phase_idx"] + 1, done=0, epoch=0, pos=0, sums={})
-                continue
-            if self._batches is None:  # a new epoch: its order comes from the seeded generator
-                self._batches = train_batches(self.setup.train.lengths, cfg.batch_size, self._rng)
-                prog.update(pos=0, sums={})
-            pm.train()
-            while prog["pos"] < len(self._batches) and prog["done"] < budget:
-                idx = self._batches[prog["pos"]]
-                self._rl_info = None
-                if is_distributed():  # this rank's shard of the global batch
-                    shard = idx[rank() :: world_size()]
-                    weight = len(shard) / len(idx)
-                    if len(shard) == 0:  # a tail batch smaller than the world: join with zero weight
-                        shard, weight = idx[:1], 0.0
-                else:
-                    shard, weight = idx, 1.0
-                ids, mask, labels = self.setup.train.batch(shard, pm.device)
-                loss, parts = self._batch_loss(ids, mask, labels, phase, self._rng, weight)
-                # On CUDA the check is a host sync, so it runs every 10th step there.
-                if (pm.device.type == "cpu" or self.step % 10 == 0) and not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss at step {self.step} ({ {k: float(v) for k, v in parts.items()} }); "
-                        "lower --lr or --gamma; the last good checkpoint was not overwritten"
-                    )
-                self._opt.zero_grad(set_to_none=True)
-                loss.backward()
-                all_reduce_grads_(self._params)  # sum of shard gradients = the global-batch gradient
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self._params, cfg.grad_clip)
-                self._opt.step()
-                self.step += 1
-                prog["done"] += 1
-                prog["pos"] += 1
-                if phase == 2:
-                    self.phase2_step += 1
-                for k, v in parts.items():  # device tensors: no host sync per step
-                    prog["sums"][k] = prog["sums"].get(k, 0.0) + v.detach()
-                if self.step % 10 == 0:
-                    for k, v in parts.items():
-                        self._scalar(f"train/{k}", v.item())
-                    bar.set_postfix(phase=phase, ce=f"{parts['ce'].item():.3f}")
-                if self._rl_info is not None:
-                    rec = {"step": self.step, **self._rl_info}
-                    self._scalar("rl/reward", rec["reward"])
-                    self._scalar("rl/grad_norm", rec["grad_norm"])
-                    for cb in self.callbacks:
-                        cb("rl", rec)
-                bar.update(1)
-                if checkpoint and every and self.step % every == 0 and is_main():
-                    self._save_checkpoint(checkpoint)
-            # epoch end: score D_RL, keep the best prompt
-            prog["epoch"] += 1
-            n_steps = max(1, prog["pos"])
-            acc = self.evaluate("rl")
-            rec = {"phase": phase, "epoch": prog["epoch"], "step": self.step, "rl_acc": acc,
-                   "seconds": time.perf_counter() - self._t0}  # fmt: skip
-            rec.update({f"train_{k}": float(v) / n_steps for k, v in prog["sums"].items()})
-            self.history.append(rec)
-            self._scalar("eval/acc", acc)
-            log.info("phase %d epoch %d: D_RL acc %.4f", phase, prog["epoch"], acc)
+    def batch_loss(
+        self, ids, mask, labels, phase: int, rng: np.random.Generator, weight: float = 1.0
+    ) -> tuple[torch.Tensor, dict, dict | None]:
+        """Loss of one (shard of a) batch: ``(loss, parts, rl)``.
+
+        ``parts`` holds the unweighted terms (``ce``, ``contrast``, ``rl``); ``rl`` is the RL
+        update's record (``reward``, ``reward_max``, ``grad_norm``) on RL steps, else None.
+        ``weight`` = shard rows / global batch rows scales the per-example terms; the
+        rank-identical RL term is scaled by 1/world instead.
+        """
+        cfg, pm = self.cfg, self.model
+        use_contrast = phase == 2 and cfg.beta > 0
+        theta = pm.prompt.theta
+        if use_contrast:
+            # One population forward: view 1 (CE + anchor), view 2 (positive), k noised negatives.
+            noise = torch.randn(cfg.num_negatives, theta.numel(), device=theta.device) * cfg.negative_noise
+            thetas = torch.cat([theta.unsqueeze(0), theta.unsqueeze(0), theta.unsqueeze(0) + noise])  # (2+k, D)
+        else:
+            thetas = theta.unsqueeze(0)
+        with autocast(pm.device):
+            feats = pm.features(ids, mask, thetas)  # (K, B, H); dropout makes views 1 and 2 differ
+            logits = pm.head(feats[0]).float()  # (B, C)
+        parts = {"ce": cross_entropy_loss(logits, labels)}
+        loss = parts["ce"]
+        if use_contrast:
+            parts["contrast"] = info_nce_loss(feats[0], feats[1], feats[2:], tau=cfg.tau)
+            loss = loss + cfg.beta * parts["contrast"]
+        loss = loss * weight
+        if not (phase == 2 and cfg.gamma > 0 and self.state.phase2_step % cfg.rl_interval == 0):
+            return loss, parts, None
+        parts["rl"], rl = self._rl_loss(rng)
+        # The RL term's own contribution to the gradient (not CE's): γ·‖∇θ L_RL‖.
+        (g,) = torch.autograd.grad(parts["rl"], theta, retain_graph=True)
+        rl["grad_norm"] = cfg.gamma * float(g.norm())
+        return loss + cfg.gamma * parts["rl"] / world_size(), parts, rl
+
+    def _rl_loss(self, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
+        """One REINFORCE term: center the env on θ, sample K actions, step, build -r log π."""
+        cfg, st, theta = self.cfg, self.state, self.model.prompt.theta
+        env = self._rl_env()
+        env.reset(options={"center": theta.detach()})
+        actions = sample_actions(rng, cfg.rl_samples, theta.numel(), cfg.rl_estimator)  # (K, D) ~ N(0, I)
+        if cfg.rl_samples == 1:
+            _, reward, *_ = env.step(actions[0])
+            rewards = torch.tensor([reward])
+        else:
+            _, reward, *_ = env.step(actions)
+            rewards = torch.as_tensor(reward, dtype=torch.float32)  # (K,)
+        samples = env.search.perturb(torch.as_tensor(actions, device=theta.device))  # (K, D) = θ + σa
+        loss = estimator_loss(theta, samples, rewards, cfg.sigma, cfg.rl_estimator, st.reward_mean)
+        mean_r = float(rewards.mean())
+        st.reward_mean = mean_r if st.reward_mean is None else 0.9 * st.reward_mean + 0.1 * mean_r
+        return loss, {"reward": mean_r, "reward_max": float(rewards.max())}
+
+    def _make_rl_env(self):
+        """The environment whose reward the RL term uses; it shares the model."""
+        from ..envs import PromptSearch, SoftPromptEnv, SoftPromptVectorEnv
+
+        search = PromptSearch(
+            self.setup, sigma=self.cfg.sigma, projection_dim=None, projection_seed=0, reward="accuracy",
+            reward_batch_size=self.cfg.reward_batch_size, max_rows=self.cfg.eval_batch_size * 2,
+        )  # fmt: skip
+        if self.cfg.rl_samples == 1:
+            return SoftPromptEnv(search=search)
+        return SoftPromptVectorEnv(self.cfg.rl_samples, search=search)
+
+    def _rl_env(self):
+        """The RL env, built on first use (never when γ = 0) and seeded once."""
+        if self.env is None:
+            self.env = self._make_rl_env()
+            self.env.reset(seed=self.seed)
+        return self.env
+
+    # ------------------------------------------------------------------ logging and epoch ends
+    def _open_writer(self, purge_step: int | None):
+        if self.log_dir is None:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("tensorboard is not installed; no TensorBoard logs (pip install tensorboard)")
+            return None
+        return SummaryWriter(self.log_dir, purge_step=purge_step)
+
+    def _scalar(self, key: str, value: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(key, value, self.state.step)
+
+    def _log_step(self, bar, phase: int, parts: dict, rl: dict | None) -> None:
+        if self.state.step % 10 == 0:
+            for k, v in parts.items():
+                self._scalar(f"train/{k}", v.item())
+            bar.set_postfix(phase=phase, ce=f"{parts['ce'].item():.3f}")
+        if rl is not None:
+            rec = {"step": self.state.step, **rl}
+            self._scalar("rl/reward", rec["reward"])
+            self._scalar("rl/grad_norm", rec["grad_norm"])
             for cb in self.callbacks:
-                cb("epoch", rec)
-            if acc > self._best["acc"]:
-                self._best.update(acc=acc, state=self._snapshot())
-            self._batches = None
-            prog.update(pos=0, sums={})
-            if checkpoint and is_main():
-                self._save_checkpoint(checkpoint)
+                cb("rl", rec)
+        bar.update(1)
 
-    # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, path: str) -> None:
-        from ..checkpoint import optimizer_to_flat, save_state
+    def _end_epoch(self, phase: int, t0: float) -> None:
+        """Score D_RL, record the epoch, keep the best prompt, start a new batch order."""
+        st = self.state
+        st.epoch += 1
+        acc = self.evaluate("rl")
+        rec = {"phase": phase, "epoch": st.epoch, "step": st.step, "rl_acc": acc, "seconds": time.perf_counter() - t0}
+        rec.update({f"train_{k}": float(v) / max(1, st.batch_pos) for k, v in st.loss_sums.items()})
+        st.history.append(rec)
+        self._scalar("eval/acc", acc)
+        log.info("phase %d epoch %d: D_RL acc %.4f", phase, st.epoch, acc)
+        for cb in self.callbacks:
+            cb("epoch", rec)
+        if acc > st.best_acc:
+            st.best, st.best_acc = self._snapshot(), acc
+        st.batches, st.batch_pos, st.loss_sums = None, 0, {}
 
-        if not all(torch.isfinite(p).all() for p in self._params):
-            raise FloatingPointError(
-                f"non-finite loss/parameters: the prompt or head became NaN/inf by step {self.step}; lower --lr "
-                f"or --gamma; the last good checkpoint {path} is kept"
-            )
-        tensors = {f"param.{k}": v for k, v in self._snapshot().items()}
-        opt_t, opt_doc = optimizer_to_flat(self._opt)
-        tensors.update(opt_t)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if torch.cuda.is_available() and self.model.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.model.device)
-        if "state" in self._best:
-            tensors.update({f"best.{k}": v for k, v in self._best["state"].items()})
-        if self._phase1_best is not None and "state" in self._phase1_best:
-            tensors.update({f"p1best.{k}": v for k, v in self._phase1_best["state"].items()})
-        if self._batches is not None:
-            tensors["batches.flat"] = torch.as_tensor(np.concatenate(self._batches), dtype=torch.long)
-            tensors["batches.sizes"] = torch.as_tensor([len(b) for b in self._batches], dtype=torch.long)
-        prog = dict(self._progress, sums={k: float(v) for k, v in self._progress["sums"].items()})
-        env_rng = None if self.env is None else self.env.np_random.bit_generator.state
-        doc = {
-            "config": _jsonable(asdict(self.cfg)), "seed": self.seed, "step": self.step,
-            "phase2_step": self.phase2_step, "progress": prog, "history": self.history,
-            "best_acc": self._best["acc"], "phase1_best_acc": None if self._phase1_best is None else self._phase1_best["acc"],
-            "reward_mean": self._reward_mean, "rng_numpy": self._rng.bit_generator.state, "rng_env": env_rng,
-            "optimizer": opt_doc, "elapsed": time.perf_counter() - self._t0,
-        }  # fmt: skip
-        save_state(path, tensors, doc)
-
-    def _load_checkpoint(self, path: str) -> int:
-        from ..checkpoint import CheckpointError, load_state, optimizer_from_flat
-
-        tensors, doc = load_state(path)
-        if doc["config"] != _jsonable(asdict(self.cfg)) or doc["seed"] != self.seed:
-            raise CheckpointError(f"{path} was written with another configuration or seed; delete it or use --overwrite")
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for k, v in tensors.items():
-                if k.startswith("param."):
-                    params[k[6:]].copy_(v)
-        optimizer_from_flat(self._opt, tensors, doc["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and self.model.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.model.device)
-        self._rng.bit_generator.state = doc["rng_numpy"]
-
-        def sub(prefix):
-            return {k[len(prefix) :]: v.to(self.model.device) for k, v in tensors.items() if k.startswith(prefix)}
-
-        self._best = {"acc": doc["best_acc"]}
-        if sub("best."):
-            self._best["state"] = sub("best.")
-        if doc["phase1_best_acc"] is not None:
-            self._phase1_best = {"acc": doc["phase1_best_acc"], "state": sub("p1best.")}
-        if "batches.flat" in tensors:
-            flat, sizes = tensors["batches.flat"].numpy(), tensors["batches.sizes"].tolist()
-            self._batches = np.split(flat, np.cumsum(sizes)[:-1])
-        self._progress = doc["progress"]
-        self.step, self.phase2_step = doc["step"], doc["phase2_step"]
-        self.history, self._reward_mean, self._elapsed = doc["history"], doc["reward_mean"], doc["elapsed"]
-        if doc["rng_env"] is not None:
-            self._rl_env().np_random.bit_generator.state = doc["rng_env"]
-        return self.step
-
-    def _finish(self, best: dict, phase1_best: dict | None, t0: float) -> dict:
-        cfg = self.cfg
-        summary = {"steps": self.step, "seconds": time.perf_counter() - t0, "history": self.history}
-        if phase1_best is not None and cfg.phase2_epochs > 0:
-            final_state = best["state"]
-            self._restore(phase1_best["state"])
-            summary["phase1_rl_acc"] = phase1_best["acc"]
+    def _finish(self, t0: float) -> dict:
+        st = self.state
+        summary = {"steps": st.step, "seconds": time.perf_counter() - t0, "history": st.history}
+        if st.phase1_best is not None and self.cfg.phase2_epochs > 0:
+            self._restore(st.phase1_best)
+            summary["phase1_rl_acc"] = st.phase1_best_acc
             summary["phase1_test_acc"] = self.evaluate("test")
-            self._restore(final_state)
-        if "state" in best:
-            self._restore(best["state"])
-        summary["rl_acc"] = max(best["acc"], self.evaluate("rl")) if "state" not in best else best["acc"]
+        if st.best is not None:
+            self._restore(st.best)
+        summary["rl_acc"] = st.best_acc if st.best is not None else max(st.best_acc, self.evaluate("rl"))
         summary["test_acc"] = self.evaluate("test")
         if "phase1_rl_acc" not in summary:
             summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
         self._scalar("eval/test_acc", summary["test_acc"])
-        if self.writer is not None:
-            self.writer.flush()
         return summary
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "rl") -> float:
+        data = {"rl": self.setup.rl, "test": self.setup.test, "train": self.setup.train}[split]
+        return accuracy(self.model, data, batch_size=self.cfg.eval_batch_size)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters() if v.requires_grad}
+
+    def _restore(self, snap: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(snap, strict=False)
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)

@@ -8,7 +8,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ..losses import centered_ranks
+from ..errors import ConfigError
+from ..losses import centered_ranks, estimator_loss, sample_actions
 from .base import ActionScorer, Callback, SearchResult, check_budget
 
 
@@ -21,8 +22,10 @@ class ESAgent:
 
         g = Σ_j (w_j⁺ − w_j⁻) ε_j / (2 · pop · noise_std)
 
-    which Adam then ascends. Actions are not clipped, so the evaluated prompts are exact samples
-    of N(center + σ A m, σ² noise_std² A Aᵀ). The best sample seen is kept as well as the mean.
+    which :class:`torch.optim.Adam` ascends, in float64: g is minus the gradient of the antithetic
+    REINFORCE loss of :mod:`crlprompt.losses` on the ranks, for π = N(m, noise_std² I). Actions are
+    not clipped, so the evaluated prompts are exact samples of N(center + σ A m, σ² noise_std² A Aᵀ).
+    The best sample seen is kept as well as the mean.
 
     Args:
         env: a soft-prompt env or its vector form (then ``2·pop`` must be a multiple of K).
@@ -52,14 +55,14 @@ class ESAgent:
         k = self.scorer.batch
         self.pop = pop or (max(1, k // 2) if self.scorer.vector else 16)
         if self.pop < 1 or (2 * self.pop) % k:
-            raise ValueError(
+            raise ConfigError(
                 f"2*pop = {2 * self.pop} actions per update must be a multiple of the vector env's num_envs={k}; "
                 f"use pop={max(1, k // 2)} or make the vector env with num_envs=2*pop"
             )
         if not noise_std > 0:
-            raise ValueError(f"noise_std must be > 0, got {noise_std}")
+            raise ConfigError(f"noise_std must be > 0, got {noise_std}")
         if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+            raise ConfigError(f"lr must be > 0, got {lr}")
         self.noise_std, self.lr, self.betas, self.eps = float(noise_std), float(lr), betas, eps
         self.move_center = move_center
         self.seed = seed
@@ -74,14 +77,14 @@ class ESAgent:
         rng = np.random.default_rng(self.seed)
         d = self.scorer.action_dim
         self.scorer.reset(seed=self.seed)
-        m = np.zeros(d)  # mean action, float64
-        adam_m, adam_v = np.zeros(d), np.zeros(d)
-        best_prompt, best_r = self.scorer.prompt_for(m), -np.inf
+        m = torch.zeros(d, dtype=torch.float64, requires_grad=True)  # mean action
+        opt = torch.optim.Adam([m], lr=self.lr, betas=self.betas, eps=self.eps)
+        best_prompt, best_r = self.scorer.prompt_for(m.detach().numpy()), -np.inf
         evals, history = 0, []
-        for t in range(1, budget // n + 1):
-            eps = rng.standard_normal((self.pop, d))  # (pop, d)
-            noise = np.stack([eps, -eps], 1).reshape(n, d)  # (2·pop, d): pairs (+ε, −ε) adjacent
-            actions = (m + self.noise_std * noise).astype(np.float32)
+        for _ in range(budget // n):
+            noise = torch.from_numpy(sample_actions(rng, n, d, "antithetic", dtype=np.float64))  # (2·pop, d): ±ε
+            samples = m.detach() + self.noise_std * noise  # (2·pop, d)
+            actions = samples.numpy().astype(np.float32)
             rewards = self.scorer(actions)  # (2·pop,)
             evals += n
             i = int(np.argmax(rewards))
@@ -89,22 +92,20 @@ class ESAgent:
                 best_prompt, best_r = self.scorer.prompt_for(actions[i]), float(rewards[i])
             history.append((evals, best_r))
 
-            w = centered_ranks(torch.from_numpy(rewards)).numpy().astype(np.float64).reshape(self.pop, 2)
-            grad = ((w[:, 0] - w[:, 1]) @ eps) / (2 * self.pop * self.noise_std)  # (d,) ascent direction
-            b1, b2 = self.betas
-            adam_m = b1 * adam_m + (1 - b1) * grad
-            adam_v = b2 * adam_v + (1 - b2) * grad**2
-            step = self.lr * (adam_m / (1 - b1**t)) / (np.sqrt(adam_v / (1 - b2**t)) + self.eps)
-            m = m + step
+            ranks = centered_ranks(torch.from_numpy(rewards)).double()  # (2·pop,) in [-0.5, 0.5]
+            opt.zero_grad(set_to_none=True)
+            estimator_loss(m, samples, ranks, self.noise_std, "antithetic").backward()  # ∇m = -g
+            opt.step()
             if self.move_center:
                 # Actions are affine in the prompt, so re-centering on the mean keeps Adam's moments valid.
-                self.scorer.reset(center=self.scorer.prompt_for(m))
-                m = np.zeros(d)
+                self.scorer.reset(center=self.scorer.prompt_for(m.detach().numpy()))
+                with torch.no_grad():
+                    m.zero_()
             if callback is not None and callback(evals, best_r) is False:
                 break
-        self.mean_action = m
-        final_prompt = self.scorer.prompt_for(m)
-        final_r = self.scorer.score_one(m.astype(np.float32))
+        self.mean_action = m.detach().numpy().copy()
+        final_prompt = self.scorer.prompt_for(self.mean_action)
+        final_r = self.scorer.score_one(self.mean_action.astype(np.float32))
         return SearchResult(
             best_prompt=best_prompt, best_reward=best_r, final_prompt=final_prompt, final_reward=final_r,
             history=history, evals=evals, seconds=time.perf_counter() - start, algo="es",

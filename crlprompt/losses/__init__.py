@@ -5,15 +5,18 @@
 * :func:`reinforce_loss` — L_RL = -r · log π(P'|P), Eq. 5, for the Gaussian policy π = N(P, σ²I),
   with the sample P' detached so that the gradient is ``-r (P' - P) / σ²``.
 * Variance-reduced estimators next to the faithful single-sample form: a reward baseline,
-  antithetic pairs, centered ranks (OpenAI-ES), K samples per update.
+  antithetic pairs, centered ranks (OpenAI-ES), K samples per update; :func:`sample_actions`
+  draws their noise and :func:`estimator_loss` picks the estimator (the CRL agent and ES share both).
 """
 
 from .rl import (
     ESTIMATORS,
     centered_ranks,
+    estimator_loss,
     gaussian_log_prob,
     reinforce_loss,
     reinforce_population_loss,
+    sample_actions,
     shape_rewards,
 )
 from .supervised import cross_entropy_loss, info_nce_loss
@@ -22,9 +25,11 @@ __all__ = [
     "ESTIMATORS",
     "centered_ranks",
     "cross_entropy_loss",
+    "estimator_loss",
     "gaussian_log_prob",
     "info_nce_loss",
     "reinforce_loss",
     "reinforce_population_loss",
+    "sample_actions",
     "shape_rewards",
 ]

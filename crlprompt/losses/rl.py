@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+
+from ..errors import ConfigError
 
 ESTIMATORS = ("single", "baseline", "antithetic", "ranks")
 
@@ -27,7 +30,7 @@ def gaussian_log_prob(sample: torch.Tensor, mean: torch.Tensor, sigma: float) ->
 
 def _check_sigma(sigma: float) -> None:
     if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+        raise ConfigError(f"sigma must be > 0, got {sigma}")
 
 
 def reinforce_loss(mean: torch.Tensor, sample: torch.Tensor, reward: float | torch.Tensor, sigma: float) -> torch.Tensor:
@@ -67,12 +70,14 @@ def centered_ranks(x: torch.Tensor) -> torch.Tensor:
 def shape_rewards(rewards: torch.Tensor, estimator: str, baseline: float | None = None) -> torch.Tensor:
     """Turn K raw rewards ``(K,)`` into the weights that multiply ∇ log π for each sample.
 
+    Weights are float32, or float64 when the rewards are.
+
     * ``single``: the rewards as they are (faithful Eq. 5; K = 1 in the paper).
     * ``baseline``: r_k − b, with b the given running baseline or else the mean of the K rewards.
     * ``antithetic``: samples come in pairs (ε, −ε); weight (r⁺ − r⁻)/2 on ε, its negative on −ε.
     * ``ranks``: centered ranks (scale-free; OpenAI-ES).
     """
-    rewards = rewards.float()
+    rewards = rewards if rewards.dtype == torch.float64 else rewards.float()
     if estimator == "single":
         return rewards
     if estimator == "baseline":
@@ -80,13 +85,13 @@ def shape_rewards(rewards: torch.Tensor, estimator: str, baseline: float | None 
         return rewards - b
     if estimator == "antithetic":
         if rewards.numel() % 2:
-            raise ValueError("estimator='antithetic' needs an even number of samples (pairs ε, -ε)")
+            raise ConfigError("estimator='antithetic' needs an even number of samples (pairs ε, -ε)")
         pairs = rewards.view(-1, 2)
         half = (pairs[:, 0] - pairs[:, 1]) / 2
         return torch.stack([half, -half], dim=1).reshape(-1)
     if estimator == "ranks":
         return centered_ranks(rewards)
-    raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
+    raise ConfigError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
 
 
 def reinforce_population_loss(
@@ -108,3 +113,44 @@ def reinforce_population_loss(
     _check_sigma(sigma)
     w = shape_rewards(rewards.detach().to(mean.device), estimator, baseline).to(mean.dtype)
     return -(w * gaussian_log_prob(samples.detach(), mean.unsqueeze(0), sigma)).mean()
+
+
+def sample_actions(rng: np.random.Generator, k: int, d: int, estimator: str, dtype=np.float32) -> np.ndarray:
+    """K standard-normal actions ``(K, D)`` from ``rng``; for ``antithetic``, K/2 draws in pairs (ε, −ε).
+
+    Rows 2j and 2j+1 of an antithetic draw are ε_j and −ε_j, the layout :func:`shape_rewards` expects.
+    """
+    if estimator == "antithetic":
+        if k % 2:
+            raise ConfigError(f"estimator='antithetic' needs an even number of samples (pairs ε, -ε), got {k}")
+        half = rng.standard_normal((k // 2, d), dtype=dtype)  # (K/2, D)
+        return np.stack([half, -half], 1).reshape(k, d)
+    return rng.standard_normal((k, d), dtype=dtype)
+
+
+def estimator_loss(
+    mean: torch.Tensor,
+    samples: torch.Tensor,
+    rewards: torch.Tensor,
+    sigma: float,
+    estimator: str,
+    running_baseline: float | None = None,
+) -> torch.Tensor:
+    """The REINFORCE term of one update with K samples, for any of :data:`ESTIMATORS`.
+
+    Args:
+        mean: ``(D,)`` prompt P; samples: ``(K, D)`` P'_k (detached here); rewards: ``(K,)``.
+        estimator: ``single`` with K = 1 is Eq. 5 exactly (:func:`reinforce_loss`). ``baseline``
+            with K = 1 subtracts ``running_baseline`` (a running mean of earlier rewards, 0 before
+            the first), since the mean of a single reward would cancel it exactly; with K > 1 it
+            subtracts the batch mean. Otherwise :func:`reinforce_population_loss`.
+
+    Returns:
+        scalar.
+    """
+    if len(samples) == 1 and estimator == "single":
+        return reinforce_loss(mean, samples[0], rewards[0], sigma)
+    if len(samples) == 1 and estimator == "baseline":
+        baseline = 0.0 if running_baseline is None else running_baseline
+        return reinforce_population_loss(mean, samples, rewards, sigma, "baseline", baseline)
+    return reinforce_population_loss(mean, samples, rewards, sigma, estimator)
