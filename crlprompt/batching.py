@@ -68,8 +68,7 @@ def encode(
 ) -> Encoded:
     """Tokenize every text once (with the task template for verbalizer heads)."""
     texts = [render(spec, t, template, getattr(tokenizer, "mask_token", None)) for t in split.texts]
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
-    rows = enc["input_ids"]
+    rows = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"] if texts else []
     if template == "mlm":  # truncation must not cut the [MASK] away
         mid = tokenizer.mask_token_id
         bad = [i for i, r in enumerate(rows) if mid not in r]

@@ -148,14 +148,19 @@ def build(
     lm: LoadedModel | None = None,
     data: TaskData | None = None,
     prompt_dropout: float = 0.1,
+    require_test: bool = True,
 ) -> Setup:
-    """Load the task's data and the model (or reuse ``lm`` / ``data``) and tokenize every split once."""
+    """Load the task's data and the model (or reuse ``lm`` / ``data``) and tokenize every split once.
+
+    ``require_test=False`` (the environments) accepts a missing test file with an empty test split.
+    """
     if not isinstance(config, SetupConfig):
         raise ConfigError(f"build() takes a SetupConfig, got {type(config).__name__}")
     cfg = config.resolved()
     data = data or load_task(
         cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
         max_train=cfg.max_train, max_test=cfg.max_test, k_shot=cfg.k_shot,
+        require_test=require_test,
     )  # fmt: skip
     lm = lm or load_model(cfg.model)
     pm = build_model(lm, data.spec, prompt=cfg.prompt_kind, num_tokens=cfg.num_tokens, head=cfg.head_kind,

@@ -30,11 +30,14 @@ Where the rows come from (``load_task(source=...)``; the readers live in :mod:`c
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from .data import staicc as _staicc
 from .data.files import ED_EMOTIONS, read_split_file
@@ -45,6 +48,8 @@ from .data.splits import k_shot as few_shot
 from .data.staicc import STAICC_PIN
 from .data.synthetic import load_tiny
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DataError", "TaskSpec", "Split", "TaskData", "TASKS", "get_task", "load_task",
            "split_rl", "load_staicc", "read_split_file", "safe_unpickle"]
@@ -183,7 +188,7 @@ def _test_stems(spec: TaskSpec) -> tuple[str, ...]:
 
 def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
               rl_fraction: float = 0.1, seed: int = 0, max_train: int | None = None,
-              max_test: int | None = None, k_shot: int | None = None) -> TaskData:
+              max_test: int | None = None, k_shot: int | None = None, require_test: bool = True) -> TaskData:
     """Load a task and carve the reward subset D_RL out of its training split.
 
     ``max_train`` caps the training *pool* first (seeded subsample of the original train
@@ -195,6 +200,9 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: s
     ``k_shot=k`` makes a few-shot task as LM-BFF does: train = k rows per class, D_RL = k
     other rows per class (the dev set: reward and model selection), both drawn with ``seed``
     from the (capped) training pool; test stays complete (``rl_fraction`` does not apply).
+
+    ``require_test=False`` (what the environments pass: they never score the test split) returns
+    an empty test split instead of failing when only the test file is missing (SST-2's dev.tsv).
 
     ``tiny`` comes with its own D_RL: 256 train, 64 D_RL and 128 test rows drawn with
     ``seed`` (:func:`crlprompt.data.synthetic.load_tiny`); ``rl_fraction`` does not apply to it,
@@ -251,12 +259,16 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: s
         train, test = _staicc.load_staicc(spec.name)
         origin = "staicc"
         if spec.name == "sst2":  # StaICC has no SST-2 test rows: use GLUE dev.tsv
-            if test_file is None:
+            if test_file is None and not require_test:
+                log.info("SST-2 dev.tsv not found: the test split is left empty (not needed here)")
+                test = Split([], np.zeros(0, dtype=np.int64))
+            elif test_file is None:
                 raise data_error("SST-2 test split", f"dev.tsv not found (data dir: {ddir})",
                                  f"pass --data-dir DIR with DIR/sst2/dev.tsv (872-row GLUE file; "
                                  f"tests use ../shared/data) or set {DATA_DIR_ENV}")
-            test = read_split_file(test_file, spec.label_names)
-            origin = f"staicc+data_dir:{test_file}"
+            else:
+                test = read_split_file(test_file, spec.label_names)
+                origin = f"staicc+data_dir:{test_file}"
     else:
         train, test = load_hf(spec.name, spec.label_names)
         origin = f"hf:{HUB_DATASETS[spec.name][0]}"

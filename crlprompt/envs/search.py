@@ -132,7 +132,7 @@ def plant_head(setup: Setup, *, ridge: float = 0.1, rows: int = 2000) -> float:
 def make_search(config: EnvConfig, setup: Setup | None = None) -> PromptSearch:
     """Build the :class:`PromptSearch` of ``config`` (or around an already built ``setup``)."""
     if setup is None:
-        setup = build(config.setup, device=resolve_device(config.device))
+        setup = build(config.setup, device=resolve_device(config.device), require_test=False)
         head = config.head_kind
         if head == "verbalizer" and setup.model.head_kind != "verbalizer":
             raise ConfigError("head='verbalizer' needs setup head='verbalizer' (pass head='verbalizer' for both)")

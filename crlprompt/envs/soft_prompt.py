@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -11,6 +12,8 @@ from gymnasium import spaces
 
 from .config import EnvConfig
 from .search import PromptSearch, resolve_search
+
+log = logging.getLogger(__name__)
 
 
 def _one_thread_after_fork() -> None:
@@ -80,10 +83,19 @@ class SoftPromptEnv(gym.Env):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi"]}
 
-    def __init__(self, config: EnvConfig | None = None, *, search: PromptSearch | None = None, **kwargs: Any):
+    def __init__(
+        self, config: EnvConfig | None = None, *, search: PromptSearch | None = None, render_mode: str | None = None,
+        **kwargs: Any,
+    ):  # fmt: skip
         super().__init__()
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            # SB3's make_vec_env asks every env for "rgb_array"; there is no picture of a prompt.
+            log.debug("SoftPromptEnv renders only 'ansi' text; render_mode=%r ignored", render_mode)
+            render_mode = None
+        self.render_mode = render_mode
+        self._last: tuple[float, float] | None = None
         self.search = resolve_search(config, search, kwargs)
         self.config = self.search.config
         self.episode_length = self.config.episode_length
@@ -121,5 +133,13 @@ class SoftPromptEnv(gym.Env):
         terminated = self.episode_length == 1
         truncated = self.episode_length > 1 and self._t >= self.episode_length
         info = {"accuracy": float(acc[0]), "step": self._t}
+        self._last = (r, info["accuracy"])
         return obs, r, terminated, truncated, info
+
+    def render(self) -> str | None:
+        """``render_mode="ansi"``: one line with the step, the last reward and accuracy, the center's norm."""
+        if self.render_mode != "ansi":
+            return None
+        last = "no step yet" if self._last is None else f"reward {self._last[0]:.4f} accuracy {self._last[1]:.4f}"
+        return f"step {self._t}/{self.episode_length}: {last}; |center| {float(self.search.center.norm()):.3f}"
 

@@ -18,14 +18,70 @@ log = logging.getLogger("crlprompt")
 T = TypeVar("T")
 
 
-def parse_config(cls: type[T], argv: list[str] | None, description: str | None = None) -> T:
-    """Parse flags into the config dataclass ``cls`` (``--help`` shows every field's docstring)."""
+def _bool_fields(cls: Any) -> set[str]:
+    """Flag names (``--a-b``) of every bool field of the dataclass ``cls`` and its nested dataclasses."""
+    import typing
+
+    out: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints.get(f.name)
+        if tp is bool:
+            out.add("--" + f.name.replace("_", "-"))
+        elif dataclasses.is_dataclass(tp):
+            out |= _bool_fields(tp)
+    return out
+
+
+def _bool_values_to_flags(cls: Any, argv: list[str]) -> list[str]:
+    """Accept ``--overwrite True`` / ``--resume False`` too: rewrite them to ``--overwrite`` / ``--no-resume``."""
+    flags, out, i = _bool_fields(cls), [], 0
+    while i < len(argv):
+        a = argv[i]
+        name, eq, value = a.partition("=")
+        if name in flags and eq and value.lower() in ("true", "false"):
+            out.append(name if value.lower() == "true" else "--no-" + name[2:])
+        elif a in flags and i + 1 < len(argv) and argv[i + 1].lower() in ("true", "false"):
+            out.append(a if argv[i + 1].lower() == "true" else "--no-" + a[2:])
+            i += 1
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
+def parse_config(cls: type[T], argv: list[str] | None, description: str | None = None, prog: str | None = None) -> T:
+    """Parse flags into the config dataclass ``cls`` (``--help`` shows every field's docstring).
+
+    Bool fields are flags (``--overwrite``, ``--no-resume``); ``--overwrite True`` works too.
+    """
     import tyro
 
-    return tyro.cli(
-        cls, args=argv, description=description,
-        config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff),
-    )  # fmt: skip
+    argv = _bool_values_to_flags(cls, list(sys.argv[1:] if argv is None else argv))
+    return tyro.cli(cls, args=argv, description=description, prog=prog, config=(tyro.conf.OmitArgPrefixes,))
+
+
+def default_threads() -> int:
+    """torch intra-op threads when the user sets none: half the CPUs, at least 1.
+
+    On a 2-core host shared with one other busy process, torch's default of 2 threads makes
+    every op spin-wait on the busy core (a Tiny-v0 step: 140-280 ms at 2 threads, 2.9 ms at 1).
+    """
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (``None`` = ``$OMP_NUM_THREADS`` if set, else :func:`default_threads`).
+
+    Works before torch is imported (through ``OMP_NUM_THREADS``) and after it.
+    """
+    n = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or default_threads())
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    return n
 
 
 def setup_logging() -> None:
