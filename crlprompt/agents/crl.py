@@ -98,7 +98,7 @@ class CRLConfig:
             raise ConfigError(f"reward_batch_size must be > 0 or None, got {self.reward_batch_size}")
 
 
-Callback = Callable[[str, dict], None]
+EventCallback = Callable[[str, dict], None]
 
 
 class CRLAgent:
@@ -124,7 +124,7 @@ class CRLAgent:
         *,
         seed: int = 0,
         log_dir: str | None = None,
-        callbacks: list[Callback] = (),
+        callbacks: list[EventCallback] = (),
         progress: bool = True,
     ):
         self.setup = setup
@@ -291,12 +291,11 @@ class CRLAgent:
 
     def _make_rl_env(self):
         """The environment whose reward the RL term uses; it shares the model."""
-        from ..envs import PromptSearch, SoftPromptEnv, SoftPromptVectorEnv
+        from ..envs import EnvConfig, PromptSearch, SoftPromptEnv, SoftPromptVectorEnv
 
-        search = PromptSearch(
-            self.setup, sigma=self.cfg.sigma, projection_dim=None, projection_seed=0, reward="accuracy",
-            reward_batch_size=self.cfg.reward_batch_size, max_rows=self.cfg.eval_batch_size * 2,
-        )  # fmt: skip
+        config = EnvConfig(setup=self.setup.config, sigma=self.cfg.sigma, reward="accuracy",
+                           reward_batch_size=self.cfg.reward_batch_size, max_rows=self.cfg.eval_batch_size * 2)  # fmt: skip
+        search = PromptSearch(self.setup, config)
         if self.cfg.rl_samples == 1:
             return SoftPromptEnv(search=search)
         return SoftPromptVectorEnv(self.cfg.rl_samples, search=search)

@@ -25,9 +25,7 @@ log = logging.getLogger(__name__)
 class PromptSearch:
     """The frozen scorer and the search space of one env (see :class:`EnvConfig` for the options)."""
 
-    def __init__(self, setup: Setup, config: EnvConfig | None = None, **options: Any):
-        if options:  # TEMPORARY: keyword options, until every caller passes an EnvConfig
-            config = EnvConfig.from_kwargs(setup=setup.config, **options)
+    def __init__(self, setup: Setup, config: EnvConfig | None = None):
         cfg = config or EnvConfig(setup=setup.config)
         self.config = cfg
         self.setup = setup
