@@ -68,7 +68,7 @@ def main(argv=None):
     import numpy as np
     import torch
 
-    from crlprompt.build import build
+    from crlprompt.build import SetupConfig, build
     from crlprompt.models import load_model
     from crlprompt.scoring import autocast, score_population
     from crlprompt.tasks import load_task
@@ -109,7 +109,7 @@ def main(argv=None):
 
     data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=(400 if args.quick else None))
     lm = load_model(args.model)
-    setup = build(args.task, lm, data=data, device=device)
+    setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model.eval()
     theta = pm.prompt.theta.detach().unsqueeze(0)
     prefix = pm.layout.num_tokens

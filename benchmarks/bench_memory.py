@@ -58,9 +58,9 @@ def child(case: str, device: str, quick: bool, threads: int | None = None) -> di
     if kind == "floor":
         import numpy as np
 
-        from crlprompt.build import build
+        from crlprompt.build import SetupConfig, build
 
-        setup = build("trec", model, max_train=b["max_train"], max_test=b["max_test"], device=device)
+        setup = build(SetupConfig(task="trec", model=model, max_train=b["max_train"], max_test=b["max_test"]), device=device)
         with torch.inference_mode():  # touch every weight once (safetensors loads may be lazy)
             setup.model(*setup.train.batch(np.arange(1), setup.model.device)[:2])
     elif kind in ("crl", "ptv2"):

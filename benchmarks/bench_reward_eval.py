@@ -48,7 +48,7 @@ def main(argv=None):
 
     import _peer as P
     from crlprompt.batching import eval_batches
-    from crlprompt.build import build
+    from crlprompt.build import SetupConfig, build
     from crlprompt.models import load_model
     from crlprompt.prompts import peft_model_with_theta
     from crlprompt.scoring import autocast, fit_probe, score_population
@@ -59,7 +59,7 @@ def main(argv=None):
 
     data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=(400 if args.quick else None))
     lm = load_model(args.model)
-    setup = build(args.task, lm, data=data, device=device)
+    setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model
     rl_texts, rl_labels = list(data.rl.texts), torch.as_tensor(data.rl.labels)
     rl = setup.rl

@@ -43,14 +43,15 @@ def main(argv=None):
     import torch
 
     from crlprompt.agents.crl import CRLAgent, CRLConfig
-    from crlprompt.build import build
+    from crlprompt.build import SetupConfig, build
     from crlprompt.models import load_model
     from crlprompt.tasks import load_task
 
     device = C.setup_torch(args)
     rep = C.Report(f"RL overhead in CRL phase 2 (β 0.3, N {interval}, γ 2e-5 vs 0), {args.task.upper()} / {args.model}", args, device)
     data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=max_train)
-    setup = build(args.task, load_model(args.model), data=data, device=device)
+    lm = load_model(args.model)
+    setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model
     init = {k: v.detach().clone() for k, v in pm.named_parameters() if v.requires_grad}
     spe = math.ceil(len(setup.train) / 32)

@@ -4,7 +4,7 @@ Sides, all in this one process, same frozen model weights, same data rows, batch
 AdamW, grad-norm clip 1.0, frozen LM in eval mode (no dropout inside it), prefix + head trained:
 
 * crl (agent step)   crl-prompt's way: ``build()`` tokenizes once into ``Encoded``; length-bucketed
-                     ``train_batches``; the CRLAgent's own ``_batch_loss`` (``PromptedModel``
+                     ``train_batches``; the CRLAgent's own ``batch_loss`` (``PromptedModel``
                      forward, CE) + backward + clip + AdamW step, as ``CRLAgent.learn`` does.
 * crl (no bucketing) the same with ``train_batches(bucket=False)`` (pre-tokenized, dynamic width,
                      random batches): separates the gain of bucketing from the rest.
@@ -55,7 +55,7 @@ def main(argv=None):
     import _peer as P
     from crlprompt.agents.crl import CRLAgent, CRLConfig
     from crlprompt.batching import train_batches
-    from crlprompt.build import build
+    from crlprompt.build import SetupConfig, build
     from crlprompt.models import load_model
     from crlprompt.tasks import load_task
 
@@ -66,7 +66,7 @@ def main(argv=None):
     # ---------------------------------------------------------------- crl-prompt's side
     data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=max_train)
     lm = load_model(args.model)
-    setup = build(args.task, lm, data=data, device=device)
+    setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model
     cfg = CRLConfig(lr=args.lr, batch_size=bs, phase1_epochs=1.0, phase2_epochs=0.0, eval_batch_size=64)
     agent = CRLAgent(setup, cfg, seed=0, progress=False)
@@ -91,7 +91,7 @@ def main(argv=None):
                 self.positions += ids.numel()
                 self.real += int(setup.train.lengths[idx].sum())
                 self.rows += len(idx)
-                loss, parts = agent._batch_loss(ids, mask, labels, 1, self.rng)
+                loss, parts, _ = agent.batch_loss(ids, mask, labels, 1, self.rng)
                 if pm.device.type == "cpu" and not torch.isfinite(loss):  # what learn() checks
                     raise FloatingPointError("non-finite loss")
                 opt.zero_grad(set_to_none=True)
