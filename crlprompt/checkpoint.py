@@ -28,6 +28,7 @@ resume must match.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,9 +167,20 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Ten
     opt.load_state_dict({"state": state, "param_groups": doc["param_groups"]})
 
 
-def _jsonable(d: dict) -> dict:
-    """Round-trip through JSON so configs compare equal after a save/load (tuples -> lists)."""
-    return json.loads(json.dumps(d))
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, paths, tuples and NumPy scalars as plain JSON values, so that a config
+    compares equal to itself after a save and a load (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -215,7 +228,7 @@ def save_train_state(
     progress = {"phase_idx": state.phase_idx, "done": state.phase_step, "epoch": state.epoch,
                 "pos": state.batch_pos, "sums": {k: float(v) for k, v in state.loss_sums.items()}}  # fmt: skip
     doc = {
-        "config": _jsonable(config), "seed": seed, "step": state.step, "phase2_step": state.phase2_step,
+        "config": jsonable(config), "seed": seed, "step": state.step, "phase2_step": state.phase2_step,
         "progress": progress, "history": state.history, "best_acc": state.best_acc,
         "phase1_best_acc": state.phase1_best_acc, "reward_mean": state.reward_mean,
         "rng_numpy": rng.bit_generator.state, "rng_env": None if env_rng is None else env_rng.bit_generator.state,
@@ -246,7 +259,7 @@ def load_train_state(
         CheckpointError: the file is missing, damaged, or from another configuration or seed.
     """
     tensors, doc = load_state(path)
-    if doc.get("config") != _jsonable(config) or doc.get("seed") != seed:
+    if doc.get("config") != jsonable(config) or doc.get("seed") != seed:
         raise CheckpointError(f"{path} was written with another configuration or seed; delete it or use --overwrite")
     params = _trainable(model)
     try:

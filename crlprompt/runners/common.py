@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..checkpoint import jsonable  # noqa: F401  (re-exported for the runners)
+from ..errors import ConfigError
+
 log = logging.getLogger("crlprompt")
 T = TypeVar("T")
 
@@ -77,7 +80,7 @@ def set_threads(threads: int | None) -> int:
     """
     n = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or default_threads())
     if n < 1:
-        raise ValueError(f"threads must be >= 1, got {n}")
+        raise ConfigError(f"threads must be >= 1, got {n}")
     os.environ["OMP_NUM_THREADS"] = str(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
@@ -94,21 +97,6 @@ def setup_logging() -> None:
                             stream=sys.stderr)  # fmt: skip
     for noisy in ("transformers", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-def jsonable(obj: Any) -> Any:
-    """Dataclasses, paths and tuples as plain JSON values (so configs compare equal after a reload)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
