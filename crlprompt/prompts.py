@@ -15,10 +15,8 @@ the environment and the REINFORCE/ES estimators use K > 1.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -305,108 +303,14 @@ class PromptedModel(nn.Module):
         return self.prompt.theta.device
 
 
-# ---------------------------------------------------------------------- PEFT interop
-def peft_config(lm: LoadedModel, layout: PromptLayout):
-    """The PEFT config whose prompt-encoder weight is θ reshaped to ``(tokens, D / tokens)``."""
-    from peft import PrefixTuningConfig, PromptTuningConfig, TaskType
-
-    task = TaskType.CAUSAL_LM if lm.arch == "decoder" else TaskType.FEATURE_EXTRACTION
-    common = dict(
-        task_type=task, num_virtual_tokens=layout.num_tokens, num_layers=layout.num_layers,
-        base_model_name_or_path=getattr(lm.config, "_name_or_path", None) or lm.name,
-    )  # fmt: skip
-    if layout.kind == "deep":
-        kv_dim = layout.num_kv_heads * layout.head_dim
-        return PrefixTuningConfig(token_dim=kv_dim, num_attention_heads=layout.num_kv_heads, **common)
-    return PromptTuningConfig(
-        token_dim=layout.hidden_size, num_attention_heads=lm.config.num_attention_heads, **common
-    )
+# ---------------------------------------------------------------------- file I/O
+# Prompt files and PEFT adapters live in crlprompt.prompt_io; these names stay importable from here.
+_MOVED = ("PROMPT_FILE", "save_prompt", "load_prompt", "save_peft_adapter", "peft_config", "peft_model_with_theta")
 
 
-def peft_model_with_theta(lm: LoadedModel, full_model: nn.Module, layout: PromptLayout, theta: torch.Tensor):
-    """Wrap ``full_model`` (what PEFT expects for the task type) in a PEFT model holding θ."""
-    from peft import get_peft_model
+def __getattr__(name: str):
+    if name in _MOVED:  # imported on first use: prompt_io imports this module
+        from . import prompt_io
 
-    model = get_peft_model(full_model, peft_config(lm, layout))
-    emb = model.prompt_encoder["default"].embedding
-    with torch.no_grad():
-        emb.weight.copy_(theta.detach().view(layout.num_tokens, -1).to(emb.weight))
-    return model
-
-
-def save_peft_adapter(pm: PromptedModel, out_dir: str | Path) -> Path:
-    """Save the prompt as a standard PEFT adapter (``PeftModel.from_pretrained`` loads it)."""
-    lm = pm.lm
-    full = lm.body if lm.arch == "encoder" else lm.full
-    model = peft_model_with_theta(lm, full, pm.layout, pm.prompt.theta)
-    model.save_pretrained(str(out_dir))
-    return Path(out_dir)
-
-
-# ---------------------------------------------------------------------- checkpoints
-PROMPT_FILE = "prompt.safetensors"
-
-
-def save_prompt(pm: PromptedModel, path: str | Path, meta: dict | None = None) -> None:
-    """Write θ and the head (if it has parameters) as safetensors, with the layout in its metadata."""
-    from safetensors.torch import save_file
-
-    tensors = {"theta": pm.prompt.theta.detach().float().cpu().contiguous()}
-    if pm.head_kind == "linear":
-        for k, v in pm.head.state_dict().items():
-            tensors[f"head.{k}"] = v.detach().float().cpu().contiguous()
-    metadata = {"layout": json.dumps(asdict(pm.layout)), "model": pm.lm.name, "head": pm.head_kind}
-    metadata.update({k: json.dumps(v) for k, v in (meta or {}).items()})
-    save_file(tensors, str(path), metadata=metadata)
-
-
-def load_prompt(pm: PromptedModel, path: str | Path, *, strict: bool = True) -> dict:
-    """Load θ (and head) into ``pm``; refuses a checkpoint made for another model, layout or head.
-
-    Everything is checked before anything is written, so a refused file leaves ``pm`` untouched.
-    ``strict=False`` skips only the model-name check (for a model directory that was moved).
-    """
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # not safetensors: torn, random bytes, a pickle...
-        raise ModelError(f"{path} is not a readable safetensors prompt file ({type(e).__name__}); pass a checkpoint written by crl-prompt") from None
-    layout = meta.get("layout")
-    if layout is None or "theta" not in tensors:
-        raise ModelError(f"{path} is not a crl-prompt prompt file (no layout/theta); pass a checkpoint written by crl-prompt")
-    try:
-        saved = PromptLayout(**json.loads(layout))
-    except Exception:
-        raise ModelError(f"{path} has a malformed layout record; pass a checkpoint written by crl-prompt") from None
-    theta = tensors["theta"]
-    if theta.shape != (saved.dim,) or not theta.is_floating_point() or not torch.isfinite(theta).all():
-        raise ModelError(f"{path} holds a theta of shape {tuple(theta.shape)} / dtype {theta.dtype} that is not a finite "
-                         f"({saved.dim},) float vector; the file is damaged")  # fmt: skip
-    if saved != pm.layout:
-        raise ModelError(
-            f"{path} holds a prompt for model {meta.get('model')!r} with layout {saved}, but the model "
-            f"{pm.lm.name!r} needs {pm.layout}; load it with --model {meta.get('model')}"
-        )
-    saved_model = meta.get("model")
-    if strict and saved_model is not None and saved_model != pm.lm.name:
-        raise ModelError(
-            f"{path} holds a prompt trained on model {saved_model!r}, not {pm.lm.name!r}; load it with "
-            f"--model {saved_model} (or strict=False if the same model was only moved)"
-        )
-    saved_head = meta.get("head", "linear")
-    if saved_head != pm.head_kind:
-        raise ModelError(f"{path} was saved with head={saved_head!r} but the model uses head={pm.head_kind!r}; use --head {saved_head}")
-    head_sd = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
-    if pm.head_kind == "linear":
-        want = {k: v.shape for k, v in pm.head.state_dict().items()}
-        got = {k: v.shape for k, v in head_sd.items()}
-        if want != got:
-            raise ModelError(f"{path} holds a head with shapes {got}, the model needs {want} (another task?)")
-    with torch.no_grad():
-        pm.prompt.theta.copy_(tensors["theta"])
-        if pm.head_kind == "linear":
-            pm.head.load_state_dict(head_sd)
-    return {k: v for k, v in meta.items()}
+        return getattr(prompt_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
