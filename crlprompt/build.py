@@ -17,10 +17,10 @@ from typing import Any, Literal
 import torch
 
 from .batching import Encoded, encode
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .models import LoadedModel, load_model
 from .prompts import HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, label_token_ids
-from .tasks import TaskData, TaskSpec, load_task
+from .tasks import TaskData, TaskSpec, get_task, load_task
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ class SetupConfig:
     k_shot: int | None = None
     """Few-shot (LM-BFF): train on k rows per class, D_RL = k other rows per class, full test; data_seed
     draws them (LM-BFF seeds: 13 21 42 87 100). None = full data with an rl_fraction holdout."""
+    template: str = "auto"
+    """HandCraft prompt of the verbalizer head: paper (Appendix B.1, verbatim) | cloze (this project's
+    earlier cloze prompts) | auto = the task's default (paper where the paper gives one)."""
+    prompt_encoder: Literal["auto", "none", "mlp", "lstm"] = "auto"
+    """P-Tuning v1: the shallow prompt is the output of a PEFT-style prompt encoder (mlp | lstm) over
+    trainable embeddings; none = the prompt is trained directly; auto = none, or what the method says."""
 
     def __post_init__(self) -> None:
         for name in ("task", "model"):
@@ -66,6 +72,15 @@ class SetupConfig:
         _check_choice("prompt", self.prompt, ("auto", "deep", "shallow"))
         _check_choice("head", self.head, ("auto", "linear", "verbalizer"))
         _check_choice("init", self.init, ("auto", "random", "tokens"))
+        _check_choice("prompt_encoder", self.prompt_encoder, ("auto", "none", "mlp", "lstm"))
+        if self.prompt_encoder in ("mlp", "lstm") and self.prompt == "deep":
+            raise ConfigError(f"prompt_encoder={self.prompt_encoder!r} reparameterises a shallow prompt (P-Tuning v1); "
+                              "use prompt='shallow' (or 'auto')")  # fmt: skip
+        if not isinstance(self.template, str) or not self.template:
+            raise ConfigError(f"template must be a non-empty name, got {self.template!r}")
+        known = _task_templates(self.task)
+        if known is not None and self.template != "auto" and self.template not in known:
+            raise ConfigError(f"task {self.task} has no template {self.template!r}; choose one of {('auto', *known)}")
         for name, low in (("num_tokens", 0), ("seed", 0), ("data_seed", 0), ("max_length", 1)):
             setattr(self, name, _check_int(name, getattr(self, name), low))
         for name in ("max_train", "max_test", "k_shot"):
@@ -77,15 +92,24 @@ class SetupConfig:
 
     @property
     def prompt_kind(self) -> PromptKind:
-        return "deep" if self.prompt == "auto" else self.prompt
+        if self.prompt == "auto":  # a prompt encoder (P-Tuning v1) makes a shallow prompt
+            return "shallow" if self.prompt_encoder in ("mlp", "lstm") else "deep"
+        return self.prompt
 
     @property
     def head_kind(self) -> HeadKind:
         return "linear" if self.head == "auto" else self.head
 
+    @property
+    def encoder_kind(self) -> str:
+        return "none" if self.prompt_encoder == "auto" else self.prompt_encoder
+
     def resolved(self) -> "SetupConfig":
-        """The same setup with ``auto`` prompt and head made explicit (what a run directory stores)."""
-        return dataclasses.replace(self, prompt=self.prompt_kind, head=self.head_kind)
+        """The same setup with ``auto`` prompt, head, encoder and template made explicit (what a run directory stores)."""
+        known = _task_templates(self.task)
+        template = known[0] if self.template == "auto" and known else self.template  # the task's default
+        return dataclasses.replace(self, prompt=self.prompt_kind, head=self.head_kind, prompt_encoder=self.encoder_kind,
+                                   template=template)  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SetupConfig":
@@ -95,6 +119,14 @@ class SetupConfig:
         if unknown:
             raise ConfigError(f"unknown setup fields {unknown}; known: {sorted(names)}")
         return cls(**d)
+
+
+def _task_templates(task: str) -> tuple[str, ...] | None:
+    """The template names of a known task (None for an unknown one: load_task reports it)."""
+    try:
+        return tuple(get_task(task).templates)
+    except DataError:
+        return None
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -131,10 +163,16 @@ def template_for(lm: LoadedModel, head: HeadKind) -> str:
 def build_model(
     lm: LoadedModel, spec: TaskSpec, *, prompt: PromptKind = "deep", num_tokens: int = 20,
     head: HeadKind = "linear", prompt_dropout: float = 0.1, seed: int = 0, init: str = "auto",
+    prompt_encoder: str = "none",
 ) -> PromptedModel:  # fmt: skip
     """A :class:`PromptedModel` for ``spec`` on ``lm``; θ and the head are initialised from ``seed``."""
     layout = PromptLayout.for_model(lm, prompt, num_tokens)
-    soft = SoftPrompt(layout, lm, seed=seed, init=init)
+    if prompt_encoder in ("mlp", "lstm"):
+        from .prompt_encoder import EncodedPrompt
+
+        soft = EncodedPrompt(layout, lm, encoder=prompt_encoder, seed=seed)
+    else:
+        soft = SoftPrompt(layout, lm, seed=seed, init=init)
     label_ids = label_token_ids(lm, spec.verbalizer) if head == "verbalizer" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -163,16 +201,17 @@ def build(
         require_test=require_test,
     )  # fmt: skip
     lm = lm or load_model(cfg.model)
-    pm = build_model(lm, data.spec, prompt=cfg.prompt_kind, num_tokens=cfg.num_tokens, head=cfg.head_kind,
-                     prompt_dropout=prompt_dropout, seed=cfg.seed, init=cfg.init)  # fmt: skip
+    spec = data.spec.with_template(cfg.template)
+    pm = build_model(lm, spec, prompt=cfg.prompt_kind, num_tokens=cfg.num_tokens, head=cfg.head_kind,
+                     prompt_dropout=prompt_dropout, seed=cfg.seed, init=cfg.init, prompt_encoder=cfg.encoder_kind)  # fmt: skip
     if device is not None:
         pm.to(torch.device(device))
     tmpl = template_for(lm, cfg.head_kind)
     enc = {
-        name: encode(split, lm.tokenizer, spec=data.spec, template=tmpl, max_length=cfg.max_length)
+        name: encode(split, lm.tokenizer, spec=spec, template=tmpl, max_length=cfg.max_length)
         for name, split in (("train", data.train), ("rl", data.rl), ("test", data.test))
     }
-    return Setup(cfg, data.spec, lm, pm, enc["train"], enc["rl"], enc["test"], data.source)
+    return Setup(cfg, spec, lm, pm, enc["train"], enc["rl"], enc["test"], data.source)
 
 
 def resolve_device(device: str | None) -> torch.device:

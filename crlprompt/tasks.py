@@ -1,4 +1,4 @@
-"""Task specs (labels, templates, verbalizer words) and :func:`load_task`, which picks a source.
+"""Task specs (labels, HandCraft prompt templates with their label words) and :func:`load_task`.
 
 Five classification tasks: ``trec`` (6 coarse classes), ``agnews`` (4 topics), ``sst2``
 (2 sentiments), ``empathetic_dialogues`` (32 emotions, input = the situation "prompt") and
@@ -29,13 +29,14 @@ Where the rows come from (``load_task(source=...)``; the readers live in :mod:`c
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -47,11 +48,11 @@ from .data.splits import Split, cap, check_fraction, check_limit, data_error, sp
 from .data.splits import k_shot as few_shot
 from .data.staicc import STAICC_PIN
 from .data.synthetic import load_tiny
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DataError", "TaskSpec", "Split", "TaskData", "TASKS", "get_task", "load_task",
+__all__ = ["DataError", "PromptTemplate", "TaskSpec", "Split", "TaskData", "TASKS", "get_task", "load_task",
            "split_rl", "load_staicc", "read_split_file", "safe_unpickle"]
 
 DATA_DIR_ENV = "CRLPROMPT_DATA_DIR"
@@ -63,36 +64,89 @@ _staicc_taken_order = _staicc.taken_order
 
 
 @dataclass(frozen=True)
+class PromptTemplate:
+    """One way to ask a frozen LM for the label (HandCraft, ``head="verbalizer"``).
+
+    The class is the label word whose (first) token scores highest at the answer position: the
+    ``{mask}`` of ``mlm`` for encoders with an MLM head, the next token after ``lm`` for decoders.
+    """
+
+    mlm: str
+    """Cloze form for encoders: has ``{text}`` and ``{mask}``."""
+    lm: str
+    """Next-token form for decoders: has ``{text}`` and ends with ``{mask}`` (the label word follows)."""
+    verbalizer: tuple[str, ...]
+    """One label word per class, in label-id order."""
+
+
+@dataclass(frozen=True)
 class TaskSpec:
-    """Static description of a classification task (label id = index into ``label_names``)."""
+    """Static description of a classification task (label id = index into ``label_names``).
+
+    ``templates`` holds every HandCraft prompt of the task by name; ``template`` names the one
+    in use (``verbalizer``, ``mlm_template``, ``lm_template`` and ``render`` read it) and defaults
+    to the first. :meth:`with_template` selects another.
+    """
 
     name: str
     label_names: tuple[str, ...]
-    verbalizer: tuple[str, ...]  # one single-token English word per class
-    mlm_template: str  # has "{text}" and "{mask}"
-    lm_template: str  # has "{text}" and ends with "{mask}" (next token = label word)
+    templates: Mapping[str, PromptTemplate] = field(hash=False)
+    template: str = ""
 
     def __post_init__(self) -> None:
-        if len(self.verbalizer) != len(self.label_names):
-            raise DataError(f"task {self.name}: {len(self.verbalizer)} verbalizer words for "
-                            f"{len(self.label_names)} labels. Fix: give one word per label")
-        for t in (self.mlm_template, self.lm_template):
-            if "{text}" not in t or "{mask}" not in t:
-                raise DataError(f"task {self.name}: template {t!r} lacks {{text}} or {{mask}}. "
-                                "Fix: include both placeholders")
-        if not self.lm_template.endswith("{mask}"):
-            raise DataError(f"task {self.name}: lm_template must end with {{mask}}. "
-                            "Fix: put {mask} last")
+        if not self.templates:
+            raise DataError(f"task {self.name}: no prompt template. Fix: give at least one")
+        if not self.template:
+            object.__setattr__(self, "template", next(iter(self.templates)))
+        if self.template not in self.templates:
+            raise DataError(f"task {self.name}: unknown template {self.template!r}. "
+                            f"Fix: use one of {', '.join(self.templates)}")
+        for key, t in self.templates.items():
+            if len(t.verbalizer) != len(self.label_names):
+                raise DataError(f"task {self.name}, template {key}: {len(t.verbalizer)} verbalizer words for "
+                                f"{len(self.label_names)} labels. Fix: give one word per label")
+            for form in (t.mlm, t.lm):
+                if "{text}" not in form or "{mask}" not in form:
+                    raise DataError(f"task {self.name}: template {form!r} lacks {{text}} or {{mask}}. "
+                                    "Fix: include both placeholders")
+            if not t.lm.endswith("{mask}"):
+                raise DataError(f"task {self.name}: template {key}'s lm form must end with {{mask}}. "
+                                "Fix: put {mask} last")
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
 
+    @property
+    def prompt_template(self) -> PromptTemplate:
+        return self.templates[self.template]
+
+    @property
+    def verbalizer(self) -> tuple[str, ...]:
+        """One label word per class (its first token is the class's score)."""
+        return self.prompt_template.verbalizer
+
+    @property
+    def mlm_template(self) -> str:
+        return self.prompt_template.mlm
+
+    @property
+    def lm_template(self) -> str:
+        return self.prompt_template.lm
+
+    def with_template(self, name: str) -> "TaskSpec":
+        """This spec with the template ``name`` in use (``"auto"``: the default one)."""
+        if name == "auto" or name == self.template:
+            return self
+        if name not in self.templates:
+            raise ConfigError(f"task {self.name} has no template {name!r}; choose one of "
+                              f"{', '.join(('auto',) + tuple(self.templates))}")
+        return dataclasses.replace(self, template=name)
+
     def render(self, text: str, mask: str = "", *, lm: bool = False) -> str:
         """Fill a template by plain replacement (safe for texts containing braces)."""
         t = self.lm_template if lm else self.mlm_template
         return t.replace("{mask}", "\0").replace("{text}", text).replace("\0", mask)
-
 
 
 @dataclass
@@ -110,21 +164,46 @@ class TaskData:
 _ED_WORDS = {"apprehensive": "nervous", "disgusted": "disgust", "joyful": "happy",
              "nostalgic": "nostalgia"}
 
+# The paper's HandCraft prompts (Appendix B.1), verbatim: the label names are listed in the prompt
+# and the top-scoring label word's token gives the class. Encoders answer at a [MASK] after it,
+# decoders with the next token.
+PAPER_PROMPTS = {
+    "agnews": "Read the following news: {text}. What is the category of news "
+              "(World, Sport, Business, or Science)? Answer:",
+    "trec": "Question: {text}. Class of question "
+            "(Entity, Abbreviation, Description, Human, Location, Number):",
+    "sst2": "Review: {text}. Sentiment of review (positive or negative):",
+}
+
+
+def _paper(task: str, words: tuple[str, ...]) -> PromptTemplate:
+    prompt = PAPER_PROMPTS[task]
+    return PromptTemplate(f"{prompt} {{mask}}", f"{prompt} {{mask}}", words)
+
+
 TASKS: dict[str, TaskSpec] = {s.name: s for s in (
-    TaskSpec("trec", ("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"),
-             ("abbreviation", "entity", "description", "human", "location", "number"),
-             "{text} The answer is a {mask}.", "Question: {text}\nAnswer type: {mask}"),
-    TaskSpec("agnews", ("World", "Sports", "Business", "Sci/Tech"),
-             ("world", "sports", "business", "technology"),
-             "{mask} news: {text}", "Article: {text}\nTopic: {mask}"),
-    TaskSpec("sst2", ("negative", "positive"), ("terrible", "great"),
-             "{text} It was {mask}.", "Review: {text}\nSentiment: {mask}"),
-    TaskSpec("empathetic_dialogues", ED_EMOTIONS,
-             tuple(_ED_WORDS.get(e, e) for e in ED_EMOTIONS),
-             "{text} I felt {mask}.", "Situation: {text}\nEmotion: {mask}"),
+    TaskSpec("trec", ("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"), {
+        "paper": _paper("trec", ("Abbreviation", "Entity", "Description", "Human", "Location", "Number")),
+        "cloze": PromptTemplate("{text} The answer is a {mask}.", "Question: {text}\nAnswer type: {mask}",
+                                ("abbreviation", "entity", "description", "human", "location", "number")),
+    }),
+    TaskSpec("agnews", ("World", "Sports", "Business", "Sci/Tech"), {
+        "paper": _paper("agnews", ("World", "Sport", "Business", "Science")),
+        "cloze": PromptTemplate("{mask} news: {text}", "Article: {text}\nTopic: {mask}",
+                                ("world", "sports", "business", "technology")),
+    }),
+    TaskSpec("sst2", ("negative", "positive"), {
+        "paper": _paper("sst2", ("negative", "positive")),
+        "cloze": PromptTemplate("{text} It was {mask}.", "Review: {text}\nSentiment: {mask}", ("terrible", "great")),
+    }),
+    TaskSpec("empathetic_dialogues", ED_EMOTIONS, {
+        "cloze": PromptTemplate("{text} I felt {mask}.", "Situation: {text}\nEmotion: {mask}",
+                                tuple(_ED_WORDS.get(e, e) for e in ED_EMOTIONS)),
+    }),
     # synthetic (crlprompt.data.synthetic): words from the tiny models' word-level vocabulary
-    TaskSpec("tiny", ("negative", "positive"), ("bad", "good"),
-             "{text} it was {mask}", "{text} it was {mask}"),
+    TaskSpec("tiny", ("negative", "positive"), {
+        "cloze": PromptTemplate("{text} it was {mask}", "{text} it was {mask}", ("bad", "good")),
+    }),
 )}
 
 _ALIASES = {"trec": "trec", "trec6": "trec", "treccoarse": "trec", "agnews": "agnews",

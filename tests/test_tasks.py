@@ -24,11 +24,14 @@ needs_staicc = pytest.mark.skipif(staicc.staicc_file("trec") is None,
 def test_specs_consistent():
     assert set(T.TASKS) == {"trec", "agnews", "sst2", "empathetic_dialogues", "tiny"}
     for spec in T.TASKS.values():
-        assert len(spec.verbalizer) == spec.num_labels == len(spec.label_names)
-        assert len(set(spec.verbalizer)) == spec.num_labels
-        assert all(w.isalpha() and w.islower() for w in spec.verbalizer)
-        assert "{text}" in spec.mlm_template and "{mask}" in spec.mlm_template
-        assert spec.lm_template.endswith("{mask}")
+        for name in spec.templates:
+            s = spec.with_template(name)
+            assert len(s.verbalizer) == spec.num_labels == len(spec.label_names)
+            assert len(set(w.lower() for w in s.verbalizer)) == spec.num_labels
+            assert all(w.isalpha() for w in s.verbalizer)
+            assert "{text}" in s.mlm_template and "{mask}" in s.mlm_template
+            assert s.lm_template.endswith("{mask}")
+        assert "cloze" in spec.templates
     assert T.get_task("empathetic_dialogues").num_labels == 32
     assert list(T.TASKS["empathetic_dialogues"].label_names) == sorted(
         T.TASKS["empathetic_dialogues"].label_names)
@@ -52,8 +55,79 @@ def test_unknown_task():
 
 
 def test_render_is_safe_with_braces():
-    assert T.get_task("sst2").render("a {x} b", "[MASK]") == "a {x} b It was [MASK]."
-    assert T.get_task("sst2").render("ok", lm=True) == "Review: ok\nSentiment: "
+    sst2 = T.get_task("sst2").with_template("cloze")
+    assert sst2.render("a {x} b", "[MASK]") == "a {x} b It was [MASK]."
+    assert sst2.render("ok", lm=True) == "Review: ok\nSentiment: "
+    assert T.get_task("sst2").render("a {mask} b", "<m>") == (
+        "Review: a {mask} b. Sentiment of review (positive or negative): <m>")
+
+
+# The paper's HandCraft prompts, Appendix B.1, character for character.
+PAPER_B1 = {
+    "agnews": "Read the following news: {text}. What is the category of news (World, Sport, Business, or Science)? Answer:",
+    "trec": "Question: {text}. Class of question (Entity, Abbreviation, Description, Human, Location, Number):",
+    "sst2": "Review: {text}. Sentiment of review (positive or negative):",
+}
+
+
+@pytest.mark.parametrize("task", sorted(PAPER_B1))
+def test_default_handcraft_prompt_is_the_papers_appendix_b1(task):
+    spec = T.get_task(task)
+    assert spec.template == "paper" and list(spec.templates)[0] == "paper"
+    assert spec.lm_template == spec.mlm_template == PAPER_B1[task] + " {mask}"
+    text = "Who wrote Hamlet ?"
+    assert spec.render(text, lm=True).rstrip() == PAPER_B1[task].replace("{text}", text)
+    assert spec.render(text, "[MASK]") == PAPER_B1[task].replace("{text}", text) + " [MASK]"
+
+
+def test_paper_label_words_are_the_names_listed_in_the_prompt_in_label_order():
+    words = {t: T.get_task(t).verbalizer for t in PAPER_B1}
+    assert words == {
+        "agnews": ("World", "Sport", "Business", "Science"),  # World, Sports, Business, Sci/Tech
+        "trec": ("Abbreviation", "Entity", "Description", "Human", "Location", "Number"),  # ABBR, ENTY, ...
+        "sst2": ("negative", "positive"),
+    }
+    for task, prompt in PAPER_B1.items():  # every label word is listed in its prompt
+        assert all(w in prompt for w in words[task])
+
+
+def test_cloze_templates_stay_selectable_under_their_name():
+    trec = T.get_task("trec")
+    cloze = trec.with_template("cloze")
+    assert cloze.template == "cloze" and trec.template == "paper"  # a copy; the registry is untouched
+    assert cloze.mlm_template == "{text} The answer is a {mask}."
+    assert cloze.lm_template == "Question: {text}\nAnswer type: {mask}"
+    assert cloze.verbalizer == ("abbreviation", "entity", "description", "human", "location", "number")
+    assert trec.with_template("auto") is trec
+    assert T.get_task("tiny").template == "cloze"  # tasks without a paper prompt keep theirs
+    with pytest.raises(T.ConfigError, match="no template 'nope'.*auto, paper, cloze"):
+        trec.with_template("nope")
+
+
+def test_template_selected_by_setup_config_reaches_the_encoded_inputs(tiny_bert):
+    from crlprompt.build import SetupConfig, build
+
+    with pytest.raises(T.ConfigError, match="task tiny has no template 'paper'"):
+        SetupConfig(task="tiny", template="paper")
+    assert SetupConfig(task="trec").resolved().template == "paper"
+    assert SetupConfig(task="trec", template="cloze").resolved().template == "cloze"
+    s = build(SetupConfig(task="tiny", model="tiny-bert", head="verbalizer", prompt="shallow", num_tokens=0), lm=tiny_bert)
+    assert s.spec.template == "cloze"
+    first = tiny_bert.tokenizer.decode(s.test.ids[0, : int(s.test.lengths[0])])
+    assert first.endswith("it was [MASK] [SEP]")
+
+
+def test_spec_validation():
+    good = T.PromptTemplate("{text} {mask}", "{text} {mask}", ("a", "b"))
+    with pytest.raises(DataError, match="1 verbalizer words for 2 labels"):
+        T.TaskSpec("x", ("n", "p"), {"t": T.PromptTemplate("{text} {mask}", "{text} {mask}", ("a",))})
+    with pytest.raises(DataError, match="lacks"):
+        T.TaskSpec("x", ("n", "p"), {"t": T.PromptTemplate("{text}", "{text} {mask}", ("a", "b"))})
+    with pytest.raises(DataError, match="must end with"):
+        T.TaskSpec("x", ("n", "p"), {"t": T.PromptTemplate("{text} {mask}", "{mask} {text}", ("a", "b"))})
+    with pytest.raises(DataError, match="unknown template 'u'"):
+        T.TaskSpec("x", ("n", "p"), {"t": good}, template="u")
+    assert T.TaskSpec("x", ("n", "p"), {"t": good}).template == "t"
 
 
 def test_old_names_still_exported():

@@ -32,6 +32,10 @@ class Method:
     """Keep the agent's γ (REINFORCE term) in phase 2; False sets γ = 0."""
     trains: bool = True
     """False: evaluate the initial model only (HandCraft)."""
+    encoder: Literal["none", "mlp", "lstm"] = "none"
+    """P-Tuning v1: the shallow prompt is a prompt encoder's output (PEFT PromptEncoder, MLP or LSTM)."""
+    template: str = "auto"
+    """HandCraft prompt (verbalizer head): auto = the paper's Appendix B.1 prompt where it gives one."""
 
     def agent_config(self, agent: CRLConfig) -> CRLConfig:
         """``agent`` with this method's switches applied."""
@@ -39,14 +43,18 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "handcraft": Method("HandCraft", "shallow", "verbalizer", trains=False),
-    "ptv1": Method("Prompt v1", "shallow", "linear"),
+    "handcraft": Method("HandCraft", "shallow", "verbalizer", trains=False),  # template auto: the paper's
+    "handcraft-cloze": Method("HandCraft (cloze)", "shallow", "verbalizer", trains=False, template="cloze"),
+    "ptv1": Method("Prompt v1", "shallow", "linear", encoder="mlp"),
+    "ptv1-lstm": Method("Prompt v1 (LSTM)", "shallow", "linear", encoder="lstm"),
+    "prompt-tuning": Method("Prompt tuning", "shallow", "linear"),
     "ptv2": Method("Prompt v2", "deep", "linear"),
     "crl": Method("CRL-Prompt", "deep", "linear", contrast=True, rl=True),
     "crl-contrast": Method("+ contrastive", "deep", "linear", contrast=True),
     "crl-rl": Method("+ RL", "deep", "linear", rl=True),
 }
-MethodName = Literal["handcraft", "ptv1", "ptv2", "crl", "crl-contrast", "crl-rl"]
+MethodName = Literal["handcraft", "handcraft-cloze", "ptv1", "ptv1-lstm", "prompt-tuning", "ptv2", "crl",
+                     "crl-contrast", "crl-rl"]  # fmt: skip
 
 
 def get_method(name: str) -> Method:
@@ -62,7 +70,9 @@ class TrainConfig:
     setup: SetupConfig = field(default_factory=SetupConfig)
     """Task, model, prompt, data split (flags --task, --model, --seed, --data-seed, --num-tokens...)."""
     method: MethodName = "ptv2"
-    """handcraft (template + verbalizer, zero-shot) | ptv1 (shallow, CE) | ptv2 (deep, CE) | crl (Algorithm 1) |
+    """handcraft (the paper's Appendix B.1 prompt + label words, zero-shot) | handcraft-cloze (the earlier cloze
+    prompts) | ptv1 (P-Tuning v1: shallow prompt from an MLP prompt encoder, CE) | ptv1-lstm (LSTM encoder) |
+    prompt-tuning (shallow prompt trained directly, CE) | ptv2 (deep prefix, CE) | crl (Algorithm 1) |
     crl-contrast (β only) | crl-rl (γ only)."""
     out: Path = Path("runs/train")
     """Run directory to create (refused if it exists and is not empty, unless --overwrite)."""
@@ -103,7 +113,9 @@ class TrainConfig:
             prompt=m.prompt if s.prompt == "auto" else s.prompt,
             head=m.head if s.head == "auto" else s.head,
             num_tokens=0 if not m.trains else s.num_tokens,
-        )
+            prompt_encoder=m.encoder if s.prompt_encoder == "auto" else s.prompt_encoder,
+            template=m.template if s.template == "auto" else s.template,
+        ).resolved()
 
     def agent_config(self) -> CRLConfig:
         """The agent config with the method's switches applied (β, γ off for the baselines)."""
@@ -131,7 +143,9 @@ def setup_from_run_config(saved: dict[str, Any]) -> SetupConfig:
     num_tokens, head, seed, ...); they are mapped onto it, resolved by their method.
     """
     if isinstance(saved.get("setup"), dict):
-        return SetupConfig.from_dict(saved["setup"])
+        # A P-Tuning v1 encoder is a training-time reparameterisation: the saved θ is its output, a
+        # plain shallow prompt (PEFT's inference mode keeps only that, too).
+        return dataclasses.replace(SetupConfig.from_dict(saved["setup"]), prompt_encoder="none")
     names = {f.name for f in dataclasses.fields(SetupConfig)}
     flat = {k: v for k, v in saved.items() if k in names}
     method = saved.get("method", "ptv2")
