@@ -24,7 +24,7 @@ import logging
 import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -32,9 +32,12 @@ from torch import nn
 from .errors import CheckpointError, ModelError
 from .modelcard import POOLING_TEXT, model_card
 from .models import LoadedModel
-from .prompts import PromptedModel, PromptKind, PromptLayout
 
 log = logging.getLogger(__name__)
+
+# This module does not import crlprompt.prompts (which re-exports it): ``pm: nn.Module`` below is a
+# :class:`~crlprompt.prompts.PromptedModel`, ``layout`` its :class:`~crlprompt.prompts.PromptLayout`.
+PromptKind = Literal["deep", "shallow"]
 
 PROMPT_FILE = "prompt.safetensors"
 ADAPTER_DIR = "adapter"  # a run directory's adapter
@@ -73,7 +76,7 @@ def pooling(arch: str, head: str) -> str:
 
 
 # ---------------------------------------------------------------------- prompt files
-def save_prompt(pm: PromptedModel, path: str | Path, meta: dict | None = None) -> None:
+def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> None:
     """Write θ and the head (if it has parameters) as safetensors, with the layout in its metadata."""
     from safetensors.torch import save_file
 
@@ -86,7 +89,7 @@ def save_prompt(pm: PromptedModel, path: str | Path, meta: dict | None = None) -
     save_file(tensors, str(path), metadata=metadata)
 
 
-def load_prompt(pm: PromptedModel, path: str | Path, *, strict: bool = True, require_head: bool = True) -> dict:
+def load_prompt(pm: nn.Module, path: str | Path, *, strict: bool = True, require_head: bool = True) -> dict:
     """Load θ (and the linear head) into ``pm`` from a prompt file, a run directory or a PEFT adapter
     directory; returns the file's metadata (a prompt file's strings as stored, an adapter's record).
 
@@ -112,7 +115,7 @@ def load_prompt(pm: PromptedModel, path: str | Path, *, strict: bool = True, req
     return _load_prompt_file(pm, path, strict)
 
 
-def _load_prompt_file(pm: PromptedModel, path: Path, strict: bool) -> dict:
+def _load_prompt_file(pm: nn.Module, path: Path, strict: bool) -> dict:
     from safetensors import safe_open
 
     try:
@@ -125,7 +128,7 @@ def _load_prompt_file(pm: PromptedModel, path: Path, strict: bool) -> dict:
     if layout is None or "theta" not in tensors:
         raise PromptFileError(f"{path} is not a crl-prompt prompt file (no layout/theta); pass a checkpoint written by crl-prompt")
     try:
-        saved = PromptLayout(**json.loads(layout))
+        saved = type(pm.layout)(**json.loads(layout))
     except Exception:
         raise PromptFileError(f"{path} has a malformed layout record; pass a checkpoint written by crl-prompt") from None
     theta = tensors["theta"]
@@ -148,7 +151,7 @@ def _load_prompt_file(pm: PromptedModel, path: Path, strict: bool) -> dict:
     return dict(meta)
 
 
-def _check_model(path: Path, saved_model: str | None, pm: PromptedModel, strict: bool) -> None:
+def _check_model(path: Path, saved_model: str | None, pm: nn.Module, strict: bool) -> None:
     if strict and saved_model is not None and saved_model != pm.lm.name:
         raise PromptFileError(
             f"{path} holds a prompt trained on model {saved_model!r}, not {pm.lm.name!r}; load it with "
@@ -165,7 +168,7 @@ def _check_head(path: Path, head: nn.Module, head_sd: dict[str, torch.Tensor]) -
         raise PromptFileError(f"{path} holds a head with non-finite or non-float values; the file is damaged")
 
 
-def _write(pm: PromptedModel, theta: torch.Tensor, head_sd: dict[str, torch.Tensor] | None) -> None:
+def _write(pm: nn.Module, theta: torch.Tensor, head_sd: dict[str, torch.Tensor] | None) -> None:
     with torch.no_grad():
         pm.prompt.theta.copy_(theta.reshape(-1))
         if head_sd is not None:
@@ -173,7 +176,7 @@ def _write(pm: PromptedModel, theta: torch.Tensor, head_sd: dict[str, torch.Tens
 
 
 # ---------------------------------------------------------------------- PEFT adapters, out
-def peft_config(lm: LoadedModel, layout: PromptLayout):
+def peft_config(lm: LoadedModel, layout):
     """The PEFT config whose prompt-encoder weight is θ reshaped to ``(tokens, D / tokens)``.
 
     ``base_model_name_or_path`` is left unset: PEFT fills it from the wrapped model (and warns if it
@@ -189,7 +192,7 @@ def peft_config(lm: LoadedModel, layout: PromptLayout):
     return PromptTuningConfig(token_dim=layout.hidden_size, num_attention_heads=lm.config.num_attention_heads, **common)
 
 
-def peft_model_with_theta(lm: LoadedModel, full_model: nn.Module, layout: PromptLayout, theta: torch.Tensor):
+def peft_model_with_theta(lm: LoadedModel, full_model: nn.Module, layout, theta: torch.Tensor):
     """Wrap ``full_model`` (what PEFT expects for the task type) in a PEFT model holding θ."""
     from peft import get_peft_model
 
@@ -203,7 +206,7 @@ def peft_model_with_theta(lm: LoadedModel, full_model: nn.Module, layout: Prompt
 
 
 def save_peft_adapter(
-    pm: PromptedModel, out_dir: str | Path, *, spec: Any = None, setup: Any = None, metrics: dict | None = None
+    pm: nn.Module, out_dir: str | Path, *, spec: Any = None, setup: Any = None, metrics: dict | None = None
 ) -> Path:
     """Save the prompt as a standard PEFT adapter (``PeftModel.from_pretrained`` loads it), with the
     linear head in ``head.safetensors`` and a model card.
@@ -233,7 +236,7 @@ def save_peft_adapter(
     return out
 
 
-def adapter_record(pm: PromptedModel, *, spec: Any = None, setup: Any = None, metrics: dict | None = None) -> dict:
+def adapter_record(pm: nn.Module, *, spec: Any = None, setup: Any = None, metrics: dict | None = None) -> dict:
     """The card's machine-readable ``crl_prompt`` record (plain JSON values)."""
     setup = asdict(setup) if is_dataclass(setup) else dict(setup or {})
     task = getattr(spec, "name", None) or setup.get("task")
@@ -359,7 +362,7 @@ def read_card_record(path: Path) -> dict:
     return rec if isinstance(rec, dict) else {}
 
 
-def _load_adapter(pm: PromptedModel, info: AdapterInfo, *, strict: bool, require_head: bool) -> dict:
+def _load_adapter(pm: nn.Module, info: AdapterInfo, *, strict: bool, require_head: bool) -> dict:
     lay, cfg, path = pm.layout, info.config, info.path
     if info.kind == "deep":
         want = {"num_virtual_tokens": lay.num_tokens, "num_layers": lay.num_layers,
