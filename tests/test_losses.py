@@ -287,3 +287,124 @@ def test_cross_entropy_matches_torch(gen):
 def test_cross_entropy_rejects_mismatched_shapes(logits_shape, labels_shape):
     with pytest.raises(ValueError, match=r"expected logits \(B, C\) and labels \(B,\)"):
         cross_entropy_loss(torch.zeros(logits_shape), torch.zeros(labels_shape, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- contrastive term as the paper reads
+from crlprompt.losses.supervised import contrastive_loss, contrastive_prompts  # noqa: E402
+
+
+def _per_example(anchor, positive, negatives, labels, **kw):
+    return contrastive_loss(anchor, positive, negatives, labels, reduction="none", **kw)
+
+
+def test_contrastive_same_class_examples_are_never_negatives(gen):
+    b, h = 6, 5
+    anchor, positive = torch.randn(b, h, generator=gen), torch.randn(b, h, generator=gen)
+    negatives = torch.randn(2, b, h, generator=gen)
+    labels = torch.tensor([0, 0, 1, 1, 2, 0])
+    base = _per_example(anchor, positive, negatives, labels)
+    moved = positive.clone()
+    moved[1] = anchor[0] * 5  # x_1 (class 0) made maximally similar to anchor 0
+    again = _per_example(anchor, moved, negatives, labels)
+    assert_close(again[0], base[0])  # not a negative of anchor 0: its loss does not change
+    moved = positive.clone()
+    moved[2] = anchor[0] * 5  # x_2 (class 1) is a negative of anchor 0: its loss rises
+    assert _per_example(anchor, moved, negatives, labels)[0] > base[0] + 0.5
+    # without labels (the SimCSE form) the same-class example is a negative too
+    moved = positive.clone()
+    moved[1] = anchor[0] * 5
+    assert _per_example(anchor, moved, negatives, None)[0] > _per_example(anchor, positive, negatives, None)[0] + 0.5
+
+
+def test_contrastive_exact_value_with_a_same_class_example_left_out():
+    tau = 0.5
+    anchor = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    positive = torch.tensor([[1.0, 0.2], [0.3, 1.0], [-1.0, 1.0]])
+    negatives = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [1.0, -1.0]]])  # (k=1, B, H)
+    labels = torch.tensor([0, 0, 1])
+    s = lambda u, v: F.cosine_similarity(u, v, dim=0) / tau  # noqa: E731
+    # anchor 0: candidates = its positive, example 2 (other class), its negative; example 1 left out
+    cand = torch.stack([s(anchor[0], positive[0]), s(anchor[0], positive[2]), s(anchor[0], negatives[0, 0])])
+    want0 = -(cand[0] - torch.logsumexp(cand, 0))
+    got = _per_example(anchor, positive, negatives, labels, tau=tau)
+    assert_close(got[0], want0)
+    # supervised: example 1 is a second positive of anchor 0, and every candidate is in the denominator
+    cand = torch.stack([s(anchor[0], positive[0]), s(anchor[0], positive[1]), s(anchor[0], positive[2]),
+                        s(anchor[0], negatives[0, 0])])
+    want_sup = -((cand[0] + cand[1]) / 2 - torch.logsumexp(cand, 0))
+    assert_close(_per_example(anchor, positive, negatives, labels, tau=tau, supervised=True)[0], want_sup)
+    assert_close(contrastive_loss(anchor, positive, negatives, labels, tau=tau),
+                 _per_example(anchor, positive, negatives, labels, tau=tau).mean())
+
+
+def test_contrastive_supervised_pulls_same_class_together(gen):
+    b, h = 4, 8
+    labels = torch.tensor([0, 0, 1, 1])
+    anchor = torch.randn(b, h, generator=gen)
+    positive = anchor.clone()
+    positive[1] = -anchor[0]  # a same-class example pointing away from anchor 0
+    close = positive.clone()
+    close[1] = anchor[0]
+    loss = lambda p: _per_example(anchor, p, None, labels, supervised=True)[0]  # noqa: E731
+    assert loss(close) < loss(positive) - 1  # SupCon rewards a same-class cluster
+    plain = lambda p: _per_example(anchor, p, None, labels)[0]  # noqa: E731
+    assert_close(plain(close), plain(positive))  # the paper form leaves same-class examples alone
+
+
+def test_contrastive_validates():
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="tau"):
+        contrastive_loss(x, x, tau=0)
+    with pytest.raises(ValueError, match="supervised=True needs labels"):
+        contrastive_loss(x, x, supervised=True)
+    with pytest.raises(ValueError, match="negatives"):
+        contrastive_loss(x, x, torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 2, 2, 5), (4, 6)])
+def test_contrastive_prompts_clean_positive_and_corrupted_negatives(shape):
+    torch.manual_seed(0)
+    d = math.prod(shape)
+    theta = torch.randn(d, requires_grad=True)
+    rows = contrastive_prompts(theta, shape, dropout=0.1, num_negatives=3)
+    assert rows.shape == (5, d)
+    assert torch.equal(rows[1], theta.detach())  # the positive is the clean prompt
+    assert not torch.equal(rows[0], theta.detach()) and ((rows[0] == 0) | torch.isclose(rows[0], theta / 0.9)).all()
+    view = theta.detach().view(*shape)
+    for neg in rows[2:]:
+        nv = neg.view(*shape)
+        if len(shape) == 5:  # deep: keys stay, every token's value comes from another token
+            assert torch.equal(nv[:, :, 0], view[:, :, 0])
+            for t in range(shape[0]):
+                src = [u for u in range(shape[0]) if torch.equal(nv[t, :, 1], view[u, :, 1])]
+                assert src and t not in src
+        else:  # shallow: the same tokens in another order, none in its place
+            assert sorted(map(tuple, nv.tolist())) == sorted(map(tuple, view.tolist()))
+            assert not (nv == view).all(1).any()
+    rows.sum().backward()
+    assert theta.grad is not None and theta.grad.abs().sum() > 0
+    big = torch.randn(40, 50)
+    drop = contrastive_prompts(big.reshape(-1), (40, 50), dropout=0.1, negative="dropout", negative_dropout=0.5)
+    assert 0.4 < (drop[2] == 0).float().mean() < 0.6 and 0.05 < (drop[0] == 0).float().mean() < 0.15
+    with pytest.raises(ValueError, match=">= 2 virtual tokens"):
+        contrastive_prompts(torch.randn(6), (1, 6), dropout=0.1)
+
+
+def test_permuting_whole_prefix_tokens_changes_nothing_which_is_why_values_are_re_paired(make_batch):
+    """Attention over a deep prefix is order-free: a token permutation of (key, value) pairs gives
+    the same features, so it cannot be a negative; re-pairing keys with other values does change them."""
+    from crlprompt.models import load_model
+    from crlprompt.prompts import PromptedModel, PromptLayout, SoftPrompt
+
+    lm = load_model("tiny-bert")
+    layout = PromptLayout.for_model(lm, "deep", 4)
+    pm = PromptedModel(lm, SoftPrompt(layout, lm, seed=3), "linear", 2).eval()
+    ids, mask, _ = make_batch(lm)
+    theta = pm.prompt.theta.detach()
+    whole = theta.view(*layout.shape)[torch.tensor([2, 0, 3, 1])].reshape(1, -1)
+    torch.manual_seed(1)
+    repaired = contrastive_prompts(theta, layout.shape, dropout=0.0)[2:]
+    with torch.no_grad():
+        f, fw, fr = (pm.features(ids, mask, t) for t in (theta[None], whole, repaired))
+    assert_close(fw, f, rtol=1e-5, atol=1e-5)
+    assert (fr - f).abs().max() > 1e-3
