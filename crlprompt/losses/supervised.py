@@ -1,4 +1,4 @@
-"""Supervised losses: cross-entropy (Eq. 2), InfoNCE (Eq. 3) in its SimCSE-noise form and as the paper reads it.
+"""Supervised losses: cross-entropy (Eq. 2), InfoNCE (Eq. 3) in its SimCSE-noise form and as the paper reads it."""
 
 from __future__ import annotations
 
