@@ -117,7 +117,8 @@ def test_batch_loss_is_ce_plus_gamma_rl(setup):
     theta = pm.prompt.theta
     ids, mask, labels = setup.train.batch(np.arange(32))
 
-    loss, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(9))  # phase-2 step 0: RL on
+    agent.state.phase2_step = 2  # the third phase-2 step (t = 3 = N): RL on
+    loss, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(9))
     assert set(parts) == {"ce", "rl"}
     assert set(rl) == {"reward", "reward_max", "grad_norm"} and rl["grad_norm"] > 0
     assert_close(loss, parts["ce"] + gamma * parts["rl"])
@@ -133,7 +134,11 @@ def test_batch_loss_is_ce_plus_gamma_rl(setup):
     r = float(rewards_of(setup, sample[None])[0])
     assert_close(total, theta.grad + gamma * (-r * (sample - theta.detach()) / SIGMA**2), rtol=1e-4, atol=1e-4)
 
-    agent.state.phase2_step = 1  # not a multiple of N = 3: no RL term
+    for done in (0, 1, 3):  # t = 1, 2, 4: not multiples of N = 3, no RL term (the first fires at t = N, not 1)
+        agent.state.phase2_step = done
+        _, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(9))
+        assert set(parts) == {"ce"} and rl is None
+    agent.state.phase2_step = 1
     _, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(9))
     assert set(parts) == {"ce"} and rl is None
 
@@ -146,6 +151,42 @@ def test_phase1_has_no_contrast_or_rl(setup):
     _, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(0))
     assert set(parts) == {"ce", "contrast", "rl"} and rl is not None
     assert torch.isfinite(parts["contrast"]) and parts["contrast"] > 0
+
+
+@pytest.mark.parametrize("mode", ["paper", "supcon", "noise"])
+def test_contrast_views_of_each_mode(setup, mode, monkeypatch):
+    """paper/supcon: one forward over (dropout(θ), clean θ, corrupted θ) with the model's own prompt
+    dropout off, so the positive row is exactly θ; noise: the earlier (θ, θ, θ + ε) under dropout."""
+    pm = setup.model
+    agent = CRLAgent(setup, CRLConfig(beta=0.3, gamma=0.0, contrast_mode=mode, num_negatives=2), seed=0, progress=False)
+    pm.train()
+    seen = {}
+    features = pm.features
+
+    def spy(ids, mask, thetas=None):
+        seen.update(thetas=thetas.detach().clone(), dropout=pm.prompt_dropout)
+        return features(ids, mask, thetas)
+
+    monkeypatch.setattr(pm, "features", spy)
+    ids, mask, labels = setup.train.batch(np.arange(16))
+    _, parts, _ = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(0))
+    theta = pm.prompt.theta.detach()
+    assert seen["thetas"].shape == (4, theta.numel()) and torch.isfinite(parts["contrast"])
+    assert pm.prompt_dropout == agent.cfg.prompt_dropout  # restored after the forward
+    if mode == "noise":
+        assert seen["dropout"] == agent.cfg.prompt_dropout and torch.equal(seen["thetas"][0], seen["thetas"][1])
+    else:
+        assert seen["dropout"] == 0.0 and torch.equal(seen["thetas"][1], theta)  # the clean positive
+        assert not torch.equal(seen["thetas"][0], theta) and not torch.equal(seen["thetas"][2], theta)
+
+
+def test_config_defaults_follow_the_papers_contrast():
+    cfg = CRLConfig()
+    assert (cfg.contrast_mode, cfg.negative_kind) == ("paper", "permute")
+    with pytest.raises(ConfigError, match="contrast_mode"):
+        CRLConfig(contrast_mode="simclr")
+    with pytest.raises(ConfigError, match="negative_kind"):
+        CRLConfig(negative_kind="noise")
 
 
 # ----------------------------------------------------------------------------- learn()
@@ -195,8 +236,8 @@ def test_learn_summary_and_callbacks(setup):
 
     assert [r for e, r in events if e == "epoch"] == hist
     rl = [r for e, r in events if e == "rl"]
-    # every N-th phase-2 step: phase-2 steps 0, 3, 6 of 8 -> global steps 9, 12, 15
-    assert [r["step"] for r in rl] == [steps_per_epoch + 1 + i for i in range(0, steps_per_epoch, 3)]
+    # phase-2 steps t = N, 2N (t mod N = 0, t from 1): t = 3, 6 of 8 -> global steps 11, 14
+    assert [r["step"] for r in rl] == [steps_per_epoch + t for t in (3, 6)]
     for r in rl:
         assert 0.0 <= r["reward"] <= r["reward_max"] <= 1.0
         assert math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0

@@ -98,9 +98,9 @@ def _scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-@pytest.mark.parametrize("stop", [13, 21], ids=["rl-step-after-checkpoint", "train-log-at-checkpoint"])
+@pytest.mark.parametrize("stop", [15, 21], ids=["rl-step-after-checkpoint", "train-log-at-checkpoint"])
 def test_tensorboard_steps_are_not_repeated_after_a_resume(tmp_path, stop):
-    """Stop 13: the killed run logged an RL reward at step 13 after its checkpoint at 12, which the
+    """Stop 15: the killed run logged an RL reward at step 15 (phase-2 step N = 3) after its checkpoint at 14, which the
     resumed run logs again. Stop 21: ``train/*`` was logged at step 20 just before the checkpoint
     at 20, and the resumed run (from step 21 on) does not log it again. The logs must equal an
     uninterrupted run's."""
@@ -114,8 +114,8 @@ def test_tensorboard_steps_are_not_repeated_after_a_resume(tmp_path, stop):
     time.sleep(1.1)  # event files sort by their creation second: the resumed run's must come after
     out, _ = _run(ckpt, log_dir=tb)
     resumed = out["resumed_from_step"]
-    if stop == 13:
-        assert resumed == 12 and (13, ref["rl/reward"][0][1]) in partial["rl/reward"]  # would repeat
+    if stop == 15:
+        assert resumed == 14 and (15, ref["rl/reward"][0][1]) in partial["rl/reward"]  # would repeat
     else:
         assert resumed == 20 and partial["train/ce"][-1][0] == 20  # logged once, before the checkpoint
     got = _scalars(tb)

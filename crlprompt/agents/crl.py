@@ -1,7 +1,7 @@
 """CRLAgent: Algorithm 1 of CRL-Prompt, and with β = γ = 0 plain P-Tuning v1/v2.
 
 Phase 1 takes cross-entropy steps on the prompt (and linear head). Phase 2 takes
-L = L_CE + β·L_contrast + γ·L_RL, where L_RL is non-zero every N-th optimizer step: the agent
+L = L_CE + β·L_contrast + γ·L_RL, where L_RL is non-zero at phase-2 steps N, 2N, ...: the agent
 hands its current θ to a :class:`~crlprompt.envs.SoftPromptEnv` as the center
 (``reset(options={"center": θ})``), samples a ~ N(0, I), gets the reward r = accuracy of
 P' = θ + σa on D_RL from ``env.step(a)``, and adds -r·log N(P'; θ, σ²I) with P' detached.
@@ -25,6 +25,7 @@ from ..checkpoint import TrainState, load_train_state, save_train_state
 from ..distributed import all_reduce_grads_, is_main, shard_batch, world_size
 from ..errors import ConfigError
 from ..losses import ESTIMATORS, cross_entropy_loss, estimator_loss, info_nce_loss, sample_actions
+from ..losses.supervised import CONTRAST_MODES, NEGATIVE_KINDS, contrastive_loss, contrastive_prompts
 from ..scoring import accuracy, autocast
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class CRLConfig:
     gamma: float = 2e-5
     """Weight γ of the REINFORCE term; paper: 2e-5. 0 turns RL off."""
     rl_interval: int = 100
-    """N: the RL term is added every N-th phase-2 optimizer step; paper: 100."""
+    """N: the RL term is added at phase-2 optimizer steps t = N, 2N, ... (t mod N = 0, t from 1); paper: 100."""
     sigma: float = 0.1
     """σ of the Gaussian policy N(θ, σ²I) (the paper leaves it open)."""
     rl_samples: int = 1
@@ -58,10 +59,18 @@ class CRLConfig:
     """Score rewards on a seeded minibatch of D_RL of this size (None = all of D_RL, as in the paper)."""
     tau: float = 0.1
     """InfoNCE temperature τ; paper: 0.1."""
+    contrast_mode: str = "paper"
+    """paper: positive = the clean prompt (no dropout), negatives = corrupted prompts (negative_kind) and in-batch
+    examples of other classes (never the same class); supcon: the same, with same-class examples as further
+    positives; noise: the earlier form (two dropout views, Gaussian-noise negatives, every in-batch example a negative)."""
     num_negatives: int = 1
-    """k noised-prompt negatives per example for InfoNCE (in-batch negatives are added too)."""
+    """k corrupted-prompt negatives per example (in-batch negatives are added too)."""
+    negative_kind: str = "permute"
+    """paper/supcon negatives: permute (the prompt's tokens re-paired by a derangement) | dropout (at negative_dropout)."""
+    negative_dropout: float = 0.5
+    """Dropout rate of a negative_kind='dropout' negative (heavier than prompt_dropout, the anchor's)."""
     negative_noise: float = 0.5
-    """Std of the Gaussian noise that makes a negative prompt θ + ε."""
+    """contrast_mode='noise' only: std of the Gaussian noise that makes a negative prompt θ + ε."""
     prompt_dropout: float = 0.1
     """Dropout on the prompt vector in training; paper: 10%."""
     head_dropout: float = 0.1
@@ -88,6 +97,12 @@ class CRLConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.prompt_dropout < 1:
             raise ConfigError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+        if self.contrast_mode not in CONTRAST_MODES:
+            raise ConfigError(f"contrast_mode must be one of {CONTRAST_MODES}, got {self.contrast_mode!r}")
+        if self.negative_kind not in NEGATIVE_KINDS:
+            raise ConfigError(f"negative_kind must be one of {NEGATIVE_KINDS}, got {self.negative_kind!r}")
+        if not 0 <= self.negative_dropout < 1:
+            raise ConfigError(f"negative_dropout must be in [0, 1), got {self.negative_dropout}")
         if self.rl_estimator not in ESTIMATORS:
             raise ConfigError(f"rl_estimator must be one of {ESTIMATORS}, got {self.rl_estimator!r}")
         if self.rl_estimator == "antithetic" and self.rl_samples % 2:
@@ -247,23 +262,40 @@ class CRLAgent:
         """
         cfg, pm = self.cfg, self.model
         use_contrast = phase == 2 and cfg.beta > 0
+        paper_views = use_contrast and cfg.contrast_mode != "noise"
         theta = pm.prompt.theta
-        if use_contrast:
-            # One population forward: view 1 (CE + anchor), view 2 (positive), k noised negatives.
+        if paper_views:
+            # One population forward: dropout(θ) (CE + anchor), clean θ (positive), k corrupted prompts
+            # (negatives); the dropout is applied here per row, so the forward runs with it off.
+            drop = pm.prompt_dropout if pm.training else 0.0
+            thetas = contrastive_prompts(theta, pm.layout.shape, dropout=drop, num_negatives=cfg.num_negatives,
+                                         negative=cfg.negative_kind, negative_dropout=cfg.negative_dropout)  # (2+k, D)
+        elif use_contrast:
+            # The earlier form: view 1 (CE + anchor), view 2 (positive; dropout makes them differ), k noised negatives.
             noise = torch.randn(cfg.num_negatives, theta.numel(), device=theta.device) * cfg.negative_noise
             thetas = torch.cat([theta.unsqueeze(0), theta.unsqueeze(0), theta.unsqueeze(0) + noise])  # (2+k, D)
         else:
             thetas = theta.unsqueeze(0)
-        with autocast(pm.device):
-            feats = pm.features(ids, mask, thetas)  # (K, B, H); dropout makes views 1 and 2 differ
-            logits = pm.head(feats[0]).float()  # (B, C)
+        dropout = pm.prompt_dropout
+        pm.prompt_dropout = 0.0 if paper_views else dropout
+        try:
+            with autocast(pm.device):
+                feats = pm.features(ids, mask, thetas)  # (K, B, H)
+                logits = pm.head(feats[0]).float()  # (B, C)
+        finally:
+            pm.prompt_dropout = dropout
         parts = {"ce": cross_entropy_loss(logits, labels)}
         loss = parts["ce"]
-        if use_contrast:
+        if paper_views:
+            parts["contrast"] = contrastive_loss(feats[0], feats[1], feats[2:], labels, tau=cfg.tau,
+                                                 supervised=cfg.contrast_mode == "supcon")  # fmt: skip
+            loss = loss + cfg.beta * parts["contrast"]
+        elif use_contrast:
             parts["contrast"] = info_nce_loss(feats[0], feats[1], feats[2:], tau=cfg.tau)
             loss = loss + cfg.beta * parts["contrast"]
         loss = loss * weight
-        if not (phase == 2 and cfg.gamma > 0 and self.state.phase2_step % cfg.rl_interval == 0):
+        t = self.state.phase2_step + 1  # this step's number within phase 2, counted from 1
+        if not (phase == 2 and cfg.gamma > 0 and t % cfg.rl_interval == 0):
             return loss, parts, None
         parts["rl"], rl = self._rl_loss(rng)
         # The RL term's own contribution to the gradient (not CE's): γ·‖∇θ L_RL‖.
