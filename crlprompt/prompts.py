@@ -103,6 +103,15 @@ class SoftPrompt(nn.Module):
     def extra_repr(self) -> str:
         return f"kind={self.layout.kind}, shape={self.layout.shape}, D={self.layout.dim}"
 
+    @classmethod
+    def from_text(cls, layout: PromptLayout, lm: LoadedModel, text: str) -> "SoftPrompt":
+        """A prompt that holds a real text: the frozen LM's own keys/values of its tokens (deep) or
+        their input embeddings (shallow); see :func:`text_prompt_ids` for how it fills P tokens."""
+        prompt = cls(layout, None, init="random")
+        with torch.no_grad():
+            prompt.theta.copy_(text_theta(lm, layout, text))
+        return prompt
+
 
 @torch.no_grad()
 def _token_prefix(lm: LoadedModel, layout: PromptLayout, g: torch.Generator) -> torch.Tensor:
@@ -114,6 +123,39 @@ def _token_prefix(lm: LoadedModel, layout: PromptLayout, g: torch.Generator) -> 
     cache = DynamicCache()
     lm.body(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True)
     # each layer: keys/values (1, kv_heads, P, head_dim) -> (P, L, 2, kv_heads, head_dim)
+    kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])  # (L, 2, H, P, d)
+    return kv.permute(3, 0, 1, 2, 4).reshape(-1).float().cpu().clone()
+
+
+def text_prompt_ids(lm: LoadedModel, text: str, num_tokens: int) -> torch.Tensor:
+    """``(num_tokens,)`` token ids of ``text`` (no special tokens): its last ``num_tokens`` tokens
+    when longer, else left-padded with a boundary token (BOS, else EOS, else [CLS], else pad)."""
+    tok = lm.tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ConfigError(f"the start text {text!r} has no tokens; pass a non-empty text")
+    if len(ids) > num_tokens:
+        log.warning("the start text has %d tokens, more than num_tokens=%d: keeping its last %d", len(ids), num_tokens,
+                    num_tokens)  # fmt: skip
+        ids = ids[-num_tokens:]
+    filler = next(t for t in (tok.bos_token_id, tok.eos_token_id, tok.cls_token_id, tok.pad_token_id, 0) if t is not None)
+    return torch.tensor([filler] * (num_tokens - len(ids)) + list(ids), dtype=torch.long)
+
+
+@torch.no_grad()
+def text_theta(lm: LoadedModel, layout: PromptLayout, text: str) -> torch.Tensor:
+    """θ ``(D,)`` holding ``text`` in ``layout``: keys/values the LM computes for it (deep), or its
+    token embeddings (shallow)."""
+    if layout.num_tokens == 0:
+        return torch.zeros(0)
+    from transformers import DynamicCache
+
+    emb = lm.input_embeddings().weight
+    ids = text_prompt_ids(lm, text, layout.num_tokens).to(emb.device)
+    if layout.kind == "shallow":
+        return emb[ids].detach().float().cpu().reshape(-1).clone()
+    cache = DynamicCache()
+    lm.body(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]), past_key_values=cache, use_cache=True)
     kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])  # (L, 2, H, P, d)
     return kv.permute(3, 0, 1, 2, 4).reshape(-1).float().cpu().clone()
 

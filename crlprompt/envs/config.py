@@ -21,6 +21,9 @@ from ..errors import ConfigError
 
 REWARD_KINDS = ("accuracy", "margin", "neg_ce")
 HEADS = ("auto", "probe", "planted", "verbalizer", "random", "checkpoint")
+PROJECTIONS = ("gaussian", "bbt", "bbt_layer")
+STARTS = ("auto", "random", "tokens", "handcraft", "checkpoint")
+REWARD_SPLITS = ("rl", "train")
 #: Legacy keyword names still accepted by :meth:`EnvConfig.from_kwargs`.
 ALIASES = {"init_seed": "seed"}
 
@@ -47,14 +50,32 @@ class EnvConfig:
     the LM's own head over the label words; random = the seeded random linear head; checkpoint =
     the head saved with ``checkpoint``. auto = checkpoint if given, else verbalizer for
     ``setup.head="verbalizer"``, else probe."""
+    start: str = "auto"
+    """The center the search starts from: random (N(0,1) deep prefix / random token embeddings) |
+    tokens (the LM's own keys/values of random vocabulary tokens) | handcraft (the keys/values or
+    embeddings of the task's HandCraft template text) | ``text:<any text>`` (of that text) |
+    checkpoint (θ of ``checkpoint``); auto = checkpoint if given, else ``setup.init``'s prompt."""
     sigma: float = 0.1
     """σ: the evaluated prompt is center + σ·A·a."""
+    projection: str = "gaussian"
+    """How A is drawn (crlprompt.envs.projection): gaussian = N(0, 1/d) entries (identity without
+    projection_dim) | bbt = Black-Box Tuning's N(0, (α·σ̂/(√d·σ₀))²), σ̂ measured from the real
+    embeddings (shallow) or per-layer keys/values (deep) the prompt replaces (without
+    projection_dim: the per-coordinate scale α·σ̂/σ₀) | bbt_layer = BBTv2: one such A per layer,
+    each with its own d coordinates of the action (action dim = layers × projection_dim)."""
     projection_dim: int | None = None
-    """d of a fixed seeded random projection A (D, d) with N(0, 1/d) entries; None = identity (d = D)."""
+    """d of the projection (per layer for bbt_layer); None = no projection (d = D)."""
     projection_seed: int = 0
     """Seed of the projection matrix."""
+    alpha: float = 1.0
+    """BBT's α: bbt projections give offsets of std α·σ̂ for actions of std sigma0."""
+    sigma0: float = 1.0
+    """BBT's σ₀: the action scale the bbt projections are calibrated for (CMA's initial step size)."""
     reward: str = "accuracy"
     """accuracy (the paper's) or a denser one (see crlprompt.scoring.REWARDS); accuracy is always in info."""
+    reward_split: str = "rl"
+    """Rows the reward is computed on: rl = D_RL (the paper's) | train = the training rows (few-shot
+    ids: BBT's fitness on the k-shot train rows, D_RL kept for selecting the prompt)."""
     reward_batch_size: int | None = None
     """Score each step on a seeded minibatch of D_RL of this size (shared by the K prompts of a vector step); None = all."""
     episode_length: int = 1
@@ -87,6 +108,21 @@ class EnvConfig:
         self.sigma = float(s)
         if self.reward not in _reward_kinds():
             raise ConfigError(f"reward must be one of {_reward_kinds()}, got {self.reward!r}")
+        if self.reward_split not in REWARD_SPLITS:
+            raise ConfigError(f"reward_split must be one of {REWARD_SPLITS}, got {self.reward_split!r}")
+        if self.projection not in PROJECTIONS:
+            raise ConfigError(f"projection must be one of {PROJECTIONS}, got {self.projection!r}")
+        if self.projection == "bbt_layer":
+            if self.setup.prompt_kind != "deep":
+                raise ConfigError("projection='bbt_layer' needs a deep prompt; pass prompt='deep' or projection='bbt'")
+            if self.projection_dim is None:
+                raise ConfigError("projection='bbt_layer' needs projection_dim (d per layer; BBTv2 uses 500)")
+        for name in ("alpha", "sigma0"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a finite number > 0, got {v!r}")
+            setattr(self, name, float(v))
+        self._check_start()
         for name in ("projection_dim", "reward_batch_size", "max_rl"):
             setattr(self, name, _positive_int(name, getattr(self, name), optional=True))
         for name in ("episode_length", "probe_rows", "max_rows"):
@@ -96,6 +132,23 @@ class EnvConfig:
         self.projection_seed = int(self.projection_seed)
         if self.head == "checkpoint" and not self.checkpoint:
             raise ConfigError("head='checkpoint' needs checkpoint=<prompt file or run directory>")
+
+    def _check_start(self) -> None:
+        s = self.start
+        if not isinstance(s, str) or not (s in STARTS or (s.startswith("text:") and s[5:].strip())):
+            raise ConfigError(f"start must be one of {STARTS} or 'text:<some text>', got {s!r}")
+        if s == "checkpoint" and not self.checkpoint:
+            raise ConfigError("start='checkpoint' needs checkpoint=<prompt file or run directory>")
+        if self.head == "planted" and s != "auto":
+            raise ConfigError(f"head='planted' chooses its own random start; drop start={s!r} or use head='probe'")
+
+    @property
+    def start_kind(self) -> str:
+        """The start actually used: checkpoint, random, tokens, handcraft, text, or setup (``auto``
+        without a checkpoint: the prompt ``setup.init`` made)."""
+        if self.start == "auto":
+            return "checkpoint" if self.checkpoint else "setup"
+        return "text" if self.start.startswith("text:") else self.start
 
     @property
     def head_kind(self) -> str:

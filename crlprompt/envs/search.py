@@ -15,9 +15,10 @@ import torch
 
 from ..build import Setup, build, resolve_device
 from ..errors import ConfigError, EnvError
-from ..prompts import SoftPrompt, load_prompt
+from ..prompts import SoftPrompt, load_prompt, text_theta
 from ..scoring import fit_probe, score_population
 from .config import EnvConfig
+from .projection import Projection, activation_scales
 
 log = logging.getLogger(__name__)
 
@@ -30,28 +31,30 @@ class PromptSearch:
         self.config = cfg
         self.setup = setup
         self.model = setup.model
-        self.data = setup.rl
+        self.data = setup.rl if cfg.reward_split == "rl" else setup.train
         if len(self.data) == 0:
-            raise ConfigError("D_RL is empty: raise rl_fraction or give more training data")
+            what = "D_RL" if cfg.reward_split == "rl" else "the train split"
+            raise ConfigError(f"{what} (reward_split={cfg.reward_split!r}) is empty: raise rl_fraction or give more data")
         dim = self.model.layout.dim
         if dim == 0:
             raise ConfigError("the prompt has no parameters (num_tokens=0): there is nothing to search")
-        if cfg.projection_dim is not None and cfg.projection_dim > dim:
-            raise ConfigError(f"projection_dim must be an int in [1, D={dim}], got {cfg.projection_dim!r}")
         self.sigma = cfg.sigma
         self.reward_kind = cfg.reward
         rbs = cfg.reward_batch_size
         self.reward_batch_size = None if rbs is None else min(rbs, len(self.data))
         self.max_rows = cfg.max_rows
         self.dim = dim
-        self.action_dim = cfg.projection_dim or dim
-        self.projection = None
-        if cfg.projection_dim is not None and cfg.projection_dim != dim:
-            # Entries N(0, 1/d): each coordinate of A a has unit variance for a ~ N(0, I_d), so
-            # sigma means the same per-coordinate noise with and without projection.
-            g = torch.Generator().manual_seed(cfg.projection_seed)
-            a = torch.randn(dim, cfg.projection_dim, generator=g) / np.sqrt(cfg.projection_dim)
-            self.projection = a.to(self.model.device)
+        scales = None
+        if cfg.projection in ("bbt", "bbt_layer"):
+            scales = activation_scales(setup)
+            log.info("bbt projection: activation std σ̂ %s", _describe(scales))
+        self.projector = Projection(
+            cfg.projection, self.model.layout, cfg.projection_dim, scales=scales, alpha=cfg.alpha,
+            sigma0=cfg.sigma0, seed=cfg.projection_seed, device=self.model.device,
+        )  # fmt: skip
+        self.projection = self.projector.matrix
+        """A ``(D, d)``, the per-layer ``(L, D_l, d)`` of bbt_layer, or None (identity or bbt's diagonal scaling)."""
+        self.action_dim = self.projector.action_dim
         self.center = self.model.prompt.theta.detach().clone()
         self.num_evals = 0
 
@@ -90,8 +93,7 @@ class PromptSearch:
     def perturb(self, actions: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
         """P' = center + σ A a for each row of ``actions (K, d)``: ``(K, D)``."""
         center = self.center if center is None else center
-        delta = actions if self.projection is None else actions @ self.projection.T
-        return center.unsqueeze(0) + self.sigma * delta
+        return center.unsqueeze(0) + self.sigma * self.projector(actions)
 
     def prompt_for(self, action: Any) -> np.ndarray:
         """The prompt vector an action evaluates (float32 ``(D,)``), for agents and export."""
@@ -127,26 +129,62 @@ def plant_head(setup: Setup, *, ridge: float = 0.1, rows: int = 2000) -> float:
     return acc
 
 
-def make_search(config: EnvConfig, setup: Setup | None = None) -> PromptSearch:
-    """Build the :class:`PromptSearch` of ``config`` (or around an already built ``setup``)."""
+def handcraft_text(setup: Setup) -> str:
+    """The task's HandCraft prompt as plain text (its template without the input and the label)."""
+    text = setup.spec.render("", "", lm=setup.lm.arch == "decoder")
+    return " ".join(text.split())
+
+
+def apply_start(setup: Setup, config: EnvConfig) -> str:
+    """Put the start prompt of ``config.start`` into ``setup.model`` (θ only); returns what it is."""
+    kind, pm = config.start_kind, setup.model
+    if kind in ("setup", "checkpoint"):
+        return kind  # the setup's own init; a checkpoint is loaded with its head by make_search
+    if kind in ("random", "tokens"):
+        theta = SoftPrompt(pm.layout, setup.lm, seed=setup.config.seed, init=kind).theta.detach()
+        what = kind
+    else:
+        text = handcraft_text(setup) if kind == "handcraft" else config.start[len("text:"):]
+        theta, what = text_theta(setup.lm, pm.layout, text), f"text {text!r}"
+    with torch.no_grad():
+        pm.prompt.theta.copy_(theta.to(pm.prompt.theta.device))
+    return what
+
+
+def make_search(config: EnvConfig, setup: Setup | None = None, *, require_test: bool = False) -> PromptSearch:
+    """Build the :class:`PromptSearch` of ``config`` (or around an already built ``setup``).
+
+    ``require_test=True`` (the compare runner, which scores the test split) refuses a missing test
+    file instead of leaving the test split empty.
+    """
     if setup is None:
-        setup = build(config.setup, device=resolve_device(config.device), require_test=False)
+        setup = build(config.setup, device=resolve_device(config.device), require_test=require_test)
         head = config.head_kind
         if head == "verbalizer" and setup.model.head_kind != "verbalizer":
             raise ConfigError("head='verbalizer' needs setup head='verbalizer' (pass head='verbalizer' for both)")
         if config.max_rl is not None and config.max_rl < len(setup.rl):
             setup.rl = setup.rl.subset(np.arange(config.max_rl))
-        if head == "checkpoint":
+        start = apply_start(setup, config)
+        if config.checkpoint:
             load_prompt(setup.model, config.checkpoint)
-        elif head == "probe":
+            if config.start_kind not in ("setup", "checkpoint"):
+                apply_start(setup, config)  # the checkpoint's head, the start's θ
+        if head == "probe":
             rows = np.arange(min(config.probe_rows, len(setup.train)))
             acc = fit_probe(setup.model, setup.train.subset(rows))
             log.info("fitted a ridge probe head on %d train rows (train acc %.3f)", len(rows), acc)
         elif head == "planted":
             acc = plant_head(setup, rows=config.probe_rows)
             log.info("planted a probe head at a hidden prompt (train acc %.3f); the search starts elsewhere", acc)
+        log.info("start prompt: %s", "checkpoint" if config.checkpoint and start == "setup" else start)
     setup.model.eval()
     return PromptSearch(setup, config)
+
+
+def _describe(scales: torch.Tensor) -> str:
+    if scales.numel() == 1:
+        return f"{float(scales):.4g}"
+    return f"keys {scales[:, 0].min():.3g}..{scales[:, 0].max():.3g}, values {scales[:, 1].min():.3g}..{scales[:, 1].max():.3g}"
 
 
 def resolve_search(config: EnvConfig | None, search: PromptSearch | None, kwargs: dict[str, Any]) -> PromptSearch:
