@@ -3,12 +3,17 @@
     python -m crlprompt.runners.crl --tasks trec sst2 agnews --models minilm smollm2 \\
         --methods handcraft ptv1 ptv2 crl --seeds 0 1 2 --out runs/paper
 
-Every finished run appends one JSON line to ``OUT/results.jsonl`` and keeps its run directory
-``OUT/runs/<task>-<model>-<method>-s<seed>/`` (config, metrics, TensorBoard, prompt, PEFT
-adapter). Rerunning the same command skips the runs already in ``results.jsonl`` (resume after
-an interruption); a run that was cut off is redone from its start. ``--ablation`` runs the
-Table 2 rows (v2 only / + contrastive / + RL / full) instead. The tables (mean ± std over seeds)
-are rewritten after every run to ``OUT/table1.md`` / ``OUT/table2.md``.
+Every finished run appends one JSON line to ``OUT/results.jsonl`` (or ``--results FILE``) and
+keeps its run directory ``OUT/runs/<task>-<model>-<method>-s<seed>/`` (config, metrics,
+TensorBoard, prompt, PEFT adapter). Rerunning the same command skips the runs already recorded
+(resume after an interruption); a run that was cut off is redone from its start. ``--ablation``
+runs the Table 2 rows (v2 only / + contrastive / + RL / full) instead. The tables (mean ± std
+over seeds) are rewritten after every run to ``OUT/table1.md`` / ``OUT/table2.md``.
+
+Few-shot grids (LM-BFF): ``--k-shots 16 64 --data-seeds 13 21 42 87 100`` adds k (rows per class)
+and the data seed to the grid; ``--tag NAME`` names a variant of the agent config (a sweep
+point), so several variants share one results file. Every record carries the commit, the
+package versions and the machine.
 """
 
 from __future__ import annotations
@@ -23,17 +28,15 @@ from ..agents.crl import CRLConfig
 from ..build import SetupConfig
 from ..distributed import is_main
 from ..errors import ConfigError, ModelError
-from .common import append_jsonl, load_results, mean_std, parse_config, setup_logging
+from .common import append_jsonl, jsonable, load_results, machine, parse_config, setup_logging, versions
 from .config import METHODS, TrainConfig
+from .tables import (ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, normalize, paired_table,
+                     sweep_table, table)
 from .train import run
 
 log = logging.getLogger("crlprompt")
-
-TABLE1_METHODS = ("handcraft", "ptv1", "ptv2", "crl")
-ABLATION_METHODS = ("ptv2", "crl-contrast", "crl-rl", "crl")
-METHOD_NAMES = {name: m.title for name, m in METHODS.items()}
-ABLATION_NAMES = {"ptv2": "v2 only", "crl-contrast": "+ contrastive", "crl-rl": "+ RL", "crl": "full (CRL-Prompt)"}
-TASK_NAMES = {"agnews": "AG News", "trec": "TREC", "sst2": "SST-2", "empathetic_dialogues": "EmpDial"}
+__all__ = ["ReproduceConfig", "Cell", "grid", "reproduce", "run_cell", "run_name", "table", "write_tables", "load_results",
+           "TABLE1_METHODS", "ABLATION_METHODS", "METHOD_NAMES", "ABLATION_NAMES"]
 
 
 @dataclass
@@ -48,6 +51,14 @@ class ReproduceConfig:
     """Methods (handcraft ptv1 ptv2 crl crl-contrast crl-rl); --ablation overrides them."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds per cell (the table reports mean ± std over them)."""
+    k_shots: tuple[int, ...] = ()
+    """Few-shot k (rows per class, LM-BFF); empty = full data with the rl_fraction holdout."""
+    data_seeds: tuple[int, ...] = (0,)
+    """Data seeds (D_RL split, k-shot draw); LM-BFF's are 13 21 42 87 100."""
+    tag: str = ""
+    """Name of this agent-config variant (a sweep point), stored in records and run names."""
+    results: Path | None = None
+    """Append records to this JSON-lines file instead of OUT/results.jsonl."""
     ablation: bool = False
     """Run Table 2 (v2 only / + contrastive / + RL / full) instead of Table 1."""
     out: Path = Path("runs/paper")
@@ -71,66 +82,102 @@ class ReproduceConfig:
             raise ConfigError(f"unknown methods {bad}; choose from {tuple(METHODS)}")
 
 
-def run_name(task: str, model: str, method: str, seed: int) -> str:
+def run_name(task: str, model: str, method: str, seed: int, data_seed: int = 0, k_shot: int | None = None,
+             tag: str = "") -> str:  # fmt: skip
     safe_model = model.replace("/", "_")
-    return f"{task}-{safe_model}-{method}-s{seed}"
+    name = f"{task}-{safe_model}-{method}-s{seed}"
+    if k_shot is not None:
+        name += f"-k{k_shot}"
+    if data_seed or k_shot is not None:
+        name += f"-d{data_seed}"
+    return name + (f"-{tag}" if tag else "")
 
 
-def table(results: list[dict], tasks, models, methods, names: dict[str, str], key: str = "test_acc") -> str:
-    """Markdown in the paper's layout: rows = methods, columns = task × model, mean ± std."""
-    cols = [(t, m) for m in models for t in tasks]
-    head = "| Method | " + " | ".join(f"{TASK_NAMES.get(t, t)} ({m})" for t, m in cols) + " |"
-    lines = [head, "|" + "---|" * (len(cols) + 1)]
-    for meth in methods:
-        row = [names.get(meth, meth)]
-        for t, m in cols:
-            recs = [r for r in results if (r["task"], r["model"], r["method"]) == (t, m, meth)]
-            vals = [r[key] for r in recs if r.get(key) is not None]
-            row.append("n/a" if recs and not vals else mean_std(vals))
-        lines.append("| " + " | ".join(row) + " |")
-    n = sorted({r["seed"] for r in results})
-    lines.append("")
-    lines.append(f"Test accuracy, mean ± sample std over seeds {n}; n/a = not applicable (HandCraft needs an LM head).")
-    return "\n".join(lines) + "\n"
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    task: str
+    model: str
+    method: str
+    seed: int
+    data_seed: int = 0
+    k_shot: int | None = None
+    tag: str = ""
+
+    @property
+    def name(self) -> str:
+        return run_name(self.task, self.model, self.method, self.seed, self.data_seed, self.k_shot, self.tag)
+
+
+def record_cell(rec: dict) -> Cell:
+    """The grid cell a results record belongs to (records written before k-shot grids: data seed 0, full data)."""
+    return Cell(rec["task"], rec["model"], rec["method"], rec["seed"], rec.get("data_seed", 0), rec.get("k_shot"),
+                rec.get("tag", ""))  # fmt: skip
+
+
+def grid(cfg: "ReproduceConfig") -> list[Cell]:
+    methods = ABLATION_METHODS if cfg.ablation else cfg.methods
+    ks = cfg.k_shots or (None,)
+    return [Cell(t, m, meth, s, d, k, cfg.tag) for t in cfg.tasks for k in ks for d in cfg.data_seeds
+            for m in cfg.models for meth in methods for s in cfg.seeds]  # fmt: skip
 
 
 def write_tables(cfg: ReproduceConfig, results: list[dict]) -> Path:
-    methods = ABLATION_METHODS if cfg.ablation else cfg.methods
-    names = ABLATION_NAMES if cfg.ablation else METHOD_NAMES
-    path = cfg.out / ("table2.md" if cfg.ablation else "table1.md")
-    text = table(results, cfg.tasks, cfg.models, methods, names)
+    """Table 1 / Table 2 (mean ± std) of a full-data grid; for a few-shot or tagged grid, the paired
+    differences with Prompt v2 (``kshot.md``)."""
+    results = [normalize(r) for r in results]
+    if cfg.k_shots or cfg.tag:
+        path = cfg.out / "kshot.md"
+        few = [r for r in results if r["k_shot"] is not None or r["tag"]]
+        text = paired_table(few) + ("\n" + sweep_table(few) if any(r["tag"] for r in few) else "")
+    else:
+        methods = ABLATION_METHODS if cfg.ablation else cfg.methods
+        names = ABLATION_NAMES if cfg.ablation else METHOD_NAMES
+        path = cfg.out / ("table2.md" if cfg.ablation else "table1.md")
+        full = [r for r in results if r["k_shot"] is None and not r["tag"]]
+        text = table(full, cfg.tasks, cfg.models, methods, names)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(path)
     return path
 
 
+def run_cell(cfg: ReproduceConfig, cell: Cell) -> dict:
+    """Train and evaluate one cell; its record (a HandCraft cell on a model without an LM head: skipped)."""
+    setup = SetupConfig(task=cell.task, model=cell.model, seed=cell.seed, data_seed=cell.data_seed, k_shot=cell.k_shot,
+                        data_dir=cfg.data_dir, max_train=cfg.max_train.get(cell.task),
+                        max_test=cfg.max_test.get(cell.task))  # fmt: skip
+    tc = TrainConfig(setup=setup, method=cell.method, out=cfg.out / "runs" / cell.name, overwrite=True,
+                     device=cfg.device, agent=dataclasses.replace(cfg.agent))  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        rec = run(tc, progress=cfg.progress)
+    except ModelError as e:
+        if cell.method not in ("handcraft", "handcraft-cloze"):
+            raise
+        # HandCraft needs an MLM/LM head (MiniLM has none): record the cell as not applicable.
+        log.warning("skipping %s: %s", cell.name, e)
+        rec = {"task": cell.task, "model": cell.model, "method": cell.method, "seed": cell.seed, "test_acc": None,
+               "skipped": str(e), "versions": versions()}  # fmt: skip
+    rec.update(data_seed=cell.data_seed, k_shot=cell.k_shot, tag=cell.tag, wall_seconds=time.perf_counter() - t0,
+               machine=machine(rec.get("device")))  # fmt: skip
+    rec["config"] = {"max_train": setup.max_train, "max_test": setup.max_test, "setup": jsonable(tc.resolved_setup()),
+                     "agent": dataclasses.asdict(tc.agent_config())}  # fmt: skip
+    return rec
+
+
 def reproduce(cfg: ReproduceConfig) -> list[dict]:
-    methods = ABLATION_METHODS if cfg.ablation else cfg.methods
     cfg.out.mkdir(parents=True, exist_ok=True)
-    results_path = cfg.out / "results.jsonl"
+    results_path = cfg.results or cfg.out / "results.jsonl"
     results = load_results(results_path)
-    done = {(r["task"], r["model"], r["method"], r["seed"]) for r in results}
-    grid = [(t, m, meth, s) for t in cfg.tasks for m in cfg.models for meth in methods for s in cfg.seeds]
-    todo = [g for g in grid if g not in done]
-    log.info("%d runs in the grid, %d already done, %d to go", len(grid), len(grid) - len(todo), len(todo))
-    for i, (task, model, method, seed) in enumerate(todo, 1):
-        log.info("[%d/%d] %s", i, len(todo), run_name(task, model, method, seed))
-        setup = SetupConfig(task=task, model=model, seed=seed, data_dir=cfg.data_dir,
-                            max_train=cfg.max_train.get(task), max_test=cfg.max_test.get(task))  # fmt: skip
-        tc = TrainConfig(setup=setup, method=method, out=cfg.out / "runs" / run_name(task, model, method, seed),
-                         overwrite=True, device=cfg.device, agent=dataclasses.replace(cfg.agent))  # fmt: skip
-        t0 = time.perf_counter()
-        try:
-            rec = run(tc, progress=cfg.progress)
-        except ModelError as e:
-            if method != "handcraft":
-                raise
-            # HandCraft needs an MLM/LM head (MiniLM has none): record the cell as not applicable.
-            log.warning("skipping %s: %s", run_name(task, model, method, seed), e)
-            rec = {"task": task, "model": model, "method": method, "seed": seed, "test_acc": None, "skipped": str(e)}
-        rec["wall_seconds"] = time.perf_counter() - t0
-        rec["config"] = {"max_train": setup.max_train, "max_test": setup.max_test, "agent": dataclasses.asdict(tc.agent_config())}
+    done = {record_cell(r) for r in results}
+    cells = grid(cfg)
+    todo = [c for c in cells if c not in done]
+    log.info("%d runs in the grid, %d already done, %d to go", len(cells), len(cells) - len(todo), len(todo))
+    for i, cell in enumerate(todo, 1):
+        log.info("[%d/%d] %s", i, len(todo), cell.name)
+        rec = run_cell(cfg, cell)
         results.append(rec)
         if is_main():
             append_jsonl(results_path, rec)

@@ -1,41 +1,225 @@
-"""Merge the results.jsonl files under a directory into Table 1 / Table 2 Markdown.
+"""Results records -> Markdown: Table 1 / Table 2 (mean ± std), and paired comparisons with CIs.
 
-    python -m crlprompt.runners.tables runs/paper
+    python -m crlprompt.runners.tables runs/paper                       # Table 1 / 2 of a results dir
+    python -m crlprompt.runners.tables results/ results/repro/kshot.jsonl   # every table the records hold
+
+Records written before the method table changed are read in today's names: their ``ptv1`` was
+shallow prompt tuning (now ``prompt-tuning``), their ``handcraft`` used the cloze templates
+(now ``handcraft-cloze``), and their contrastive term was the ``noise`` form.
+
+Paired comparisons: a method and Prompt v2 that share (task, model, k, data seed, training seed)
+form a pair; the table gives the mean paired difference with a 95% t confidence interval over
+the pairs and a verdict that says whether the interval excludes 0.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+from collections import defaultdict
 from pathlib import Path
 
-from .crl import ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, load_results, table
+import numpy as np
+
+from .common import load_results, mean_std
+from .config import METHODS
 
 TASK_ORDER = ("agnews", "trec", "sst2", "empathetic_dialogues")
+TASK_NAMES = {"agnews": "AG News", "trec": "TREC", "sst2": "SST-2", "empathetic_dialogues": "EmpDial"}
+TABLE1_METHODS = ("handcraft", "ptv1", "ptv2", "crl")
+TABLE1_ROWS = ("handcraft", "handcraft-cloze", "ptv1", "ptv1-lstm", "prompt-tuning", "ptv2", "crl")
+ABLATION_METHODS = ("ptv2", "crl-contrast", "crl-rl", "crl")
+METHOD_NAMES = {name: m.title for name, m in METHODS.items()}
+ABLATION_NAMES = {"ptv2": "v2 only", "crl-contrast": "+ contrastive", "crl-rl": "+ RL", "crl": "full (CRL-Prompt)"}
+LEGACY_METHODS = {"ptv1": "prompt-tuning", "handcraft": "handcraft-cloze"}
+
+
+def normalize(rec: dict) -> dict:
+    """A record in today's names (see the module docstring); adds ``contrast_mode``, ``k_shot``, ``data_seed``, ``tag``."""
+    out = dict(rec)
+    config = rec.get("config") or {}
+    if "setup" not in config:  # written before SetupConfig was stored in records
+        out["method"] = LEGACY_METHODS.get(rec["method"], rec["method"])
+    agent = config.get("agent") or {}
+    out["contrast_mode"] = agent.get("contrast_mode", "noise") if agent.get("beta") else None
+    out.setdefault("k_shot", None)
+    out.setdefault("data_seed", 0)
+    out.setdefault("tag", "")
+    return out
+
+
+def collect(paths: list[Path]) -> list[dict]:
+    """Every record of the given JSON-lines files and of the ``*.jsonl`` files under the given directories."""
+    files: list[Path] = []
+    for p in paths:
+        files += sorted(p.rglob("*.jsonl")) if p.is_dir() else [p]
+    recs = [r for f in files for r in load_results(f)]
+    return [normalize(r) for r in recs if isinstance(r, dict) and {"task", "model", "method", "seed"} <= set(r)]
+
+
+def table(results: list[dict], tasks, models, methods, names: dict[str, str], key: str = "test_acc") -> str:
+    """Markdown in the paper's layout: rows = methods, columns = task × model, mean ± std."""
+    cols = [(t, m) for m in models for t in tasks]
+    head = "| Method | " + " | ".join(f"{TASK_NAMES.get(t, t)} ({m})" for t, m in cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for meth in methods:
+        row = [names.get(meth, meth)]
+        for t, m in cols:
+            recs = [r for r in results if (r["task"], r["model"], r["method"]) == (t, m, meth)]
+            vals = [r[key] for r in recs if r.get(key) is not None]
+            row.append("n/a" if recs and not vals else mean_std(vals))
+        lines.append("| " + " | ".join(row) + " |")
+    n = sorted({r["seed"] for r in results})
+    lines.append("")
+    lines.append(f"Test accuracy, mean ± sample std over seeds {n}; n/a = not applicable (HandCraft needs an LM head).")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- paired differences
+def t_ci(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the two-sided t confidence interval of the mean of ``diffs`` (needs >= 2)."""
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=float)
+    m = float(d.mean())
+    if len(d) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return m, m - half, m + half
+
+
+def verdict(low: float, high: float, name: str, base: str) -> str:
+    if math.isnan(low):
+        return "too few pairs"
+    if low > 0:
+        return f"{name} better"
+    if high < 0:
+        return f"{base} better"
+    return "no difference detected"
+
+
+def _pairs(results: list[dict], group: tuple, method: str, tag: str, base: str) -> tuple[list[float], list[float]]:
+    """Matched test accuracies (method, base) of one (task, model, k) group over (data seed, seed)."""
+    def acc(meth, t):
+        return {(r["data_seed"], r["seed"]): r["test_acc"] for r in results
+                if (r["task"], r["model"], r["k_shot"]) == group and r["method"] == meth and r["tag"] == t
+                and r.get("test_acc") is not None}  # fmt: skip
+
+    a, b = acc(method, tag), acc(base, "")
+    keys = sorted(set(a) & set(b))
+    return [a[k] for k in keys], [b[k] for k in keys]
+
+
+def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"), base: str = "ptv2") -> str:
+    """Rows = (task, model, k, method): both accuracies, the paired difference method − base with its
+    95% CI over (data seed × training seed) pairs, wins/ties/losses, and a verdict."""
+    groups = sorted({(r["task"], r["model"], r["k_shot"]) for r in results if r["method"] == base and not r["tag"]},
+                    key=lambda g: (TASK_ORDER.index(g[0]) if g[0] in TASK_ORDER else 9, g[1], g[2] or 10**9))  # fmt: skip
+    lines = [f"| Task | Model | k | Method | n pairs | {METHOD_NAMES.get(base, base)} | Method acc | Δ = method − "
+             f"{METHOD_NAMES.get(base, base)} [95% CI] | W/T/L | Verdict |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for group in groups:
+        for meth in methods:
+            a, b = _pairs(results, group, meth, "", base)
+            if not a:
+                continue
+            d = [x - y for x, y in zip(a, b)]
+            m, lo, hi = t_ci(d)
+            wtl = f"{sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
+            ci = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" if len(d) > 1 else f"{m:+.3f}"
+            task, model, k = group
+            lines.append(f"| {TASK_NAMES.get(task, task)} | {model} | {k or 'full'} | {METHOD_NAMES.get(meth, meth)} | "
+                         f"{len(d)} | {mean_std(b)} | {mean_std(a)} | {ci} | {wtl} | "
+                         f"{verdict(lo, hi, METHOD_NAMES.get(meth, meth), METHOD_NAMES.get(base, base))} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def sweep_table(results: list[dict], base: str = "ptv2") -> str:
+    """One row per tagged variant (a sweep point): its agent settings, and the paired difference with
+    the untagged ``base`` runs of the same (task, model, k, data seed, seed), with a 95% CI."""
+    variants = defaultdict(list)
+    for r in results:
+        if r["tag"]:
+            variants[(r["task"], r["model"], r["k_shot"], r["method"], r["tag"])].append(r)
+    lines = ["| Task | k | Variant | β | γ | N | estimator (K) | contrast | n pairs | Δ vs Prompt v2 [95% CI] | "
+             "seed std of Prompt v2 | Verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (task, model, k, meth, tag), recs in sorted(variants.items(), key=lambda kv: str(kv[0])):
+        agent = (recs[0].get("config") or {}).get("agent", {})
+        a, b = _pairs(results, (task, model, k), meth, tag, base)
+        if not a:
+            continue
+        d = [x - y for x, y in zip(a, b)]
+        m, lo, hi = t_ci(d)
+        spread = float(np.std(b, ddof=1)) if len(b) > 1 else math.nan
+        ci = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" if len(d) > 1 else f"{m:+.3f}"
+        beyond = verdict(lo, hi, "variant", "Prompt v2")
+        if beyond != "no difference detected" and not math.isnan(spread) and abs(m) < spread:
+            beyond += " (within the seed spread)"
+        lines.append(f"| {TASK_NAMES.get(task, task)} | {k or 'full'} | {tag} | {agent.get('beta')} | {agent.get('gamma')} | "
+                     f"{agent.get('rl_interval')} | {agent.get('rl_estimator')} ({agent.get('rl_samples')}) | "
+                     f"{(recs[0].get('contrast_mode') or '–')} | {len(d)} | {ci} | {spread:.3f} | {beyond} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def wall_clock(results: list[dict]) -> str:
+    """Total and per-run wall-clock of the records, by device."""
+    by = defaultdict(list)
+    for r in results:
+        if r.get("wall_seconds") is not None:
+            by[(r.get("machine") or {}).get("device") or r.get("device", "?")].append(r["wall_seconds"])
+    return "; ".join(f"{dev}: {len(v)} runs, {sum(v) / 60:.1f} min in all, {np.median(v):.0f} s median per run"
+                     for dev, v in sorted(by.items()))  # fmt: skip
 
 
 def merge(root: Path) -> tuple[str, str, list[dict]]:
-    results = [r for f in sorted(root.rglob("results.jsonl")) for r in load_results(f)]
+    """Table 1 and Table 2 of the full-data records under ``root`` (k-shot and tagged runs left out)."""
+    results = [r for r in collect([root]) if r["k_shot"] is None and not r["tag"]]
     tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in results)]
     models = list(dict.fromkeys(r["model"] for r in results))
-    t1 = table(results, tasks, models, TABLE1_METHODS, METHOD_NAMES)
+    rows = [m for m in TABLE1_ROWS if any(r["method"] == m for r in results)]
+    t1 = table(results, tasks, models, rows, METHOD_NAMES)
     abl_models = [m for m in models if any(r["model"] == m and r["method"].startswith("crl-") for r in results)]
     t2 = table(results, tasks, abl_models, ABLATION_METHODS, ABLATION_NAMES) if abl_models else ""
     return t1, t2, results
 
 
+def report(paths: list[Path]) -> str:
+    """Every table the records under ``paths`` hold, as one Markdown text."""
+    results = collect(paths)
+    full = [r for r in results if r["k_shot"] is None and not r["tag"]]
+    few = [r for r in results if r["k_shot"] is not None]
+    out = []
+    if full:
+        tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in full)]
+        models = list(dict.fromkeys(r["model"] for r in full))
+        rows = [m for m in TABLE1_ROWS if any(r["method"] == m for r in full)]
+        out += ["## Full data: Table 1\n", table(full, tasks, models, rows, METHOD_NAMES)]
+    if few:
+        out += ["## Few-shot: paired differences with Prompt v2\n", paired_table(few)]
+        if any(r["tag"] for r in few):
+            out += ["## Few-shot sweep (tagged variants)\n", sweep_table(few)]
+        out += [f"Wall-clock: {wall_clock(few)}.\n"]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m crlprompt.runners.tables RESULTS_DIR")
-    root = Path(argv[0])
-    t1, t2, results = merge(root)
-    if not results:
-        raise SystemExit(f"no results.jsonl under {root}")
-    (root / "table1.md").write_text(t1)
-    print("## Table 1\n\n" + t1)
-    if t2:
-        (root / "table2.md").write_text(t2)
-        print("## Table 2 (ablation)\n\n" + t2)
+    if not argv:
+        raise SystemExit("usage: python -m crlprompt.runners.tables RESULTS_DIR_OR_JSONL [...]")
+    if len(argv) == 1 and Path(argv[0]).is_dir() and any(Path(argv[0]).glob("results.jsonl")):
+        root = Path(argv[0])  # a reproduce output directory: (re)write its table1.md / table2.md
+        t1, t2, results = merge(root)
+        if not results:
+            raise SystemExit(f"no full-data records under {root}")
+        (root / "table1.md").write_text(t1)
+        print("## Table 1\n\n" + t1)
+        if t2:
+            (root / "table2.md").write_text(t2)
+            print("## Table 2 (ablation)\n\n" + t2)
+        return
+    text = report([Path(a) for a in argv])
+    if not text:
+        raise SystemExit(f"no records in {argv}")
+    print(text)
 
 
 if __name__ == "__main__":

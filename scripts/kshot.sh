@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Few-shot grid of issue 11 (items 6 and 7) on MiniLM, as run for the README (2-core CPU, one process,
+# one torch thread). Every finished run appends one JSON record (commit, versions, machine) to
+# $RESULTS; rerunning skips the recorded runs, so the script resumes after an interruption.
+#
+# k-shot data as LM-BFF: k rows per class to train, k more per class as D_RL (reward + model
+# selection), the full test set; data seeds 13 21 42 87 100. Budget: 60 optimizer steps at batch 32
+# and lr 1e-2 (30 of CE, then 30 of phase 2), the same for every method, so Prompt v2 (CE only for
+# all 60) and CRL-Prompt are paired on (data seed, training seed). N = 10 (not the paper's 100,
+# which never fires within 30 phase-2 steps): 3 RL updates per run.
+set -euo pipefail
+PY="${PY:-python}"
+OUT="${OUT:-runs/kshot}"
+RESULTS="${RESULTS:-results/repro/kshot.jsonl}"
+SWEEP="${SWEEP:-results/repro/sweep.jsonl}"
+DATA_DIR="${DATA_DIR:-../shared/data}"
+export OMP_NUM_THREADS=1
+mkdir -p "$(dirname "$RESULTS")" "$OUT"
+COMMON=(--models minilm --lr 1e-2 --rl-interval 10 --data-dir "$DATA_DIR" --progress False)
+SEEDS5=(13 21 42 87 100)
+
+grid() {  # task k epochs_per_phase seeds... -> the four ablation rows (v2 only, + contrastive, + RL, full)
+  local task=$1 k=$2 ep=$3; shift 3
+  $PY -m crlprompt.runners.crl --tasks "$task" --k-shots "$k" --data-seeds "${SEEDS5[@]}" --seeds "$@" --ablation True \
+      --phase1-epochs "$ep" --phase2-epochs "$ep" --out "$OUT/$task-k$k" --results "$RESULTS" "${COMMON[@]}"
+}
+
+# 1. TREC 16-shot (96 rows: 3 steps per epoch, 10 + 10 epochs), training seeds 0 then 1
+grid trec 16 10 0
+grid trec 16 10 1
+# 2. The earlier contrastive form (SimCSE dropout positive, noise negatives, same-class negatives) beside it
+$PY -m crlprompt.runners.crl --tasks trec --k-shots 16 --data-seeds "${SEEDS5[@]}" --seeds 0 --methods crl \
+    --contrast-mode noise --tag contrast-noise --phase1-epochs 10 --phase2-epochs 10 --out "$OUT/trec-k16" \
+    --results "$RESULTS" "${COMMON[@]}"
+# 3. SST-2 16-shot (32 rows: 1 step per epoch, 30 + 30 epochs), training seed 0
+grid sst2 16 30 0
+# 4. The RL term alone (β = 0): γ × estimator on TREC 16-shot, N = 10, data seeds 13 21 42, seed 0
+for gamma in 2e-5 2e-3 2e-1; do
+  for est in single antithetic; do
+    samples=1; [ "$est" = antithetic ] && samples=8
+    $PY -m crlprompt.runners.crl --tasks trec --k-shots 16 --data-seeds 13 21 42 --seeds 0 --methods crl-rl \
+        --gamma "$gamma" --rl-estimator "$est" --rl-samples "$samples" --tag "g$gamma-N10-$est" \
+        --phase1-epochs 10 --phase2-epochs 10 --out "$OUT/sweep" --results "$SWEEP" "${COMMON[@]}"
+  done
+done
+# 5. More where time allows: SST-2 seed 1, then TREC 64-shot
+grid sst2 16 30 1
+grid trec 64 3 0
+$PY -m crlprompt.runners.tables results/repro
