@@ -1,22 +1,95 @@
-"""The model card (``README.md``) of an exported adapter, in place of PEFT's empty template.
+"""What an exported adapter says about itself: the ``crl_prompt`` record and the model card.
 
-Its front matter is what the Hugging Face hub reads (``base_model``, ``library_name``, tags) plus
-a ``crl_prompt`` record that :func:`crlprompt.prompt_io.read_card_record` reads back (task,
-labels, model, prompt kind and tokens, head, pooling, setup, metrics); the text says the same for
-a reader and shows how to use the adapter with PEFT alone.
+The card (``README.md``, in place of PEFT's empty template) has front matter that the Hugging Face
+hub reads (``base_model``, ``library_name``, tags) plus the ``crl_prompt`` record (task, labels,
+model, prompt kind and tokens, head, pooling, setup, accuracy), which :func:`read_card_record`
+reads back; its text says the same for a reader and shows how to use the adapter with PEFT alone.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CARD_FILE = "README.md"
+#: the named models' Hugging Face ids (what an exported adapter names as its base model)
+HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+#: the run record's fields an adapter's card keeps
+CARD_METRICS = ("method", "test_acc", "rl_acc", "phase1_test_acc", "n_train", "n_rl", "n_test", "steps")
 BUILT_IN_CODE = ("tiny-bert", "tiny-llama")
 
 _KIND = {"deep": "deep prefix (P-Tuning v2: keys and values in every layer)",
          "shallow": "shallow prompt (prompt tuning: input embeddings before the text)"}  # fmt: skip
 POOLING_TEXT = {
-    "cls": "the first text token ([CLS]) of the last hidden layer; a shallow prompt's virtual tokens come before it",
+    "cls": "the first text token ([CLS]) of the last hidden layer",
     "mask": "the [MASK] token of the task template (the verbalizer scores the label words there)",
     "last": "the last non-pad token of the last hidden layer (after the final norm; right padding)",
 }
+
+
+def base_model_id(name: str) -> str:
+    """The hub id of a named model (``minilm`` -> ``sentence-transformers/all-MiniLM-L6-v2``); other
+    names as they are (an HF id, a directory, ``tiny-bert`` for the models built in code)."""
+    return HUB_IDS.get(name, name)
+
+
+def model_name(base_model: str | None) -> str | None:
+    """What :func:`crlprompt.models.load_model` takes for an adapter's base model (a hub id of a
+    named model maps back to its offline copy)."""
+    return {v: k for k, v in HUB_IDS.items()}.get(base_model, base_model) if base_model else None
+
+
+def pooling(arch: str, head: str) -> str:
+    """The pooling rule, as a short name: ``cls`` (encoders), ``mask`` (encoders + verbalizer), ``last`` (decoders)."""
+    return "last" if arch == "decoder" else "mask" if head == "verbalizer" else "cls"
+
+
+def adapter_record(pm, *, spec: Any = None, setup: Any = None, metrics: dict | None = None) -> dict:
+    """The ``crl_prompt`` record (plain JSON values) of the :class:`~crlprompt.prompts.PromptedModel` ``pm``
+    trained on the task ``spec`` with the setup ``setup`` (a SetupConfig or its dict)."""
+    setup = asdict(setup) if is_dataclass(setup) else dict(setup or {})
+    task = getattr(spec, "name", None) or setup.get("task")
+    labels = list(spec.label_names) if spec is not None else _known_labels(task)
+    rec = {
+        "format": 1, "task": task, "labels": labels, "model": pm.lm.name, "base_model": base_model_id(pm.lm.name),
+        "arch": pm.lm.arch, "prompt": pm.layout.kind, "num_tokens": pm.layout.num_tokens, "head": pm.head_kind,
+        "pooling": pooling(pm.lm.arch, pm.head_kind), "hidden_size": pm.lm.hidden_size,
+    }  # fmt: skip
+    if setup:
+        rec["setup"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in setup.items()}
+    kept = {k: (metrics or {}).get(k) for k in CARD_METRICS}
+    if any(v is not None for v in kept.values()):
+        rec["metrics"] = {k: v for k, v in kept.items() if isinstance(v, (int, float, str))}
+    return rec
+
+
+def _known_labels(task: str | None) -> list[str] | None:
+    from .tasks import TASKS
+
+    return list(TASKS[task].label_names) if task in TASKS else None
+
+
+def read_card_record(path: Path) -> dict:
+    """The ``crl_prompt`` record of an adapter's model card front matter ({} when there is none)."""
+    card = path / CARD_FILE
+    if not card.is_file():
+        return {}
+    text = card.read_text(errors="replace")
+    if not text.startswith("---"):
+        return {}
+    try:
+        import yaml
+
+        front = yaml.safe_load(text.split("---", 2)[1])
+    except Exception as e:  # a hand-edited card: the weights are still usable
+        log.warning("%s has unreadable front matter (%s); ignoring it", card, type(e).__name__)
+        return {}
+    rec = front.get("crl_prompt") if isinstance(front, dict) else None
+    return rec if isinstance(rec, dict) else {}
 
 
 def model_card(rec: dict, peft_type: str) -> str:
@@ -46,17 +119,21 @@ def model_card(rec: dict, peft_type: str) -> str:
                                                        "weights, not on the Hub" if model in BUILT_IN_CODE else "")),
         ("Prompt", f"{_KIND[rec['prompt']]}, {p} virtual tokens; PEFT `{peft_type}`"),
         ("Head", head),
-        ("Pooling", POOLING_TEXT[rec["pooling"]]),
+        ("Pooling", POOLING_TEXT[rec["pooling"]] + (f" (position {p} of the hidden states: the {p} virtual tokens "
+                                                    "come first)" if rec["prompt"] == "shallow" else "")),
         ("Accuracy", acc or "not recorded"),
     ]
     if metrics.get("method"):
         rows.append(("Method", f"`{metrics['method']}`"))
+    builtin = _builtin_task(rec.get("task"))
+    evaluate = ("crl-prompt eval --checkpoint ADAPTER_DIR" if builtin else
+                "crl-prompt eval --checkpoint RUN_DIR  # the run directory around adapter/: it holds the rows")
     lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
              f"# Soft prompt for `{rec.get('task')}` on `{base}`", "",
              f"A {_KIND[rec['prompt']].split(' (')[0]} for the frozen `{base}`, trained with crl-prompt: a standard "
-             "PEFT adapter with its classifier head beside it.", "",
+             "PEFT adapter" + (", its linear classifier head beside it." if rec["head"] == "linear" else "."), "",
              "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
-             "## With crl-prompt", "", "```bash", "crl-prompt eval --checkpoint ADAPTER_DIR", "```", "",
+             "## With crl-prompt", "", "```bash", evaluate, "```", "",
              "```python", "from crlprompt import PromptClassifier", "",
              'clf = PromptClassifier.load("ADAPTER_DIR")', 'clf.predict(["some text"])', "```", "",
              "## With PEFT alone", "", "```python", *_peft_snippet(rec), "```", ""]  # fmt: skip
@@ -68,15 +145,16 @@ def _peft_snippet(rec: dict) -> list[str]:
     auto = "AutoModelForCausalLM" if decoder else "AutoModel"
     offset = f" + {rec['num_tokens']}" if rec["prompt"] == "shallow" else ""
     if rec["model"] in BUILT_IN_CODE:
-        load = [f'lm = load_model("{rec["model"]}")  # from crlprompt.models: built in code',
+        load = ["from crlprompt.models import load_model", "", f'lm = load_model("{rec["model"]}")  # built in code',
                 f"tok, base = lm.tokenizer, {'lm.full' if decoder else 'lm.body'}"]  # fmt: skip
     else:
-        load = [f'tok = AutoTokenizer.from_pretrained("{base}")', f'base = {auto}.from_pretrained("{base}")']
-    out = ["import torch", "from peft import PeftModel", "from safetensors.torch import load_file",
-           f"from transformers import {auto}, AutoTokenizer", "", *load,
+        load = [f"from transformers import {auto}, AutoTokenizer", "", f'tok = AutoTokenizer.from_pretrained("{base}")',
+                f'base = {auto}.from_pretrained("{base}")']  # fmt: skip
+    out = ["import torch", "from peft import PeftModel", "from safetensors.torch import load_file", *load,
            'model = PeftModel.from_pretrained(base, "ADAPTER_DIR").eval()']  # fmt: skip
     if decoder:
-        out += ['tok.padding_side = "right"', 'batch = tok(["some text"], return_tensors="pt", padding=True)',
+        out += ['tok.padding_side = "right"  # and tok.pad_token = tok.eos_token where it has none',
+                'batch = tok(["some text"], return_tensors="pt", padding=True)',
                 "with torch.no_grad():", "    hidden = model(**batch, output_hidden_states=True).hidden_states[-1]",
                 f'last = batch["attention_mask"].sum(1) - 1{offset}  # pooling: the last non-pad token',
                 "h = hidden[torch.arange(len(last)), last]"]  # fmt: skip
@@ -88,3 +166,7 @@ def _peft_snippet(rec: dict) -> list[str]:
         out += ['head = load_file("ADAPTER_DIR/head.safetensors")',
                 'logits = h @ head["linear.weight"].T + head["linear.bias"]  # (B, C)']  # fmt: skip
     return out
+
+
+def _builtin_task(name: str | None) -> bool:
+    return _known_labels(name) is not None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,9 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, ModelError
-from .modelcard import POOLING_TEXT, model_card
+from .modelcard import (
+    CARD_FILE, POOLING_TEXT, adapter_record, base_model_id, model_card, model_name, pooling, read_card_record,
+)  # fmt: skip
 from .models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,6 @@ ADAPTER_DIR = "adapter"  # a run directory's adapter
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_FILE = "head.safetensors"
-CARD_FILE = "README.md"
-#: the named models' Hugging Face ids (what an exported adapter names as its base model)
-HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 #: PEFT prompt-learning types crl-prompt reads, and the prompt kind each one is
 PEFT_KINDS: dict[str, PromptKind] = {"PREFIX_TUNING": "deep", "PROMPT_TUNING": "shallow", "P_TUNING": "shallow"}
 
@@ -56,23 +55,6 @@ class PromptFileError(CheckpointError, ModelError):
 
     A :class:`CheckpointError`; also a :class:`ModelError`, which ``load_prompt`` raised before.
     """
-
-
-def base_model_id(name: str) -> str:
-    """The hub id of a named model (``minilm`` -> ``sentence-transformers/all-MiniLM-L6-v2``); other
-    names as they are (an HF id, a directory, ``tiny-bert`` for the models built in code)."""
-    return HUB_IDS.get(name, name)
-
-
-def model_name(base_model: str | None) -> str | None:
-    """What :func:`crlprompt.models.load_model` takes for an adapter's base model (a hub id of a
-    named model maps back to its offline copy)."""
-    return {v: k for k, v in HUB_IDS.items()}.get(base_model, base_model) if base_model else None
-
-
-def pooling(arch: str, head: str) -> str:
-    """The pooling rule, as a short name: ``cls`` (encoders), ``mask`` (encoders + verbalizer), ``last`` (decoders)."""
-    return "last" if arch == "decoder" else "mask" if head == "verbalizer" else "cls"
 
 
 # ---------------------------------------------------------------------- prompt files
@@ -141,9 +123,7 @@ def _load_prompt_file(pm: nn.Module, path: Path, strict: bool) -> dict:
             f"{pm.lm.name!r} needs {pm.layout}; load it with --model {meta.get('model')}"
         )
     _check_model(path, meta.get("model"), pm, strict)
-    saved_head = meta.get("head", "linear")
-    if saved_head != pm.head_kind:
-        raise PromptFileError(f"{path} was saved with head={saved_head!r} but the model uses head={pm.head_kind!r}; use --head {saved_head}")
+    _check_head_kind(path, meta.get("head", "linear"), pm)
     head_sd = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
     if pm.head_kind == "linear":
         _check_head(path, pm.head, head_sd)
@@ -157,6 +137,12 @@ def _check_model(path: Path, saved_model: str | None, pm: nn.Module, strict: boo
             f"{path} holds a prompt trained on model {saved_model!r}, not {pm.lm.name!r}; load it with "
             f"--model {saved_model} (or strict=False if the same model was only moved)"
         )
+
+
+def _check_head_kind(path: Path, saved: str, pm: nn.Module) -> None:
+    if saved != pm.head_kind:
+        raise PromptFileError(f"{path} was saved with head={saved!r} but the model uses head={pm.head_kind!r}; "
+                              f"use --head {saved}")  # fmt: skip
 
 
 def _check_head(path: Path, head: nn.Module, head_sd: dict[str, torch.Tensor]) -> None:
@@ -225,7 +211,7 @@ def save_peft_adapter(
     model.peft_config["default"].base_model_name_or_path = base_model_id(lm.name)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model.save_pretrained(str(out))
+        model.save_pretrained(str(out), save_embedding_layers=False)  # a prompt never changes the vocabulary
     record = adapter_record(pm, spec=spec, setup=setup, metrics=metrics)
     if pm.head_kind == "linear":
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in pm.head.state_dict().items()}
@@ -234,29 +220,6 @@ def save_peft_adapter(
         save_file(tensors, str(out / HEAD_FILE), metadata=meta)
     (out / CARD_FILE).write_text(model_card(record, model.peft_config["default"].peft_type.value))
     return out
-
-
-def adapter_record(pm: nn.Module, *, spec: Any = None, setup: Any = None, metrics: dict | None = None) -> dict:
-    """The card's machine-readable ``crl_prompt`` record (plain JSON values)."""
-    setup = asdict(setup) if is_dataclass(setup) else dict(setup or {})
-    task = getattr(spec, "name", None) or setup.get("task")
-    labels = list(spec.label_names) if spec is not None else _known_labels(task)
-    rec = {
-        "format": 1, "task": task, "labels": labels, "model": pm.lm.name, "base_model": base_model_id(pm.lm.name),
-        "arch": pm.lm.arch, "prompt": pm.layout.kind, "num_tokens": pm.layout.num_tokens, "head": pm.head_kind,
-        "pooling": pooling(pm.lm.arch, pm.head_kind), "hidden_size": pm.lm.hidden_size,
-    }  # fmt: skip
-    if setup:
-        rec["setup"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in setup.items()}
-    if metrics:
-        rec["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
-    return rec
-
-
-def _known_labels(task: str | None) -> list[str] | None:
-    from .tasks import TASKS
-
-    return list(TASKS[task].label_names) if task in TASKS else None
 
 
 # ---------------------------------------------------------------------- PEFT adapters, in
@@ -315,14 +278,16 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         if isinstance(config.get(key), bool) or not isinstance(config.get(key), int) or config[key] < 1:
             raise PromptFileError(f"{cfg_file} has no valid {key} ({config.get(key)!r}); re-save the adapter with save_pretrained")
     if not weights.is_file():
-        pickled = " (adapter_model.bin is a pickle, never loaded: re-save with safe_serialization=True)" if (path / "adapter_model.bin").is_file() else ""
-        raise PromptFileError(f"{path} has no {ADAPTER_WEIGHTS}{pickled}")
+        pickled = (path / "adapter_model.bin").is_file()
+        raise PromptFileError(f"{path} has no {ADAPTER_WEIGHTS}" + (" (adapter_model.bin is a pickle, never loaded: "
+                              "re-save with safe_serialization=True)" if pickled else ""))  # fmt: skip
     tensors, _ = _read_safetensors(weights, safe_open)
     weight = tensors.get("prompt_embeddings")
     p, width = config["num_virtual_tokens"], config["token_dim"]
     if peft_type == "PREFIX_TUNING":
         width *= 2 * config["num_layers"]
-    if weight is None or tuple(weight.shape) != (p, width) or not weight.is_floating_point() or not torch.isfinite(weight).all():
+    ok = weight is not None and tuple(weight.shape) == (p, width) and weight.is_floating_point()
+    if not ok or not torch.isfinite(weight).all():
         got = None if weight is None else f"{tuple(weight.shape)} {weight.dtype}"
         raise PromptFileError(f"{weights} should hold a finite float prompt_embeddings of shape {(p, width)} "
                               f"(from {ADAPTER_CONFIG}), got {got}; the adapter is damaged")  # fmt: skip
@@ -341,25 +306,6 @@ def _read_safetensors(path: Path, safe_open) -> tuple[dict[str, torch.Tensor], d
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as e:
         raise PromptFileError(f"{path} is not a readable safetensors file ({type(e).__name__}); the adapter is damaged") from None
-
-
-def read_card_record(path: Path) -> dict:
-    """The ``crl_prompt`` record of an adapter's model card front matter ({} when there is none)."""
-    card = path / CARD_FILE
-    if not card.is_file():
-        return {}
-    text = card.read_text(errors="replace")
-    if not text.startswith("---"):
-        return {}
-    try:
-        import yaml
-
-        front = yaml.safe_load(text.split("---", 2)[1])
-    except Exception as e:  # a hand-edited card: the weights are still usable
-        log.warning("%s has unreadable front matter (%s); ignoring it", card, type(e).__name__)
-        return {}
-    rec = front.get("crl_prompt") if isinstance(front, dict) else None
-    return rec if isinstance(rec, dict) else {}
 
 
 def _load_adapter(pm: nn.Module, info: AdapterInfo, *, strict: bool, require_head: bool) -> dict:
@@ -383,9 +329,7 @@ def _load_adapter(pm: nn.Module, info: AdapterInfo, *, strict: bool, require_hea
             + (f" and the adapter's base model ({info.base_model})" if bad else "")
         )
     _check_model(path, info.record.get("model"), pm, strict)
-    saved_head = info.record.get("head")
-    if saved_head is not None and saved_head != pm.head_kind:
-        raise PromptFileError(f"{path} was saved with head={saved_head!r} but the model uses head={pm.head_kind!r}; use --head {saved_head}")
+    _check_head_kind(path, info.record.get("head", pm.head_kind), pm)
     head_sd = None
     if pm.head_kind == "linear":
         if info.head is not None:
