@@ -140,27 +140,30 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
     return record
 
 
-def evaluate_checkpoint(checkpoint: Path, split: str = "test", device: str = "auto", data_dir: str | None = None) -> dict:
-    """Rebuild the run's model and data from its stored :class:`SetupConfig` and score its prompt."""
+def evaluate_checkpoint(
+    checkpoint: Path, split: str = "test", device: str = "auto", data_dir: str | None = None, *,
+    task: str | None = None, model: str | None = None, head: str | None = None,
+) -> dict:  # fmt: skip
+    """Score a saved prompt on a split: a run directory (rebuilt from its stored :class:`SetupConfig`,
+    and its own rows for a run saved from Python) or a PEFT adapter directory, crl-prompt's or one
+    trained with plain PEFT (``task``, ``model``, ``head`` supply what the adapter does not record)."""
     import dataclasses
 
     from ..build import build, resolve_device
-    from ..prompts import PROMPT_FILE, load_prompt
+    from ..prompt_io import load_prompt
     from ..scoring import accuracy
+    from .saved import open_checkpoint
 
-    checkpoint = Path(checkpoint)
-    cfg_file, prompt_file = checkpoint / "config.json", checkpoint / PROMPT_FILE
-    if not cfg_file.is_file() or not prompt_file.is_file():
-        raise CheckpointError(f"{checkpoint} is not a crl-prompt run directory (needs config.json and {PROMPT_FILE})")
-    try:
-        saved = json.loads(cfg_file.read_text())
-    except ValueError as e:
-        raise CheckpointError(f"{cfg_file} is not valid JSON ({e}); pass a run directory written by crl-prompt") from None
-    setup_cfg = setup_from_run_config(saved)
-    if data_dir is not None:
-        setup_cfg = dataclasses.replace(setup_cfg, data_dir=data_dir)
-    setup = build(setup_cfg, device=resolve_device(device))
-    load_prompt(setup.model, prompt_file)
+    saved = open_checkpoint(checkpoint, task=task, model=model, head=head)
+    setup_cfg = saved.setup if data_dir is None else dataclasses.replace(saved.setup, data_dir=data_dir)
+    if saved.data is None and saved.spec is not None:
+        raise CheckpointError(
+            f"{checkpoint} holds a prompt for task {saved.spec.name!r}, defined from Python with rows it does not "
+            "hold; evaluate the run directory it was saved in, or pass --task with a task crl-prompt knows"
+        )
+    setup = build(setup_cfg, device=resolve_device(device), data=saved.data)
+    load_prompt(setup.model, saved.path)
     data = {"test": setup.test, "rl": setup.rl, "train": setup.train}[split]
     acc = accuracy(setup.model, data)
-    return {"checkpoint": str(checkpoint), "split": split, "accuracy": acc, "n": len(data)}
+    return {"checkpoint": str(checkpoint), "split": split, "accuracy": acc, "n": len(data),
+            "task": setup_cfg.task, "model": setup_cfg.model}  # fmt: skip
