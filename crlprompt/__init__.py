@@ -30,6 +30,7 @@ _LAZY = {
     "EnvConfig": "envs", "SoftPromptEnv": "envs", "SoftPromptVectorEnv": "envs", "PromptSearch": "envs",
     "CRLAgent": "agents", "CRLConfig": "agents", "ESAgent": "agents", "RandomSearch": "agents",
     "PPOPromptAgent": "agents", "SearchResult": "agents",
+    "PromptClassifier": "api", "TaskData": "tasks", "Split": "tasks",
 }  # fmt: skip
 
 __all__ = [
@@ -53,11 +54,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .agents import CRLAgent, CRLConfig, ESAgent, PPOPromptAgent, RandomSearch, SearchResult  # noqa: F401
+    from .api import PromptClassifier  # noqa: F401
     from .build import Setup, SetupConfig, build  # noqa: F401
     from .envs import EnvConfig, PromptSearch, SoftPromptEnv, SoftPromptVectorEnv  # noqa: F401
     from .models import LoadedModel, load_model  # noqa: F401
     from .prompts import PromptedModel, SoftPrompt, load_prompt, save_peft_adapter, save_prompt  # noqa: F401
     from .scoring import accuracy, score_population  # noqa: F401
-    from .tasks import TASKS, TaskSpec, load_task  # noqa: F401
+    from .tasks import TASKS, Split, TaskData, TaskSpec, load_task  # noqa: F401
 
 register_envs()

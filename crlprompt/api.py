@@ -1,0 +1,261 @@
+"""PromptClassifier: a soft-prompt text classifier on a frozen LM, trained on your own (text, label) pairs.
+
+    from crlprompt import PromptClassifier
+
+    clf = PromptClassifier(["negative", "positive"], model="tiny-bert", num_tokens=4)
+    clf.fit(texts, labels)                     # CRL-Prompt (Algorithm 1); method="ptv2", ... for the others
+    clf.evaluate(test_texts, test_labels)      # {"accuracy": ..., "n": ...}
+    clf.save("runs/mine")                      # a run directory: crl-prompt eval --checkpoint runs/mine
+    clf = PromptClassifier.load("runs/mine")   # also a `crl-prompt train` run or a PEFT adapter directory
+    clf.predict(["a wonderful film"])          # ["positive"]; predict_proba: (n, C) probabilities
+
+The machinery is ``crl-prompt train``'s: :func:`crlprompt.build.build` on a
+:class:`~crlprompt.tasks.TaskData` made from your rows, then :class:`~crlprompt.agents.CRLAgent`;
+the run directory is the same too, plus the task spec and the rows (``data/*.jsonl``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .agents.crl import CRLAgent, CRLConfig
+from .batching import Encoded, encode, eval_batches
+from .build import SetupConfig, build, build_model, resolve_device, template_for
+from .checkpoint import jsonable
+from .data.files import parse_label
+from .data.splits import split_rl
+from .errors import ConfigError, DataError
+from .models import load_model
+from .prompt_io import ADAPTER_DIR, PROMPT_FILE, load_prompt, save_peft_adapter, save_prompt
+from .runners.common import versions
+from .runners.config import METHODS, TrainConfig
+from .runners.saved import custom_spec, open_checkpoint, spec_record, write_splits
+from .scoring import accuracy, autocast
+from .tasks import TASKS, Split, TaskData, TaskSpec, get_task
+
+_OWN = ("task", "model", "num_tokens", "seed")  # SetupConfig fields that are PromptClassifier arguments
+
+
+class PromptClassifier:
+    """A frozen LM with a trained soft prompt and head: ``fit``, ``evaluate``, ``predict``, ``save``, ``load``.
+
+    Args:
+        labels: the class names, in label-id order; ``fit``/``evaluate`` take these names or their ids.
+        model: minilm | smollm2 | tiny-bert | tiny-llama | an HF id | a local model directory.
+        method: a row of the method table: crl (default), ptv2, prompt-tuning, ptv1, ... (``crl-prompt train --help``).
+        num_tokens: virtual tokens of the prompt.
+        seed: seeds the prompt and head init, dropout, batch order and RL samples.
+        task: the name the run directory records for this task (not a built-in task's name).
+        verbalizer: label words for ``head="verbalizer"`` (default: the lower-cased label names).
+        device: auto | cpu | cuda | cuda:N.
+        progress: show a progress bar while training.
+        **options: other fields of :class:`~crlprompt.build.SetupConfig` (``prompt``, ``head``,
+            ``max_length``, ``rl_fraction``, ``data_seed``...) or of :class:`~crlprompt.agents.CRLConfig`
+            (``lr``, ``phase1_epochs``, ``phase2_epochs``, ``batch_size``, ``rl_interval``, ``gamma``...).
+    """
+
+    def __init__(
+        self, labels: Sequence[str], *, model: str = "minilm", method: str = "crl", num_tokens: int = 20,
+        seed: int = 0, task: str = "custom", verbalizer: Sequence[str] | None = None, device: str = "auto",
+        progress: bool = False, **options: Any,
+    ):  # fmt: skip
+        labels = tuple(str(x) for x in labels) if not isinstance(labels, str) else (labels,)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ConfigError(f"labels must be two or more distinct class names, got {labels!r}")
+        if task in TASKS:
+            raise ConfigError(f"task={task!r} is a built-in task's name; give your rows another name (e.g. 'custom')")
+        setup_names = {f.name for f in dataclasses.fields(SetupConfig)} - set(_OWN)
+        agent_names = {f.name for f in dataclasses.fields(CRLConfig)}
+        unknown = sorted(set(options) - setup_names - agent_names)
+        if unknown:
+            raise ConfigError(f"unknown options {unknown}; setup options: {sorted(setup_names)}; "
+                              f"training options: {sorted(agent_names)}")  # fmt: skip
+        setup = SetupConfig(task=task, model=model, num_tokens=num_tokens, seed=seed,
+                            **{k: v for k, v in options.items() if k in setup_names})  # fmt: skip
+        agent = CRLConfig(**{k: v for k, v in options.items() if k in agent_names})
+        self._init(TrainConfig(setup=setup, method=method, agent=agent), custom_spec(task, labels, verbalizer),
+                   device, progress)  # fmt: skip
+
+    def _init(self, config: TrainConfig, spec: TaskSpec, device: str, progress: bool) -> None:
+        self.config = config
+        self.spec = spec
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.lm = None
+        self.model = None  # the PromptedModel, once fitted or loaded
+        self.splits: dict[str, Split] = {}  # the rows it was trained and evaluated on (saved with it)
+        self.record: dict = {}  # the final record (metrics.jsonl)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.label_names
+
+    # ------------------------------------------------------------------ training and scoring
+    def fit(self, texts: Sequence[str], labels: Sequence[Any], *, validation: tuple | None = None) -> "PromptClassifier":
+        """Train a fresh prompt (and head) on the rows; D_RL (reward and model selection) is
+        ``validation=(texts, labels)``, else a seeded ``rl_fraction`` holdout of the rows."""
+        train = self._rows(texts, labels, "fit")
+        cfg, agent_cfg = self.config.resolved_setup(), self.config.agent_config()
+        if validation is None:
+            train, rl = split_rl(train, cfg.rl_fraction, cfg.data_seed)
+        else:
+            rl = self._rows(*validation, "validation")
+        # no test rows yet: the agent's closing "test" score runs on D_RL (evaluate() scores real ones)
+        setup = build(cfg, device=self.device, lm=self.lm, data=TaskData(self.spec, train, rl, rl, "python"),
+                      prompt_dropout=agent_cfg.prompt_dropout)  # fmt: skip
+        self.lm, self.model, self.splits = setup.lm, setup.model, {"train": train, "rl": rl}
+        t0 = time.perf_counter()
+        if self.config.method_spec.trains:
+            summary = CRLAgent(setup, agent_cfg, seed=cfg.seed, progress=self.progress).learn()
+        else:
+            summary = {"rl_acc": accuracy(setup.model, setup.rl), "steps": 0}
+        self.model.eval()
+        trainable, total = self.model.parameter_counts()
+        self.record = {
+            "event": "final", "task": cfg.task, "model": cfg.model, "method": self.config.method, "seed": cfg.seed,
+            "test_acc": None, "rl_acc": summary["rl_acc"], "steps": summary["steps"],
+            "seconds": time.perf_counter() - t0, "trainable_params": trainable, "total_params": total,
+            "n_train": len(train), "n_rl": len(rl), "n_test": 0, "device": str(self.device), "versions": versions(),
+        }  # fmt: skip
+        return self
+
+    def evaluate(self, texts: Sequence[str], labels: Sequence[Any]) -> dict:
+        """Accuracy on the rows: ``{"accuracy", "n"}``. They become the run's test split (``save``)."""
+        test = self._rows(texts, labels, "evaluate")
+        acc = accuracy(self._fitted(), self._encode(test))
+        self.splits["test"] = test
+        self.record.update(test_acc=acc, n_test=len(test))
+        return {"accuracy": acc, "n": len(test)}
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities ``(n, C)``, columns in the order of ``labels``."""
+        pm = self._fitted()
+        if _count(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        data = self._encode(self._rows(texts, [0] * _count(texts), "predict"))
+        probs = torch.empty(len(data), len(self.labels))
+        pm.eval()
+        for chunk in eval_batches(data.lengths, 64):
+            ids, mask, _ = data.batch(chunk, pm.device)
+            with autocast(pm.device):
+                logits = pm(ids, mask)[0]  # (b, C)
+            probs[torch.as_tensor(chunk)] = torch.softmax(logits.float(), -1).cpu()
+        return probs.numpy()
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The most probable label name of each text."""
+        return [self.labels[i] for i in self.predict_proba(texts).argmax(1)]
+
+    # ------------------------------------------------------------------ run directories
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write a run directory (``crl-prompt eval --checkpoint PATH`` scores it; :meth:`load` reads it)."""
+        pm, out = self._fitted(), Path(path)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+            raise ConfigError(f"{out} exists and is not empty; choose another path or pass overwrite=True")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            cfg = self.config.resolved_setup()
+            config = jsonable(dataclasses.replace(self.config, out=out)) | {
+                "setup": jsonable(cfg), "agent": jsonable(self.config.agent_config())}  # fmt: skip
+            if self.splits:
+                config |= {"task_spec": spec_record(self.spec), "data": write_splits(tmp, self.splits)}
+            (tmp / "config.json").write_text(json.dumps(config, indent=2))
+            (tmp / "metrics.jsonl").write_text(json.dumps(jsonable(self.record)) + "\n" if self.record else "")
+            meta = {"task": cfg.task, "method": self.config.method, "test_acc": self.record.get("test_acc")}
+            save_prompt(pm, tmp / PROMPT_FILE, meta)
+            if pm.layout.num_tokens > 0:
+                save_peft_adapter(pm, tmp / ADAPTER_DIR, spec=self.spec, setup=cfg, metrics=self.record)
+            if out.exists():
+                shutil.rmtree(out) if out.is_dir() else out.unlink()
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, labels: Sequence[str] | None = None, task: str | None = None,
+        model: str | None = None, head: str | None = None, device: str = "auto", progress: bool = False,
+    ) -> "PromptClassifier":  # fmt: skip
+        """A classifier from a run directory (saved here or by ``crl-prompt train``) or a PEFT adapter
+        directory; ``task``, ``model``, ``head`` and ``labels`` supply what a plain-PEFT adapter does not record."""
+        saved = open_checkpoint(path, task=task, model=model, head=head)
+        cfg = saved.setup
+        spec = saved.spec
+        if spec is None and cfg.task in TASKS:
+            spec = get_task(cfg.task)
+        if labels is not None:
+            spec = custom_spec(cfg.task, tuple(str(x) for x in labels))
+        if spec is None:
+            raise ConfigError(f"{path} does not record its labels (task {cfg.task!r}); pass labels=[...]")
+        method = saved.config.get("method") or "ptv2"
+        try:
+            agent = CRLConfig(**saved.config.get("agent", {}))
+        except (TypeError, ValueError):  # an older run's agent record: irrelevant to scoring
+            agent = CRLConfig()
+        clf = cls.__new__(cls)
+        clf._init(TrainConfig(setup=cfg, method=method if method in METHODS else "ptv2", agent=agent), spec, device,
+                  progress)  # fmt: skip
+        clf.lm = load_model(cfg.model)
+        clf.model = build_model(clf.lm, spec.with_template(cfg.template), prompt=cfg.prompt_kind,
+                                num_tokens=cfg.num_tokens, head=cfg.head_kind, seed=cfg.seed, init=cfg.init)  # fmt: skip
+        clf.model.to(clf.device)
+        load_prompt(clf.model, saved.path)
+        clf.model.eval()
+        if saved.data is not None:
+            clf.splits = {"train": saved.data.train, "rl": saved.data.rl}
+            if "test" in (saved.config.get("data") or {}):
+                clf.splits["test"] = saved.data.test
+        metrics = Path(path) / "metrics.jsonl"
+        lines = metrics.read_text().splitlines() if metrics.is_file() else []
+        clf.record = json.loads(lines[-1]) if lines and '"final"' in lines[-1] else {}
+        return clf
+
+    # ------------------------------------------------------------------ helpers
+    def _fitted(self):
+        if self.model is None:
+            raise ConfigError("this PromptClassifier has no trained prompt yet: call fit() or PromptClassifier.load()")
+        return self.model
+
+    def _rows(self, texts: Sequence[str], labels: Sequence[Any], where: str) -> Split:
+        if isinstance(texts, str):
+            raise DataError(f"{where}: texts must be a list of strings, got one string. Fix: pass [text]")
+        texts, labels = list(texts), list(labels)
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise DataError(f"{where}: text {bad} is a {type(texts[bad]).__name__}, not a string. Fix: pass strings")
+        if len(texts) != len(labels) or not texts:
+            raise DataError(f"{where}: {len(texts)} texts and {len(labels)} labels. Fix: pass one label per text, "
+                            "at least one row")  # fmt: skip
+        ids = [parse_label(y, self.labels, f"{where}: row {i}") for i, y in enumerate(labels)]
+        return Split(texts, np.asarray(ids, dtype=np.int64))
+
+    def _encode(self, split: Split) -> Encoded:
+        cfg = self.config.resolved_setup()
+        return encode(split, self.lm.tokenizer, spec=self.spec.with_template(cfg.template),
+                      template=template_for(self.lm, cfg.head_kind), max_length=cfg.max_length)  # fmt: skip
+
+    def __repr__(self) -> str:
+        cfg = self.config.setup
+        state = "fitted" if self.model is not None else "not fitted"
+        return f"PromptClassifier(labels={list(self.labels)}, model={cfg.model!r}, method={self.config.method!r}, {state})"
+
+
+def _count(texts: Sequence[str]) -> int:
+    if isinstance(texts, str):
+        raise DataError("predict: texts must be a list of strings, got one string. Fix: pass [text]")
+    return len(texts)
