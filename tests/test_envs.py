@@ -251,6 +251,12 @@ def test_vector_env_matches_single_env_steps(reward, tiny_setup):
         acc.append(info["accuracy"])
     np.testing.assert_allclose(vrewards, single, rtol=0, atol=1e-5 if reward != "accuracy" else 1e-6)
     np.testing.assert_allclose(vinfo["accuracy"], acc, rtol=0, atol=1e-6)
+    # Not a vacuous match: the five prompts score differently (with all accuracies equal, any mix-up of
+    # rows would pass), and reversing the actions reverses the rewards.
+    assert len(set(np.round(acc, 6))) >= 3
+    venv.reset(seed=0)
+    _, back, *_ = venv.step(a[::-1].copy())
+    np.testing.assert_allclose(back, vrewards[::-1], rtol=0, atol=1e-5 if reward != "accuracy" else 1e-6)
 
 
 def test_vector_env_same_step_autoreset(tiny_setup):

@@ -103,13 +103,21 @@ def test_same_seed_same_result(algo, tiny_setup):
 
 def test_es_single_env_equals_vector_env(tiny_setup):
     """Stepping one env 2·pop times and one batched step of the vector env give the same run."""
+    center = tiny_setup.model.prompt.theta.detach().numpy()
     single = ESAgent(make(tiny_setup), pop=4, seed=3).learn(64)
     batched = ESAgent(make_vec(tiny_setup, 8), pop=4, seed=3).learn(64)
     assert_same(single, batched)
+    # Not a vacuous match: the samples scored differently (else every ES step is exactly 0) and the mean moved.
+    assert single.best_reward > center_acc(tiny_setup)
+    assert np.abs(single.final_prompt - center).max() > 0.1
 
 
 def test_es_move_center_is_the_same_search(tiny_setup):
+    center = tiny_setup.model.prompt.theta.detach().numpy()
     fixed = ESAgent(make_vec(tiny_setup, 8), seed=1).learn(64)
+    # Not a vacuous match: rewards differ (else no ES step moves) and the mean moved away from the start.
+    assert len({r for _, r in fixed.history}) > 1
+    assert np.abs(fixed.final_prompt - center).max() > 0.1
     env = make_vec(tiny_setup, 8)
     moving = ESAgent(env, seed=1, move_center=True).learn(64)
     np.testing.assert_allclose(moving.final_prompt, fixed.final_prompt, rtol=0, atol=1e-4)
