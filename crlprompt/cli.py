@@ -66,7 +66,8 @@ def eval_main(argv: list[str]) -> dict:
 
     cfg = parse_config(EvalConfig, argv, "Re-evaluate a run directory's prompt on a split.", "crl-prompt eval")
     setup_logging()
-    res = _friendly(lambda: evaluate_checkpoint(cfg.checkpoint, cfg.split, cfg.device, cfg.data_dir))
+    res = _friendly(lambda: evaluate_checkpoint(cfg.checkpoint, cfg.split, cfg.device, cfg.data_dir,
+                                                  task=cfg.task, model=cfg.model, head=cfg.head))
     print(json.dumps(res))
     return res
 

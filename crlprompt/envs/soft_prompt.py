@@ -83,7 +83,7 @@ class SoftPromptEnv(gym.Env):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(
         self, config: EnvConfig | None = None, *, search: PromptSearch | None = None, render_mode: str | None = None,

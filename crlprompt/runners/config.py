@@ -127,13 +127,20 @@ class EvalConfig:
     """Re-evaluate a saved run."""
 
     checkpoint: Path
-    """A run directory written by `crl-prompt train` (config.json + prompt.safetensors)."""
+    """A run directory (config.json + prompt.safetensors, from `crl-prompt train` or PromptClassifier.save) or a
+    PEFT adapter directory (crl-prompt's, or a prefix / prompt adapter trained with plain PEFT)."""
     split: Literal["test", "rl", "train"] = "test"
     """Which split to score."""
     device: str = "auto"
     """auto | cpu | cuda."""
     data_dir: str | None = None
     """Override the run's data directory."""
+    task: str | None = None
+    """The task, where the checkpoint does not record it (an adapter trained with plain PEFT)."""
+    model: str | None = None
+    """The base model, where the checkpoint does not name it (a named model, an HF id or a local directory)."""
+    head: Literal["linear", "verbalizer"] | None = None
+    """The head: linear (from the adapter's head.safetensors) or the LM's verbalizer; None = what the checkpoint has."""
 
 
 def setup_from_run_config(saved: dict[str, Any]) -> SetupConfig:

@@ -123,7 +123,7 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
         save_prompt(setup.model, tmp / PROMPT_FILE, meta)
         if cfg.save_adapter and setup.model.layout.num_tokens > 0:
             try:
-                save_peft_adapter(setup.model, tmp / "adapter")
+                save_peft_adapter(setup.model, tmp / "adapter", spec=setup.spec, setup=setup_cfg, metrics=record)
             except Exception as e:  # an architecture PEFT cannot wrap: the safetensors file still holds θ
                 log.warning("could not write a PEFT adapter (%s: %s); prompt.safetensors holds the prompt", type(e).__name__, e)
         (tmp / STATE_FILE).unlink(missing_ok=True)  # the finished run needs no resume state
