@@ -1,0 +1,148 @@
+"""StablePrompt's adaptive anchor (APPO) for a Gaussian prompt policy, acting only through the env API."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..losses import centered_ranks
+from .base import ActionScorer, Callback, SearchResult, check_budget
+
+
+class AnchoredPolicyAgent:
+    """A Gaussian policy N(m, noise_std² I) held in a trust region around an adaptive anchor.
+
+    Follows StablePrompt (Kwon et al., EMNLP 2024), whose Adaptive PPO (APPO) measures the
+    policy's trust region against an *anchor* rather than the previous policy: the anchor is
+    replaced by the current policy only when the policy's (dev) reward beats the anchor's, and
+    training rolls back to the anchor when the reward drops. What differs: StablePrompt anchors
+    an LLM that *writes* discrete prompts and penalises KL to it inside PPO; here the policy is
+    the paper's Gaussian over the env's action, the gradient is an OpenAI-ES estimate, the trust
+    region is hard (KL(π‖π_anchor) = ‖m − m_anchor‖² / (2·noise_std²) <= ``max_kl``, enforced by
+    projecting m), and the "dev reward" is the env reward of the mean (D_RL or its minibatch).
+
+    Each round scores one batch through the env: the mean m itself and ``batch − 1`` samples
+    m + noise_std·ε. Then, with r(m) the mean's reward and r_A the anchor's:
+
+    * m is the anchor (first round, or just rolled back): r_A becomes the mean of all the
+      anchor's measurements (with minibatch rewards a single lucky score would otherwise
+      trigger rollback after rollback), and m takes a step;
+    * r(m) > r_A: the anchor moves to m (r_A = r(m)) — an accepted step;
+    * r(m) < r_A − ``rollback_tol``: m rolls back to the anchor, Adam's moments are cleared,
+      and this round takes no step (its samples were drawn around the rejected mean);
+    * otherwise m takes an Adam step on the centered-rank gradient of the samples, then is
+      projected into the trust region around the anchor.
+
+    ``anchor_moves`` and ``rollbacks`` count the two events in the last ``learn``. The result's
+    ``final_prompt`` is the anchor and ``final_reward`` r_A (its measured reward; no extra
+    evaluation). Not resumable.
+
+    Args:
+        env: a soft-prompt env or its vector form (``batch`` a multiple of num_envs).
+        batch: actions per round, the mean included (default: the vector env's K, else 16; >= 3).
+        noise_std: exploration noise in action units.
+        lr: Adam step size on m.
+        max_kl: trust-region radius as a KL to the anchor (same covariance: a ball of radius
+            noise_std·sqrt(2·max_kl) around the anchor's mean).
+        rollback_tol: the drop of r(m) below r_A that triggers a rollback (reward units).
+        seed: seeds the noise and the env.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        *,
+        batch: int | None = None,
+        noise_std: float = 1.0,
+        lr: float = 0.1,
+        max_kl: float = 2.0,
+        rollback_tol: float = 0.0,
+        seed: int = 0,
+    ):
+        self.scorer = ActionScorer(env)
+        k = self.scorer.batch
+        self.batch = batch or (k if self.scorer.vector else 16)
+        if not (isinstance(self.batch, int) and self.batch >= 3 and self.batch % k == 0):
+            raise ConfigError(
+                f"batch must be an int >= 3 and a multiple of the vector env's num_envs={k}, got {batch!r}"
+            )
+        for name, v in (("noise_std", noise_std), ("lr", lr), ("max_kl", max_kl)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a finite number > 0, got {v!r}")
+        if not (isinstance(rollback_tol, (int, float)) and rollback_tol >= 0):
+            raise ConfigError(f"rollback_tol must be a number >= 0, got {rollback_tol!r}")
+        self.noise_std, self.lr, self.max_kl = float(noise_std), float(lr), float(max_kl)
+        self.rollback_tol, self.seed = float(rollback_tol), seed
+        self.anchor_moves = 0
+        """Times the anchor moved to the mean in the last ``learn``."""
+        self.rollbacks = 0
+        """Times the mean rolled back to the anchor in the last ``learn``."""
+        self.moves: list[tuple[int, float, float]] = []
+        """``(evaluations, r_A before, r_A after)`` of each anchor move in the last ``learn``."""
+        self.mean_action: np.ndarray | None = None
+        self.anchor_action: np.ndarray | None = None
+
+    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
+        """Spend ``budget // batch`` rounds; return the best sample and the anchor."""
+        budget = check_budget(budget, self.batch, f"one round of batch={self.batch}")
+        start = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        d, n = self.scorer.action_dim, self.batch - 1
+        self.scorer.reset(seed=self.seed)
+        m, anchor = np.zeros(d), np.zeros(d)  # float64 means in action units
+        r_anchor, anchor_sum, anchor_n, at_anchor = -np.inf, 0.0, 0, True  # m starts at the anchor
+        adam_m, adam_v, t = np.zeros(d), np.zeros(d), 0
+        b1, b2 = 0.9, 0.999
+        radius = self.noise_std * math.sqrt(2 * self.max_kl)
+        best_a, best_r = np.zeros(d, np.float32), -np.inf
+        self.anchor_moves = self.rollbacks = 0
+        self.moves = []
+        evals, history = 0, []
+        while evals + self.batch <= budget:
+            eps = rng.standard_normal((n, d))  # (n, d)
+            actions = np.concatenate([m[None], m + self.noise_std * eps]).astype(np.float32)  # row 0: the mean
+            rewards = self.scorer(actions)  # (batch,)
+            evals += self.batch
+            i = int(np.argmax(rewards))
+            if rewards[i] > best_r:
+                best_a, best_r = actions[i].copy(), float(rewards[i])
+            history.append((evals, best_r))
+
+            r_mean = float(rewards[0])
+            if at_anchor:  # the anchor itself was re-measured: average out the luck of its first score
+                anchor_sum, anchor_n = anchor_sum + r_mean, anchor_n + 1
+                r_anchor = anchor_sum / anchor_n
+            elif r_mean > r_anchor:
+                self.moves.append((evals, r_anchor, r_mean))
+                anchor, r_anchor, anchor_sum, anchor_n = m.copy(), r_mean, r_mean, 1
+                self.anchor_moves += 1
+            elif r_mean < r_anchor - self.rollback_tol:
+                m, at_anchor = anchor.copy(), True
+                adam_m, adam_v, t = np.zeros(d), np.zeros(d), 0
+                self.rollbacks += 1
+                if callback is not None and callback(evals, best_r) is False:
+                    break
+                continue  # no step: the samples were drawn around the rejected mean
+            w = centered_ranks(torch.from_numpy(rewards[1:])).numpy().astype(np.float64)  # (n,)
+            grad = (w @ eps) / (n * self.noise_std)  # (d,) ascent direction
+            t += 1
+            adam_m = b1 * adam_m + (1 - b1) * grad
+            adam_v = b2 * adam_v + (1 - b2) * grad**2
+            m = m + self.lr * (adam_m / (1 - b1**t)) / (np.sqrt(adam_v / (1 - b2**t)) + 1e-8)
+            at_anchor = False
+            gap = np.linalg.norm(m - anchor)
+            if gap > radius:  # the trust region is measured to the anchor, not to the last policy
+                m = anchor + (m - anchor) * (radius / gap)
+            if callback is not None and callback(evals, best_r) is False:
+                break
+        self.mean_action, self.anchor_action = m.astype(np.float32), anchor.astype(np.float32)
+        return SearchResult(
+            best_prompt=self.scorer.prompt_for(best_a), best_reward=best_r,
+            final_prompt=self.scorer.prompt_for(self.anchor_action), final_reward=r_anchor,
+            history=history, evals=evals, seconds=time.perf_counter() - start, algo="anchor",
+        )  # fmt: skip
