@@ -1,0 +1,111 @@
+"""The reproduction runner's k-shot grid (crlprompt.runners.crl) and the table tool
+(crlprompt.runners.tables): records, resume, legacy names, paired differences with CIs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from crlprompt.agents.crl import CRLConfig
+from crlprompt.runners import crl, tables
+from crlprompt.runners.common import mean_std
+from crlprompt.runners.crl import Cell, ReproduceConfig, grid, record_cell, reproduce
+
+
+def tiny_kshot(out, **kw) -> ReproduceConfig:
+    base = dict(tasks=("tiny",), models=("tiny-bert",), methods=("ptv2", "crl"), seeds=(0,), k_shots=(8,),
+                data_seeds=(13, 21), out=out, progress=False,
+                agent=CRLConfig(phase1_epochs=1, phase2_epochs=1, lr=1e-2, rl_interval=1))  # fmt: skip
+    return ReproduceConfig(**(base | kw))
+
+
+def test_grid_cells_and_names(tmp_path):
+    cfg = tiny_kshot(tmp_path, seeds=(0, 1), tag="g2e-3")
+    cells = grid(cfg)
+    assert len(cells) == 2 * 2 * 2 and len(set(cells)) == 8
+    assert cells[0] == Cell("tiny", "tiny-bert", "ptv2", 0, 13, 8, "g2e-3")
+    assert cells[0].name == "tiny-tiny-bert-ptv2-s0-k8-d13-g2e-3"
+    assert Cell("trec", "org/m", "crl", 2).name == "trec-org_m-crl-s2"  # a full-data cell keeps the old name
+    legacy = {"task": "trec", "model": "minilm", "method": "ptv2", "seed": 1}
+    assert record_cell(legacy) == Cell("trec", "minilm", "ptv2", 1, 0, None, "")
+
+
+def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
+    results = tmp_path / "k.jsonl"
+    first = reproduce(tiny_kshot(tmp_path / "out", results=results))
+    recs = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(first) == len(recs) == 4
+    assert {(r["method"], r["data_seed"], r["k_shot"]) for r in recs} == {
+        (m, d, 8) for m in ("ptv2", "crl") for d in (13, 21)}
+    for r in recs:
+        assert r["versions"]["commit"] and r["versions"]["torch"] and r["machine"]["device"] == "cpu"
+        assert r["config"]["setup"]["k_shot"] == 8 and r["config"]["setup"]["data_seed"] == r["data_seed"]
+        assert r["n_train"] == r["n_rl"] == 16  # 8 per class, 2 classes
+        assert r["config"]["agent"]["beta"] == (0.3 if r["method"] == "crl" else 0.0)
+    assert (tmp_path / "out" / "kshot.md").read_text().count("| tiny | tiny-bert | 8 |") == 1
+
+    monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("a recorded run was redone"))
+    again = reproduce(tiny_kshot(tmp_path / "out", results=results))
+    assert len(again) == 4 and results.read_text().count("\n") == 4
+
+
+def _rec(method, acc, data_seed=13, seed=0, k=16, tag="", **extra):
+    return {"task": "trec", "model": "minilm", "method": method, "seed": seed, "data_seed": data_seed, "k_shot": k,
+            "tag": tag, "test_acc": acc, "config": {"setup": {}, "agent": {"beta": 0.3 if "crl" == method else 0.0}},
+            **extra}  # fmt: skip
+
+
+def test_legacy_records_are_read_in_todays_names():
+    old = {"task": "trec", "model": "minilm", "method": "ptv1", "seed": 0, "test_acc": 0.9,
+           "config": {"agent": {"beta": 0.0}}}  # fmt: skip
+    assert tables.normalize(old)["method"] == "prompt-tuning"
+    assert tables.normalize(dict(old, method="handcraft"))["method"] == "handcraft-cloze"
+    old_crl = tables.normalize(dict(old, method="crl", config={"agent": {"beta": 0.3}}))
+    assert old_crl["method"] == "crl" and old_crl["contrast_mode"] == "noise"
+    assert (old_crl["k_shot"], old_crl["data_seed"], old_crl["tag"]) == (None, 0, "")
+    new = tables.normalize(_rec("ptv1", 0.8))
+    assert new["method"] == "ptv1"  # a record that stores its setup is today's P-Tuning v1
+
+
+def test_t_ci_matches_the_formula():
+    d = [0.01, -0.02, 0.03, 0.00, 0.02]
+    m, lo, hi = tables.t_ci(d)
+    half = 2.7764451051977987 * np.std(d, ddof=1) / math.sqrt(5)  # t_{0.975, 4}
+    assert m == pytest.approx(np.mean(d)) and (lo, hi) == pytest.approx((m - half, m + half))
+    assert math.isnan(tables.t_ci([0.1])[1])
+
+
+def test_paired_table_pairs_by_seeds_and_gives_a_verdict():
+    recs = []
+    for i, d in enumerate((13, 21, 42, 87, 100)):
+        for s in (0, 1):
+            base = 0.5 + 0.01 * i + 0.001 * s  # the seeds differ by far more than the paired differences
+            recs += [_rec("ptv2", base, d, s), _rec("crl", base + 0.05 + 0.002 * (i - s), d, s),
+                     _rec("crl-rl", base + (0.01 if (i + s) % 2 else -0.01), d, s)]
+    recs.append(_rec("crl", 0.99, data_seed=999))  # no Prompt v2 partner: left out of the pairs
+    text = tables.paired_table([tables.normalize(r) for r in recs], methods=("crl", "crl-rl"))
+    rows = {line.split("|")[4].strip(): line for line in text.splitlines()[2:]}
+    diffs = [0.05 + 0.002 * (i - s) for i in range(5) for s in (0, 1)]
+    m, lo, hi = tables.t_ci(diffs)
+    base = [0.5 + 0.01 * i + 0.001 * s for i in range(5) for s in (0, 1)]
+    assert f"| 10 | {mean_std(base)} |" in rows["CRL-Prompt"] and f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" in rows["CRL-Prompt"]
+    assert "10/0/0" in rows["CRL-Prompt"] and rows["CRL-Prompt"].rstrip().endswith("| CRL-Prompt better |")
+    assert rows["+ RL"].rstrip().endswith("| no difference detected |") and "5/0/5" in rows["+ RL"]
+    worse = [tables.normalize(_rec("ptv2", 0.6, d)) for d in (1, 2, 3)]
+    worse += [tables.normalize(_rec("crl", 0.5 - 0.01 * d, d)) for d in (1, 2, 3)]
+    assert tables.paired_table(worse).splitlines()[2].rstrip().endswith("| Prompt v2 better |")
+
+
+def test_sweep_table_reports_the_variant_settings_and_spread():
+    recs = [tables.normalize(_rec("ptv2", 0.5 + 0.02 * i, d)) for i, d in enumerate((13, 21, 42))]
+    for i, d in enumerate((13, 21, 42)):
+        r = _rec("crl-rl", 0.4 + 0.02 * i + 0.001 * i, d, tag="g2e-1-N10-single")
+        r["config"]["agent"] = {"beta": 0.0, "gamma": 0.2, "rl_interval": 10, "rl_estimator": "single", "rl_samples": 1}
+        recs.append(tables.normalize(r))
+    text = tables.sweep_table(recs)
+    row = text.splitlines()[2]
+    assert "g2e-1-N10-single" in row and "| 0.2 | 10 | single (1) |" in row
+    assert "| 3 |" in row and "-0.099 [" in row and "| 0.020 |" in row and "Prompt v2 better" in row
