@@ -129,11 +129,10 @@ def _token_prefix(lm: LoadedModel, layout: PromptLayout, g: torch.Generator) -> 
 
 def text_prompt_ids(lm: LoadedModel, text: str, num_tokens: int) -> torch.Tensor:
     """``(num_tokens,)`` token ids of ``text`` (no special tokens): its last ``num_tokens`` tokens
-    when longer, else left-padded with a boundary token (BOS, else EOS, else [CLS], else pad)."""
+    when longer, else left-padded with a boundary token (BOS, else EOS, else [CLS], else pad);
+    an empty text is boundary tokens only."""
     tok = lm.tokenizer
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise ConfigError(f"the start text {text!r} has no tokens; pass a non-empty text")
+    ids = tok(text, add_special_tokens=False)["input_ids"] if text else []
     if len(ids) > num_tokens:
         log.warning("the start text has %d tokens, more than num_tokens=%d: keeping its last %d", len(ids), num_tokens,
                     num_tokens)  # fmt: skip

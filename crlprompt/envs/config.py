@@ -22,7 +22,7 @@ from ..errors import ConfigError
 REWARD_KINDS = ("accuracy", "margin", "neg_ce")
 HEADS = ("auto", "probe", "planted", "verbalizer", "random", "checkpoint")
 PROJECTIONS = ("gaussian", "bbt", "bbt_layer")
-STARTS = ("auto", "random", "tokens", "handcraft", "checkpoint")
+STARTS = ("auto", "random", "tokens", "handcraft", "handcraft_text", "checkpoint")
 REWARD_SPLITS = ("rl", "train")
 #: Legacy keyword names still accepted by :meth:`EnvConfig.from_kwargs`.
 ALIASES = {"init_seed": "seed"}
@@ -52,9 +52,11 @@ class EnvConfig:
     ``setup.head="verbalizer"``, else probe."""
     start: str = "auto"
     """The center the search starts from: random (N(0,1) deep prefix / random token embeddings) |
-    tokens (the LM's own keys/values of random vocabulary tokens) | handcraft (the keys/values or
-    embeddings of the task's HandCraft template text) | ``text:<any text>`` (of that text) |
-    checkpoint (θ of ``checkpoint``); auto = checkpoint if given, else ``setup.init``'s prompt."""
+    tokens (the LM's own keys/values of random vocabulary tokens) | handcraft (the HandCraft
+    classifier itself: a prefix of boundary tokens, the LM's keys/values or embeddings of its BOS /
+    [CLS] token, before the templated input) | handcraft_text (of the HandCraft template's words) |
+    ``text:<any text>`` (of that text, left-padded with boundary tokens to num_tokens) | checkpoint
+    (θ of ``checkpoint``); auto = checkpoint if given, else ``setup.init``'s prompt."""
     sigma: float = 0.1
     """σ: the evaluated prompt is center + σ·A·a."""
     projection: str = "gaussian"
@@ -144,7 +146,7 @@ class EnvConfig:
 
     @property
     def start_kind(self) -> str:
-        """The start actually used: checkpoint, random, tokens, handcraft, text, or setup (``auto``
+        """The start actually used: checkpoint, random, tokens, handcraft, handcraft_text, text, or setup (``auto``
         without a checkpoint: the prompt ``setup.init`` made)."""
         if self.start == "auto":
             return "checkpoint" if self.checkpoint else "setup"

@@ -15,6 +15,7 @@ import torch
 
 from ..build import Setup, build, resolve_device
 from ..errors import ConfigError, EnvError
+from ..models import LoadedModel
 from ..prompts import SoftPrompt, load_prompt, text_theta
 from ..scoring import fit_probe, score_population
 from .config import EnvConfig
@@ -131,8 +132,16 @@ def plant_head(setup: Setup, *, ridge: float = 0.1, rows: int = 2000) -> float:
 
 def handcraft_text(setup: Setup) -> str:
     """The task's HandCraft prompt as plain text (its template without the input and the label)."""
-    text = setup.spec.render("", "", lm=setup.lm.arch == "decoder")
-    return " ".join(text.split())
+    return " ".join(setup.spec.render("", "", lm=setup.lm.arch == "decoder").split())
+
+
+def start_text(setup: Setup, config: EnvConfig) -> str:
+    """The text a text-based start holds: none (boundary tokens) for ``handcraft``, the template's
+    words for ``handcraft_text``, the given text for ``text:...``."""
+    kind = config.start_kind
+    if kind == "handcraft":
+        return ""
+    return handcraft_text(setup) if kind == "handcraft_text" else config.start[len("text:") :]
 
 
 def apply_start(setup: Setup, config: EnvConfig) -> str:
@@ -141,24 +150,25 @@ def apply_start(setup: Setup, config: EnvConfig) -> str:
     if kind in ("setup", "checkpoint"):
         return kind  # the setup's own init; a checkpoint is loaded with its head by make_search
     if kind in ("random", "tokens"):
-        theta = SoftPrompt(pm.layout, setup.lm, seed=setup.config.seed, init=kind).theta.detach()
-        what = kind
+        theta, what = SoftPrompt(pm.layout, setup.lm, seed=setup.config.seed, init=kind).theta.detach(), kind
     else:
-        text = handcraft_text(setup) if kind == "handcraft" else config.start[len("text:"):]
-        theta, what = text_theta(setup.lm, pm.layout, text), f"text {text!r}"
+        text = start_text(setup, config)
+        theta, what = text_theta(setup.lm, pm.layout, text), f"{kind}: text {text!r}"
     with torch.no_grad():
         pm.prompt.theta.copy_(theta.to(pm.prompt.theta.device))
     return what
 
 
-def make_search(config: EnvConfig, setup: Setup | None = None, *, require_test: bool = False) -> PromptSearch:
+def make_search(
+    config: EnvConfig, setup: Setup | None = None, *, lm: LoadedModel | None = None, require_test: bool = False
+) -> PromptSearch:
     """Build the :class:`PromptSearch` of ``config`` (or around an already built ``setup``).
 
-    ``require_test=True`` (the compare runner, which scores the test split) refuses a missing test
-    file instead of leaving the test split empty.
+    ``lm`` reuses a loaded model; ``require_test=True`` (the compare runner, which scores the test
+    split) refuses a missing test file instead of leaving the test split empty.
     """
     if setup is None:
-        setup = build(config.setup, device=resolve_device(config.device), require_test=require_test)
+        setup = build(config.setup, device=resolve_device(config.device), lm=lm, require_test=require_test)
         head = config.head_kind
         if head == "verbalizer" and setup.model.head_kind != "verbalizer":
             raise ConfigError("head='verbalizer' needs setup head='verbalizer' (pass head='verbalizer' for both)")

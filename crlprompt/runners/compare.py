@@ -1,81 +1,180 @@
-"""Compare RL algorithms on a registered soft-prompt env at equal prompt-evaluation budgets.
+"""Compare search algorithms on a registered soft-prompt env at equal prompt-evaluation budgets.
 
-    python -m crlprompt.runners.compare --env-id CRLPrompt/Tiny-v0 --algos random,es,ppo \\
-        --budget 2000 --seeds 0 --out runs/compare-tiny
-    crl-prompt compare --env-id CRLPrompt/TREC-MiniLM-Proj64-v0 --budget 256 \\
-        --env-kwargs '{"reward_batch_size": 64}' --out runs/compare-trec
+    crl-prompt compare --env-id CRLPrompt/SST2-MiniLM-16Shot-v0 --algos random,es,cma,ppo \\
+        --budget 8000 --seeds 0,1,2,3,4 --out runs/compare-sst2
+    python -m crlprompt.runners.compare --env-id CRLPrompt/Tiny-v0 --algos random,cma --budget 400 \\
+        --data-seeds 13,21,42 --out runs/compare-tiny
+    python -m crlprompt.runners.compare --table results/search      # tables of every run under a dir
 
-Each (algorithm, seed) run gets a fresh env around one shared frozen model (built once), spends
-``budget`` prompt evaluations, and then its best and final prompts are re-scored on all of D_RL
-and on the test split. Writes ``OUT/results.jsonl`` (one record per run), ``OUT/table.md``,
-``OUT/curves.png`` (best-so-far env reward against evaluations), ``OUT/config.json`` and, with
-``save_prompts``, a checkpoint per run under ``OUT/runs/ALGO-sSEED/`` (``crl-prompt eval`` reads it).
+Each (algorithm, seed, data seed) run gets a fresh env around one frozen model and data split
+(built once per data seed), spends ``budget`` prompt evaluations and returns its best and final
+prompts; the one with the higher D_RL accuracy is the run's *selected* prompt, scored on the test
+split. Beside the algorithms, per data seed: the start prompt, HandCraft (the template and
+verbalizer without a prompt, where the head is a verbalizer) and the gradient ceiling (prompt
+tuning by backprop on the same train rows, selected on the same D_RL rows: CRLAgent with
+β = γ = 0 from the same start).
+
+Writes ``OUT/results.jsonl`` (one record per run, with versions, commit and machine),
+``OUT/baselines.jsonl``, ``OUT/table.md``, ``OUT/curves.png`` (best-so-far env reward, mean and
+band over runs), ``OUT/config.json`` and, with ``save_prompts``, a checkpoint per run under
+``OUT/runs/`` (``crl-prompt eval`` reads it). Rerunning the same command resumes: runs already in
+the records are skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import mean_std, parse_config, setup_logging
+from .common import append_jsonl, jsonable, load_results, machine, parse_config, setup_logging, versions
 
 log = logging.getLogger(__name__)
 
-ALGOS = ("random", "es", "ppo")
+
+# ----------------------------------------------------------------------------- algorithm registry
+# name -> factory(env_id, env_kwargs, seed, *, num_envs, **algo_kwargs) -> (agent, env). The agent
+# has ``learn(budget, callback) -> SearchResult``; ``num_envs`` is the runner's batch size (K
+# prompts per batched forward). A new algorithm is one function and one line in ALGORITHMS.
+
+
+def _vector_env(env_id: str, env_kwargs: dict, num_envs: int):
+    import gymnasium as gym
+
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+
+
+def random_search(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
+    from ..agents.random_search import RandomSearch
+
+    env = _vector_env(env_id, env_kwargs, num_envs)
+    return RandomSearch(env, seed=seed, **kw), env
+
+
+def es(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
+    from ..agents.es import ESAgent
+
+    env = _vector_env(env_id, env_kwargs, num_envs)
+    return ESAgent(env, seed=seed, **kw), env
+
+
+def cma(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, popsize: int | None = None, **kw):
+    """CMA-ES on the env's action; one generation (``popsize``, default ``num_envs``) per batched forward."""
+    from ..agents.cma import CMAAgent
+
+    if popsize is not None and (isinstance(popsize, bool) or not isinstance(popsize, int) or popsize < 2):
+        raise ConfigError(f"cma popsize must be an int >= 2 (CMA ranks its samples), got {popsize!r}")
+    env = _vector_env(env_id, env_kwargs, popsize or num_envs)
+    return CMAAgent(env, seed=seed, popsize=popsize, **kw), env
+
+
+def cma_diag(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
+    """Separable CMA-ES on the full prompt (no projection: d = D; a bbt env scales each coordinate)."""
+    return cma(env_id, {**env_kwargs, "projection_dim": None}, seed, num_envs=num_envs, diagonal=True, **kw)
+
+
+def ppo(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, projection_dim: int | None = None, **kw):
+    """SB3 PPO on a single env; an action wider than 1024 gets a 64-dimensional projection."""
+    import gymnasium as gym
+
+    from ..agents.sb3 import MAX_PPO_ACTION_DIM, PPOPromptAgent
+
+    env = gym.make(env_id, **({**env_kwargs, "projection_dim": projection_dim} if projection_dim else env_kwargs))
+    if projection_dim is None and env.action_space.shape[0] > MAX_PPO_ACTION_DIM:
+        log.info("PPO gets a 64-dimensional projected action (the env's has %d dimensions)", env.action_space.shape[0])
+        env.close()
+        env = gym.make(env_id, **{**env_kwargs, "projection_dim": 64})
+    return PPOPromptAgent(env, seed=seed, **kw), env
+
+
+Factory = Callable[..., tuple[Any, Any]]
+ALGORITHMS: dict[str, Factory] = {
+    "random": random_search,
+    "es": es,
+    "cma": cma,
+    "cma-diag": cma_diag,
+    "ppo": ppo,
+}
+
+
+def evals_per_update(agent: Any) -> int:
+    """The fewest evaluations one update of ``agent`` spends (its ``evals_per_update`` if it says)."""
+    for name, times in (("evals_per_update", 1), ("popsize", 1), ("pop", 2), ("batch", 1)):
+        value = getattr(agent, name, None)
+        if isinstance(value, int) and value > 0:
+            return value * times
+    return 1
+
+
+# ----------------------------------------------------------------------------- config
 
 
 @dataclass
 class CompareConfig:
-    """Run RL algorithms side by side on one env id, each with the same evaluation budget."""
+    """Run search algorithms side by side on one env id, each with the same evaluation budget."""
 
     env_id: str = "CRLPrompt/Tiny-v0"
     """A registered id (``import crlprompt`` registers ``CRLPrompt/...``; see ``crlprompt.env_ids()``)."""
-    algos: str = "random,es,ppo"
-    """Comma-separated algorithms: random (random search), es (OpenAI-ES bandit), ppo (SB3 PPO)."""
+    algos: str = "random,es,cma,ppo"
+    """Comma-separated algorithms: random, es (OpenAI-ES), cma (CMA-ES on the env's action),
+    cma-diag (separable CMA-ES on the full prompt), ppo (SB3 PPO); see ALGORITHMS."""
     budget: int = 2000
-    """Prompt evaluations per run (env steps for PPO, sampled actions for ES and random search)."""
+    """Prompt evaluations per run (env steps for PPO, sampled actions for the others)."""
     seeds: str = "0"
-    """Comma-separated seeds, e.g. ``0,1,2``."""
+    """Comma-separated algorithm seeds, e.g. ``0,1,2``."""
+    data_seeds: str = ""
+    """Comma-separated data seeds (k-shot draws; LM-BFF: 13,21,42,87,100); empty = the env's own."""
     out: Path = Path("runs/compare")
-    """Output directory (results.jsonl, table.md, curves.png); existing files in it are replaced."""
+    """Output directory; a rerun resumes the runs it holds (see ``overwrite``)."""
     env_kwargs: str = "{}"
-    """JSON object of ``gym.make`` overrides, e.g. ``{"reward_batch_size": 64, "sigma": 0.1}``."""
+    """JSON object of ``gym.make`` overrides, e.g. ``{"reward": "hinge", "sigma": 0.5}``."""
     algo_kwargs: str = "{}"
-    """JSON object of agent arguments per algorithm, e.g. ``{"es": {"lr": 0.05}, "ppo": {"n_steps": 32}}``."""
-    num_envs: int = 32
-    """K: actions scored per batched forward by random search and ES (their vector env's size)."""
-    ppo_projection_dim: int | None = None
-    """Action dimension for PPO's env; by default 64 when the env's action has more than 1024
-    dimensions (PPO on a D-dimensional Gaussian blows up), else the env's own."""
+    """JSON object of agent arguments per algorithm, e.g. ``{"es": {"lr": 0.05}, "cma": {"popsize": 40}}``."""
+    num_envs: int = 20
+    """K: prompts scored per batched forward (random search's batch, ES's 2·pop, CMA's popsize)."""
+    baselines: bool = True
+    """Also score the start prompt and HandCraft, and train the gradient ceiling, per data seed."""
+    grad_epochs: float = 50.0
+    """Epochs of the gradient ceiling (prompt tuning by backprop; the best epoch on D_RL is kept)."""
+    grad_lr: float = 1e-2
+    """Learning rate of the gradient ceiling."""
     save_prompts: bool = True
-    """Write each run's best prompt as a checkpoint under ``OUT/runs/``."""
+    """Write each run's selected prompt as a checkpoint under ``OUT/runs/``."""
+    overwrite: bool = False
+    """Start afresh in an ``out`` that holds records of other settings (they are deleted)."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar with the best-so-far reward."""
 
     def __post_init__(self) -> None:
         algos = self.algo_list
-        bad = [a for a in algos if a not in ALGOS]
+        bad = [a for a in algos if a not in ALGORITHMS]
         if bad or not algos:
-            raise ConfigError(f"unknown algorithm(s) {bad or algos}; choose from {ALGOS}, e.g. --algos random,es,ppo")
-        if self.budget < 1:
-            raise ConfigError(f"budget must be >= 1 prompt evaluation, got {self.budget}")
-        if self.num_envs < 1:
-            raise ConfigError(f"num_envs must be >= 1, got {self.num_envs}")
-        _ = self.seed_list  # validates
+            raise ConfigError(f"unknown algorithm(s) {bad or algos}; choose from {tuple(ALGORITHMS)}, e.g. --algos random,es,cma,ppo")
+        for name in ("budget", "num_envs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
+        if not self.grad_epochs > 0 or not self.grad_lr > 0:
+            raise ConfigError(f"grad_epochs and grad_lr must be > 0, got {self.grad_epochs!r}, {self.grad_lr!r}")
+        _ = self.seed_list, self.data_seed_list  # validate
         for name in ("env_kwargs", "algo_kwargs"):
             value = self._json(name)
             if not isinstance(value, dict):
-                # ValueError, not TypeError: bad user input, which the CLI reports as one line.
                 raise ConfigError(f"--{name.replace('_', '-')} must be a JSON object, got {value!r}")  # noqa: TRY004
-        unknown = set(self._json("algo_kwargs")) - set(ALGOS)
+        kw = self._json("algo_kwargs")
+        unknown = set(kw) - set(ALGORITHMS)
         if unknown:
-            raise ConfigError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {ALGOS}")
+            raise ConfigError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {tuple(ALGORITHMS)}")
+        pop = kw.get("cma", {}).get("popsize") if isinstance(kw.get("cma"), dict) else None
+        if pop is not None and (isinstance(pop, bool) or not isinstance(pop, int) or pop < 2):
+            raise ConfigError(f"cma popsize must be an int >= 2 (CMA ranks its samples), got {pop!r}")
 
     def _json(self, name: str) -> Any:
         try:
@@ -89,177 +188,252 @@ class CompareConfig:
 
     @property
     def seed_list(self) -> list[int]:
-        try:
-            return [int(s) for s in str(self.seeds).split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"seeds must be comma-separated integers, got {self.seeds!r}") from None
+        return _ints("seeds", self.seeds)
+
+    @property
+    def data_seed_list(self) -> list[int | None]:
+        return _ints("data_seeds", self.data_seeds) or [None]
+
+    def identity(self) -> dict:
+        """The settings every record of one ``out`` must share (algos and seeds may grow)."""
+        keys = ("env_id", "budget", "env_kwargs", "algo_kwargs", "num_envs", "grad_epochs", "grad_lr")
+        d = {k: getattr(self, k) for k in keys}
+        d["env_kwargs"], d["algo_kwargs"] = self._json("env_kwargs"), self._json("algo_kwargs")
+        return d
 
 
-def make_agent(algo: str, env_id: str, env_kwargs: dict, cfg: CompareConfig, seed: int, action_dim: int):
-    """(agent, env) for one run; random search and ES get the batched vector env."""
+def _ints(name: str, text: str) -> list[int]:
+    try:
+        values = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise ConfigError(f"{name} must be integers >= 0, got {text!r}")
+    return values
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _env_options(env_id: str) -> dict:
     import gymnasium as gym
 
-    from ..agents.es import ESAgent
-    from ..agents.random_search import RandomSearch
-    from ..agents.sb3 import MAX_PPO_ACTION_DIM, PPOPromptAgent
+    import crlprompt
 
-    kwargs = json.loads(cfg.algo_kwargs).get(algo, {})
-    if algo == "ppo":
-        proj = cfg.ppo_projection_dim
-        if proj is None and action_dim > MAX_PPO_ACTION_DIM:
-            proj = 64
-            log.info("PPO gets a 64-dimensional projected action (the env's has %d dimensions)", action_dim)
-        if proj is not None:
-            env_kwargs = {**env_kwargs, "projection_dim": proj}
-        env = gym.make(env_id, **env_kwargs)
-        return PPOPromptAgent(env, seed=seed, **kwargs), env
-    env = gym.make_vec(env_id, num_envs=cfg.num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
-    if algo == "es":
-        return ESAgent(env, seed=seed, **kwargs), env
-    return RandomSearch(env, seed=seed, **kwargs), env
+    try:
+        return dict(gym.spec(env_id).kwargs)
+    except gym.error.Error:
+        raise ConfigError(f"unknown env id {env_id!r}; registered ids: {', '.join(crlprompt.env_ids())}") from None
+
+
+def _open_out(cfg: CompareConfig) -> tuple[list[dict], list[dict]]:
+    """Records already in ``cfg.out`` (to resume), after checking that they come from the same
+    settings; with ``overwrite`` none (the files are deleted once the preflight has passed)."""
+    out = Path(cfg.out)
+    stored = out / "config.json"
+    if cfg.overwrite:
+        return [], []
+    if stored.exists():
+        old = CompareConfig(**{k: v for k, v in json.loads(stored.read_text()).items() if k in _field_names()})
+        diff = [k for k, v in cfg.identity().items() if old.identity()[k] != v]
+        if diff:
+            raise ConfigError(f"{out} holds a compare run with other settings ({', '.join(diff)} differ); "
+                              "pass --overwrite to replace it, or another --out")  # fmt: skip
+    return load_results(out / "results.jsonl"), load_results(out / "baselines.jsonl")
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(CompareConfig)}
+
+
+def _key(r: dict) -> tuple:
+    return (r["algo"], r["seed"], r["data_seed"])
 
 
 def run_compare(cfg: CompareConfig) -> list[dict]:
-    """Run every (algorithm, seed); write results.jsonl, table.md, curves.png; return the records."""
-    import gymnasium as gym
+    """Run every (algorithm, seed, data seed) not yet in ``cfg.out``; return all its run records."""
     import torch
     from tqdm.auto import tqdm
 
-    import crlprompt  # noqa: F401 - registers the ids
-
     from ..agents.base import search_of
+    from ..envs import EnvConfig, make_search
     from ..scoring import accuracy
+    from .compare_report import markdown_table, plot_curves
 
-    env_kwargs = json.loads(cfg.env_kwargs)
+    options = _env_options(cfg.env_id)
+    env_kwargs, algo_kwargs = json.loads(cfg.env_kwargs), json.loads(cfg.algo_kwargs)
+    runs, base = _open_out(cfg)  # reads only: nothing is written before the preflight below passes
+    done = {_key(r) for r in runs} | {_key(b) for b in base}
+    plan = []  # (data seed override, its data seed, runs to do, baselines needed)
+    for data_seed in cfg.data_seed_list:
+        seed_kw = {} if data_seed is None else {"data_seed": data_seed}
+        ds = _ds(options, seed_kw)
+        todo = [(a, s) for a in cfg.algo_list for s in cfg.seed_list if (a, s, ds) not in done]
+        need_base = cfg.baselines and ("start", cfg.seed_list[0], ds) not in done
+        if todo or need_base:
+            plan.append((seed_kw, todo, need_base))
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    lm, bar, stamp = None, None, {"versions": versions()}
+    try:
+        for seed_kw, todo, need_base in plan:
+            t0 = time.perf_counter()
+            search = make_search(EnvConfig.from_kwargs(**{**options, **env_kwargs, **seed_kw}), lm=lm, require_test=True)
+            lm, setup = search.setup.lm, search.setup
+            ds = setup.config.data_seed
+            log.info("built %s (data seed %d) in %.1fs: D=%d, action dim %d, %d reward rows", cfg.env_id, ds,
+                     time.perf_counter() - t0, search.dim, search.action_dim, len(search.data))  # fmt: skip
+            run_kw = {**env_kwargs, **seed_kw, "setup": setup}
+            if bar is None:
+                _preflight(cfg, run_kw, algo_kwargs)  # bad settings fail here, before anything is written
+                out.mkdir(parents=True, exist_ok=True)
+                if cfg.overwrite:
+                    for name in ("results.jsonl", "baselines.jsonl", "table.md", "curves.png"):
+                        (out / name).unlink(missing_ok=True)
+                (out / "config.json").write_text(json.dumps(jsonable(asdict(cfg)), indent=2))
+                stamp["machine"] = machine(setup.model.device)
+                total = sum(len(t) for _, t, _ in plan) * cfg.budget
+                bar = tqdm(total=total, unit="eval", disable=not cfg.progress, file=sys.stderr)
 
-    t0 = time.perf_counter()
-    base_env = gym.make(cfg.env_id, **env_kwargs)  # builds the frozen model and data once
-    base = search_of(base_env)
-    setup, action_dim = base.setup, base.action_dim
-    log.info("built %s in %.1fs (D=%d, action dim %d)", cfg.env_id, time.perf_counter() - t0, base.dim, action_dim)
-    pm = setup.model
+            def acc(prompt, data) -> float:
+                return accuracy(setup.model, data, theta=torch.as_tensor(prompt, dtype=torch.float32))
 
-    def acc(prompt, data) -> float:
-        return accuracy(pm, data, theta=torch.as_tensor(prompt, dtype=torch.float32))
+            common = {"env_id": cfg.env_id, "data_seed": ds, "env_kwargs": env_kwargs, **stamp}
+            if need_base:
+                bar.set_description(f"baselines, data {ds}")
+                for rec in baselines(search, cfg, acc):
+                    rec = {**common, **rec}
+                    append_jsonl(out / "baselines.jsonl", rec)
+                    base.append(jsonable(rec))
+            center = search.center.detach().cpu().numpy()
+            center_rl, center_test = acc(center, setup.rl), acc(center, setup.test)
+            for algo, seed in todo:
+                bar.set_description(f"{algo} seed {seed} data {ds}")
+                agent, env = ALGORITHMS[algo](cfg.env_id, run_kw, seed, num_envs=cfg.num_envs, **algo_kwargs.get(algo, {}))
+                seen = [0]
 
-    center = base.center.detach().cpu().numpy()
-    center_rl, center_test = acc(center, setup.rl), acc(center, setup.test)
+                def progress(evals: int, best: float, seen=seen) -> None:
+                    bar.update(evals - seen[0])
+                    bar.set_postfix(best=f"{best:.3f}", refresh=False)
+                    seen[0] = evals
 
-    if cfg.budget % cfg.num_envs and {"random", "es"} & set(cfg.algo_list):
-        log.warning(
-            "budget %d is not a multiple of num_envs=%d: random search and ES spend whole batches (%d evaluations)",
-            cfg.budget, cfg.num_envs, cfg.budget // cfg.num_envs * cfg.num_envs,
-        )  # fmt: skip
-    runs = [(a, s) for a in cfg.algo_list for s in cfg.seed_list]
-    records = []
-    results_file = out / "results.jsonl"
-    results_file.write_text("")
-    bar = tqdm(total=len(runs) * cfg.budget, unit="eval", disable=not cfg.progress, file=sys.stderr)
-    for algo, seed in runs:
-        bar.set_description(f"{algo} seed {seed}")
-        agent, env = make_agent(algo, cfg.env_id, {**env_kwargs, "setup": setup}, cfg, seed, action_dim)
-        done = [0]
+                result = agent.learn(cfg.budget, callback=progress)
+                bar.update(cfg.budget - seen[0])  # a run may stop short of the budget (whole generations)
+                s = search_of(env)
+                best_rl, final_rl = acc(result.best_prompt, setup.rl), acc(result.final_prompt, setup.rl)
+                best_test, final_test = acc(result.best_prompt, setup.test), acc(result.final_prompt, setup.test)
+                which = "best" if best_rl >= final_rl else "final"
+                rec = {
+                    **common, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
+                    "example_forwards": result.evals * (s.reward_batch_size or len(s.data)),
+                    "seconds": result.seconds, "evals_per_s": result.evals_per_second, "action_dim": int(s.action_dim),
+                    "reward": s.reward_kind, "center_rl_acc": center_rl, "center_test_acc": center_test,
+                    "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
+                    "best_rl_acc": best_rl, "final_rl_acc": final_rl, "best_test_acc": best_test,
+                    "final_test_acc": final_test, "selected": which,
+                    "selected_rl_acc": max(best_rl, final_rl), "selected_test_acc": best_test if which == "best" else final_test,
+                    "history": result.history, "algo_kwargs": algo_kwargs.get(algo, {}),
+                }  # fmt: skip
+                if cfg.save_prompts:
+                    name = f"{algo}-s{seed}" + ("" if not seed_kw else f"-d{ds}")
+                    rec["checkpoint"] = str(result.save(out / "runs" / name, env, which=which, meta={"seed": seed}).parent)
+                append_jsonl(out / "results.jsonl", rec)
+                runs.append(jsonable(rec))
+                env.close()
+    finally:
+        if bar is not None:
+            bar.close()
+    if runs or base:
+        (out / "table.md").write_text(markdown_table(runs, base))
+        if runs:
+            plot_curves(runs, out / "curves.png", base)
+    return runs
 
-        def progress(evals: int, best: float, done=done) -> None:
-            bar.update(evals - done[0])
-            bar.set_postfix(best=f"{best:.3f}", refresh=False)
-            done[0] = evals
 
-        result = agent.learn(cfg.budget, callback=progress)
-        bar.update(cfg.budget - done[0])  # a run may stop short of the budget (whole batches only)
-        rec = {
-            "env_id": cfg.env_id, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
-            "seconds": result.seconds, "evals_per_s": result.evals_per_second,
-            "action_dim": int(search_of(env).action_dim), "reward": search_of(env).reward_kind,
-            "center_rl_acc": center_rl, "center_test_acc": center_test,
-            "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
-            "best_rl_acc": acc(result.best_prompt, setup.rl), "final_rl_acc": acc(result.final_prompt, setup.rl),
-            "best_test_acc": acc(result.best_prompt, setup.test), "final_test_acc": acc(result.final_prompt, setup.test),
-            "history": result.history, "env_kwargs": env_kwargs, "algo_kwargs": json.loads(cfg.algo_kwargs).get(algo, {}),
-        }  # fmt: skip
-        if cfg.save_prompts:
-            rec["checkpoint"] = str(result.save(out / "runs" / f"{algo}-s{seed}", env, meta={"seed": seed}).parent)
-        records.append(rec)
-        with results_file.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+def _ds(options: dict, seed_kw: dict) -> int:
+    """The data seed a run will use (the override, else the id's, else SetupConfig's default)."""
+    from ..build import SetupConfig
+
+    return seed_kw.get("data_seed", options.get("data_seed", SetupConfig().data_seed))
+
+
+def _preflight(cfg: CompareConfig, run_kw: dict, algo_kwargs: dict) -> None:
+    """Build every algorithm once and check that the budget covers one of its updates."""
+    for algo in cfg.algo_list:
+        agent, env = ALGORITHMS[algo](cfg.env_id, run_kw, cfg.seed_list[0], num_envs=cfg.num_envs,
+                                      **algo_kwargs.get(algo, {}))  # fmt: skip
         env.close()
-    bar.close()
-    base_env.close()
-    (out / "table.md").write_text(markdown_table(records))
-    plot_curves(records, out / "curves.png")
-    return records
+        per = evals_per_update(agent)
+        if cfg.budget < per:
+            raise ConfigError(f"budget {cfg.budget} is smaller than one update of {algo} ({per} evaluations); "
+                              f"raise --budget to at least {per} or lower --num-envs")  # fmt: skip
+        if cfg.budget % per:
+            log.warning("budget %d is not a multiple of %s's %d evaluations per update: it spends %d",
+                        cfg.budget, algo, per, cfg.budget // per * per)  # fmt: skip
 
 
-def markdown_table(records: list[dict]) -> str:
-    """One row per algorithm (mean ± std over seeds): accuracies on full D_RL and test, speed."""
-    if not records:
-        return ""
+def baselines(search, cfg: CompareConfig, acc: Callable) -> list[dict]:
+    """The start prompt, HandCraft (verbalizer heads) and the gradient ceiling, on this data seed."""
+    import torch
 
-    def acc(x: float) -> str:
-        return f"{x:.3f}"
+    from ..build import build_model
 
-    def col(rs: list[dict], key: str, fmt: str = "{:.3f}") -> str:
-        return mean_std([r[key] for r in rs], fmt)
-
-    head = ("| algo | seeds | action dim | evals | center acc (D_RL / test) | best D_RL acc | final D_RL acc "
-            "| best test acc | final test acc | evals/s | seconds |")  # fmt: skip
-    lines = [
-        (f"Env `{records[0]['env_id']}`, budget {records[0]['budget']} prompt evaluations per run. "
-         "Accuracies re-scored on all of D_RL and on the test split."),
-        "",
-        head,
-        "|" + "---|" * (head.count("|") - 1),
-    ]  # fmt: skip
-    for algo in dict.fromkeys(r["algo"] for r in records):
-        rs = [r for r in records if r["algo"] == algo]
-        lines.append(
-            f"| {algo} | {len(rs)} | {rs[0]['action_dim']} | {rs[0]['evals']} "
-            f"| {acc(rs[0]['center_rl_acc'])} / {acc(rs[0]['center_test_acc'])} "
-            f"| {col(rs, 'best_rl_acc')} | {col(rs, 'final_rl_acc')} | {col(rs, 'best_test_acc')} "
-            f"| {col(rs, 'final_test_acc')} | {col(rs, 'evals_per_s', '{:.0f}')} "
-            f"| {col(rs, 'seconds', '{:.1f}')} |"
-        )
-    return "\n".join(lines) + "\n"
+    setup, seed = search.setup, cfg.seed_list[0]
+    center = search.center.detach().cpu()
+    reward, _ = search.rewards(center[None].to(search.model.device), _rng(seed))
+    recs = [{"algo": "start", "seed": seed, "evals": 1, "example_forwards": len(search.data), "seconds": 0.0,
+             "env_reward": float(reward[0]), "selected_rl_acc": acc(center, setup.rl),
+             "selected_test_acc": acc(center, setup.test)}]  # fmt: skip
+    if setup.model.head_kind == "verbalizer":
+        plain = build_model(setup.lm, setup.spec, prompt="shallow", num_tokens=0, head="verbalizer").to(search.model.device)
+        none = torch.zeros(0)
+        recs.append({"algo": "handcraft", "seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0,
+                     "selected_rl_acc": _acc(plain, setup.rl, none), "selected_test_acc": _acc(plain, setup.test, none)})  # fmt: skip
+    recs.append({"algo": "gradient", "seed": seed, **gradient_ceiling(search, cfg, seed)})
+    return recs
 
 
-def plot_curves(records: list[dict], path: Path) -> None:
-    """Best-so-far env reward against evaluations: one line per algorithm (mean over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _rng(seed: int):
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for algo in dict.fromkeys(r["algo"] for r in records):
-        rs = [r for r in records if r["algo"] == algo and r["history"]]
-        if not rs:
-            continue
-        grid = np.unique(np.concatenate([[e for e, _ in r["history"]] for r in rs]))
-        ys = []
-        for r in rs:
-            ev, best = np.array(r["history"], dtype=float).T
-            i = np.searchsorted(ev, grid, side="right") - 1  # step function: last value at or before
-            ys.append(np.where(i >= 0, best[np.clip(i, 0, None)], np.nan))
-        ax.plot(
-            grid,
-            np.nanmean(np.array(ys), 0),
-            label=f"{algo} ({len(rs)} seed{'s' * (len(rs) > 1)})",
-            drawstyle="steps-post",
-        )
-    reward = records[0].get("reward", "accuracy")
-    if reward == "accuracy":  # the same units as the curves
-        ax.axhline(records[0]["center_rl_acc"], color="gray", ls="--", lw=1, label="center (D_RL acc)")
-    ax.set_xlabel("prompt evaluations")
-    ax.set_ylabel(f"best-so-far env reward ({reward})")
-    ax.set_title(records[0]["env_id"])
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return np.random.default_rng(seed)
+
+
+def _acc(pm, data, theta) -> float:
+    from ..scoring import accuracy
+
+    return accuracy(pm, data, theta=theta)
+
+
+def gradient_ceiling(search, cfg: CompareConfig, seed: int) -> dict:
+    """Prompt tuning by backprop from the env's start (θ and, for a linear head, the head), on the
+    setup's train rows, keeping the epoch with the best D_RL accuracy: CRLAgent with β = γ = 0."""
+    import torch
+
+    from ..agents.crl import CRLAgent, CRLConfig
+    from ..build import build_model
+
+    setup, c = search.setup, search.setup.config
+    pm = build_model(setup.lm, setup.spec, prompt=c.prompt_kind, num_tokens=c.num_tokens, head=c.head_kind,
+                     seed=c.seed, init="random").to(search.model.device)  # fmt: skip
+    with torch.no_grad():
+        pm.prompt.theta.copy_(search.center)
+        if pm.head_kind == "linear":
+            pm.head.load_state_dict(setup.model.head.state_dict())
+    agent_cfg = CRLConfig(lr=cfg.grad_lr, phase1_epochs=cfg.grad_epochs, phase2_epochs=0, beta=0.0, gamma=0.0)
+    crl_log = logging.getLogger(CRLAgent.__module__)
+    level = crl_log.level
+    crl_log.setLevel(logging.WARNING)  # one line per epoch would bury the progress bar
+    try:
+        summary = CRLAgent(dataclasses.replace(setup, model=pm), agent_cfg, seed=seed, progress=False).learn()
+    finally:
+        crl_log.setLevel(level)
+    epochs = len(summary["history"])
+    return {"evals": epochs, "example_forwards": summary["steps"] * agent_cfg.batch_size + epochs * len(setup.rl),
+            "steps": summary["steps"], "seconds": summary["seconds"], "lr": cfg.grad_lr, "epochs": cfg.grad_epochs,
+            "selected_rl_acc": summary["rl_acc"], "selected_test_acc": summary["test_acc"]}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- CLI
 
 
 def parse_args(argv: list[str] | None = None) -> CompareConfig:
@@ -267,12 +441,27 @@ def parse_args(argv: list[str] | None = None) -> CompareConfig:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    """``python -m crlprompt.runners.compare [flags]`` / ``crl-prompt compare [flags]``."""
-    cfg = parse_args(argv)
-    setup_logging()
-    records = run_compare(cfg)
+    """``python -m crlprompt.runners.compare [flags]`` / ``crl-prompt compare [flags]``;
+    ``--table DIR`` prints (and writes DIR/table.md) the tables of every compare run under DIR."""
+    from ..errors import CRLPromptError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["--table"]:
+            from .compare_report import table_main
+
+            if len(args) != 2:
+                raise SystemExit("usage: python -m crlprompt.runners.compare --table RESULTS_DIR")
+            print(table_main(args[1]))
+            return []
+        cfg = parse_args(args)
+        setup_logging()
+        records = run_compare(cfg)
+    except CRLPromptError as e:  # bad settings: one line, exit code 2 (nothing was written)
+        print(f"crl-prompt compare: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     print((Path(cfg.out) / "table.md").read_text())
-    print(f"wrote {cfg.out}/results.jsonl, table.md, curves.png")
+    print(f"wrote {cfg.out}/results.jsonl, baselines.jsonl, table.md, curves.png")
     return records
 
 

@@ -1,0 +1,158 @@
+"""Tables and curves from compare records: what ``crl-prompt compare`` prints and plots, and the
+table tool over a results tree::
+
+    python -m crlprompt.runners.compare --table results/search
+
+Records (one JSON line each) come in two files per compare run: ``results.jsonl`` (one record
+per algorithm run) and ``baselines.jsonl`` (the start prompt, HandCraft and the gradient
+ceiling). Every table row is a mean ± sample std over runs (seeds × data seeds); the normalized
+gain of a run is ``(acc − acc_start) / (acc_gradient − acc_start)`` with the start and gradient
+test accuracies of the run's own data seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .common import load_results, mean_std
+
+BASELINES = ("start", "handcraft", "gradient")
+BASELINE_NAMES = {"start": "start prompt", "handcraft": "HandCraft (no prompt)", "gradient": "gradient (prompt tuning)"}
+
+
+def load_tree(root: Path) -> tuple[list[dict], list[dict]]:
+    """(algorithm records, baseline records) of every compare run under ``root``."""
+    root = Path(root)
+    runs = [r for f in sorted(root.rglob("results.jsonl")) for r in load_results(f)]
+    base = [r for f in sorted(root.rglob("baselines.jsonl")) for r in load_results(f)]
+    return runs, base
+
+
+def _baseline_acc(baselines: list[dict], env_id: str, algo: str) -> dict:
+    """data_seed -> mean test accuracy of a baseline row (over its seeds)."""
+    by_seed: dict = {}
+    for r in baselines:
+        if r["env_id"] == env_id and r["algo"] == algo:
+            by_seed.setdefault(r["data_seed"], []).append(r["selected_test_acc"])
+    return {k: float(np.mean(v)) for k, v in by_seed.items()}
+
+
+def normalized_gains(runs: list[dict], baselines: list[dict]) -> list[float | None]:
+    """Per run: (test acc − start's) / (gradient's − start's) on its data seed; None when unknown."""
+    out = []
+    for r in runs:
+        start = _baseline_acc(baselines, r["env_id"], "start").get(r["data_seed"])
+        grad = _baseline_acc(baselines, r["env_id"], "gradient").get(r["data_seed"])
+        if start is None or grad is None or abs(grad - start) < 1e-12:
+            out.append(None)
+        else:
+            out.append((r["selected_test_acc"] - start) / (grad - start))
+    return out
+
+
+def markdown_table(runs: list[dict], baselines: list[dict] = ()) -> str:
+    """One Markdown table per env id: the baseline rows, then one row per (algorithm, budget)."""
+    env_ids = list(dict.fromkeys([r["env_id"] for r in [*baselines, *runs]]))
+    return "\n".join(_env_table(e, [r for r in runs if r["env_id"] == e], [b for b in baselines if b["env_id"] == e])
+                     for e in env_ids)  # fmt: skip
+
+
+def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
+    head = ("| algo | runs | action dim | evals | example-forwards | D_RL acc | test acc | Δ test vs start (points) "
+            "| normalized gain | seconds | evals/s |")  # fmt: skip
+    data_seeds = sorted({r["data_seed"] for r in [*runs, *baselines]})
+    lines = [
+        f"Env `{env_id}` (data seeds {', '.join(map(str, data_seeds))}). Accuracy of the D_RL-selected prompt, "
+        "mean ± std over runs; normalized gain = (acc − start) / (gradient − start) per data seed.",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]  # fmt: skip
+    start = _baseline_acc(baselines, env_id, "start")
+
+    def delta(rs: list[dict]) -> str:
+        d = [100 * (r["selected_test_acc"] - start[r["data_seed"]]) for r in rs if r["data_seed"] in start]
+        if not d:
+            return "–"
+        return f"{np.mean(d):+.1f}" + (f" ± {np.std(d, ddof=1):.1f}" if len(d) > 1 else "")
+
+    for algo in BASELINES:
+        rs = [b for b in baselines if b["algo"] == algo]
+        if rs:
+            lines.append(
+                f"| {BASELINE_NAMES[algo]} | {len(rs)} | – | {_evals(rs)} | {_forwards(rs)} "
+                f"| {mean_std([r['selected_rl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
+                f"| {delta(rs) if algo != 'start' else '–'} | {'1.00' if algo == 'gradient' else '–'} "
+                f"| {mean_std([r['seconds'] for r in rs], '{:.1f}')} | – |"
+            )
+    for algo, budget in dict.fromkeys((r["algo"], r["budget"]) for r in runs):
+        rs = [r for r in runs if r["algo"] == algo and r["budget"] == budget]
+        gains = [g for g in normalized_gains(rs, baselines) if g is not None]
+        lines.append(
+            f"| {algo} | {len(rs)} | {rs[0]['action_dim']} | {_evals(rs)} | {_forwards(rs)} "
+            f"| {mean_std([r['selected_rl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
+            f"| {delta(rs)} | {mean_std(gains, '{:.2f}') if gains else '–'} "
+            f"| {mean_std([r['seconds'] for r in rs], '{:.1f}')} | {mean_std([r['evals_per_s'] for r in rs], '{:.1f}')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _evals(rs: list[dict]) -> str:
+    values = sorted({int(r.get("evals", 0)) for r in rs})
+    return "/".join(map(str, values))
+
+
+def _forwards(rs: list[dict]) -> str:
+    return mean_std([r.get("example_forwards", 0) for r in rs], "{:.0f}")
+
+
+def plot_curves(runs: list[dict], path: Path, baselines: list[dict] = ()) -> None:
+    """Best-so-far env reward against evaluations: per algorithm the mean over runs and a band
+    from the lowest to the highest run; the start prompt's reward as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for algo in dict.fromkeys(r["algo"] for r in runs):
+        rs = [r for r in runs if r["algo"] == algo and r["history"]]
+        if not rs:
+            continue
+        grid = np.unique(np.concatenate([[e for e, _ in r["history"]] for r in rs]))
+        ys = []
+        for r in rs:
+            ev, best = np.array(r["history"], dtype=float).T
+            i = np.searchsorted(ev, grid, side="right") - 1  # step function: last value at or before
+            ys.append(np.where(i >= 0, best[np.clip(i, 0, None)], np.nan))
+        ys = np.array(ys)  # (runs, grid)
+        (line,) = ax.plot(grid, np.nanmean(ys, 0), label=f"{algo} ({len(rs)} run{'s' * (len(rs) > 1)})",
+                          drawstyle="steps-post")  # fmt: skip
+        if len(rs) > 1:
+            ax.fill_between(grid, np.nanmin(ys, 0), np.nanmax(ys, 0), step="post", alpha=0.2, color=line.get_color())
+    start = [b["env_reward"] for b in baselines if b["algo"] == "start" and b.get("env_reward") is not None]
+    if start:
+        ax.axhline(float(np.mean(start)), color="gray", ls="--", lw=1, label="start prompt")
+    reward = runs[0].get("reward", "accuracy") if runs else "accuracy"
+    ax.set_xlabel("prompt evaluations")
+    ax.set_ylabel(f"best-so-far env reward ({reward})")
+    ax.set_title(runs[0]["env_id"] if runs else "")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table_main(root: str | Path) -> str:
+    """The table of every compare run under ``root`` (also written to ``root/table.md``)."""
+    from ..errors import ConfigError
+
+    root = Path(root)
+    runs, base = load_tree(root)
+    if not runs and not base:
+        raise ConfigError(f"no results.jsonl or baselines.jsonl under {root}; pass a compare --out directory")
+    text = markdown_table(runs, base)
+    (root / "table.md").write_text(text)
+    return text
