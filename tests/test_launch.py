@@ -44,3 +44,26 @@ def test_ray_runs_cells_in_workers_and_gathers_records():
     assert {c: r["value"] for c, r in got.items()} == {0: 0, 1: 1, 2: 4, 3: 9}
     assert all(r["pid"] != os.getpid() for r in got.values())  # ran in Ray workers
     assert {r["threads"] for r in got.values()} == {"1"}  # one torch thread per 1-CPU cell
+
+
+@pytest.mark.slow
+def test_reproduce_on_ray_gathers_the_same_records_and_skips_finished(tmp_path):
+    """`crl-prompt reproduce --launcher ray` on a local two-CPU Ray instance: every run's record
+    lands in results.jsonl once; a rerun finds nothing to do."""
+    pytest.importorskip("ray")
+    from crlprompt.runners import crl
+
+    argv = ["--tasks", "tiny", "--models", "tiny-llama", "--methods", "ptv2", "--seeds", "0", "1",
+            "--phase1-epochs", "0.25", "--phase2-epochs", "0", "--out", str(tmp_path),
+            "--no-progress", "--launcher", "ray"]  # fmt: skip
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        first = crl.main(argv)
+        again = crl.main(argv)
+    finally:
+        ray.shutdown()
+    recs = crl.load_results(tmp_path / "results.jsonl")
+    assert sorted(r["seed"] for r in recs) == [0, 1] and len(first) == len(again) == 2
+    assert all(0 <= r["test_acc"] <= 1 for r in recs)

@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..agents.crl import CRLConfig
 from ..build import SetupConfig
@@ -30,6 +31,7 @@ from ..distributed import is_main
 from ..errors import ConfigError, ModelError
 from .common import append_jsonl, jsonable, load_results, machine, parse_config, setup_logging, versions
 from .config import METHODS, TrainConfig
+from .launch import run_cells
 from .tables import (ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, normalize, paired_table,
                      sweep_table, table)
 from .train import run
@@ -75,6 +77,12 @@ class ReproduceConfig:
     """Show a progress bar per run."""
     agent: CRLConfig = field(default_factory=CRLConfig)
     """Hyperparameters shared by every run."""
+    launcher: Literal["local", "ray"] = "local"
+    """local: runs one after another here; ray: one Ray task per run (needs the ray extra)."""
+    ray_address: str | None = None
+    """With --launcher ray: the cluster to join (e.g. auto, ray://head:10001); None starts a local Ray instance."""
+    cpus_per_run: int = 1
+    """With --launcher ray: CPUs (and torch threads) per run."""
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
@@ -167,6 +175,11 @@ def run_cell(cfg: ReproduceConfig, cell: Cell) -> dict:
     return rec
 
 
+def _run_cell_pair(pair: tuple[ReproduceConfig, Cell]) -> dict:
+    """One launcher cell (module level, so Ray can ship it to a worker)."""
+    return run_cell(*pair)
+
+
 def reproduce(cfg: ReproduceConfig) -> list[dict]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     results_path = cfg.results or cfg.out / "results.jsonl"
@@ -175,13 +188,17 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
     cells = grid(cfg)
     todo = [c for c in cells if c not in done]
     log.info("%d runs in the grid, %d already done, %d to go", len(cells), len(cells) - len(todo), len(todo))
-    for i, cell in enumerate(todo, 1):
-        log.info("[%d/%d] %s", i, len(todo), cell.name)
-        rec = run_cell(cfg, cell)
+
+    def finished(cell: Cell, rec: dict) -> None:  # in this process, as each run ends (any launcher)
         results.append(rec)
+        log.info("[%d/%d] %s: test accuracy %s", len(results) - (len(cells) - len(todo)), len(todo), cell.name,
+                 rec.get("test_acc"))  # fmt: skip
         if is_main():
             append_jsonl(results_path, rec)
             write_tables(cfg, results)
+
+    run_cells([(cfg, c) for c in todo], _run_cell_pair, lambda pair, rec: finished(pair[1], rec),
+              launcher=cfg.launcher, address=cfg.ray_address, cpus_per_cell=cfg.cpus_per_run)  # fmt: skip
     if is_main():
         path = write_tables(cfg, results)
         print(path.read_text())
@@ -189,7 +206,7 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
 
 
 def main(argv: list[str] | None = None):
-    cfg = parse_config(ReproduceConfig, argv, __doc__.split("\n\n")[0])
+    cfg = parse_config(ReproduceConfig, argv, __doc__.split("\n\n")[0], "crl-prompt reproduce")
     setup_logging()
     return reproduce(cfg)
 
