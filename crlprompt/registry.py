@@ -2,8 +2,25 @@
 registering imports neither torch nor transformers; the env module loads on ``gym.make``.
 
 ``CRLPrompt/Tiny-v0`` needs no weights (a tiny random Llama on a synthetic task). The other ids
-use the offline models. Every id has a ``-Proj64`` twin with a 64-dimensional projected action
-(for SB3 PPO and CMA-style methods); any id also takes ``projection_dim=...`` in ``gym.make``.
+use the offline models. Full-data ids have a ``-Proj64`` twin with a 64-dimensional projected
+action (for SB3 PPO and CMA-style methods); any id also takes ``projection_dim=...`` in ``gym.make``.
+
+Few-shot ids ``CRLPrompt/{SST2,TREC,AGNews}-{SmolLM2,MiniLM}-16Shot-v0`` follow Black-Box Tuning
+(Sun et al. 2022): LM-BFF's 16-shot data (16 train rows per class and 16 more as D_RL, data
+seed 13; pass ``data_seed=21/42/87/100`` for the other LM-BFF draws), a BBT-scaled random
+projection to d = 500 (``projection="bbt"``, σ = 1, σ₀ = 1: an action of unit scale moves every
+key/value by about α times the std of the LM's own keys/values), and a dense fitness. Their
+choices, each made so that an unchanged SB3 algorithm learns inside the Box [-1, 1]^500:
+
+* ``*-SmolLM2-16Shot``: the LM's own head is the classifier (verbalizer over the paper's label
+  words, the paper's HandCraft prompt around each input), the search starts from HandCraft
+  (``start="handcraft"``: a prefix of BOS keys/values), the fitness is BBT's hinge loss on the
+  16-shot train rows (``reward_split="train"``) and D_RL is left for selecting the prompt, α = 1.
+* ``*-MiniLM-16Shot``: MiniLM has no LM head, so a ridge probe is fitted once on the train rows
+  at the start prompt (the LM's keys/values of random tokens, ``start="tokens"``); the fitness is
+  the hinge loss on D_RL (the probe has seen the train rows), α = 1.
+
+Accuracy is in every step's ``info``.
 """
 
 from __future__ import annotations
@@ -13,23 +30,39 @@ from gymnasium.envs.registration import register, registry
 ENTRY = "crlprompt.envs.soft_prompt:SoftPromptEnv"
 VECTOR_ENTRY = "crlprompt.envs.vector:SoftPromptVectorEnv"
 
+#: What every 16-shot id shares (BBT's search space on LM-BFF's first data seed).
+FEW_SHOT = {"k_shot": 16, "data_seed": 13, "projection": "bbt", "projection_dim": 500, "sigma": 1.0, "sigma0": 1.0,
+            "alpha": 1.0, "reward": "hinge"}  # fmt: skip
+DECODER_16 = {**FEW_SHOT, "model": "smollm2", "head": "verbalizer", "start": "handcraft", "reward_split": "train"}
+ENCODER_16 = {**FEW_SHOT, "model": "minilm", "head": "probe", "start": "tokens", "reward_split": "rl"}
+
 ENV_SPECS: dict[str, dict] = {
     "Tiny": {"task": "tiny", "model": "tiny-llama", "num_tokens": 4, "init": "random", "head": "planted", "sigma": 2.0},
     "TREC-MiniLM": {"task": "trec", "model": "minilm"},
     "AGNews-MiniLM": {"task": "agnews", "model": "minilm", "max_rl": 1000},
     "SST2-MiniLM": {"task": "sst2", "model": "minilm", "max_rl": 1000},
     "TREC-SmolLM2": {"task": "trec", "model": "smollm2", "reward_batch_size": 128},
-}
+    **{f"{name}-{model}-16Shot": {**base, "task": task}
+       for name, task in (("SST2", "sst2"), ("TREC", "trec"), ("AGNews", "agnews"))
+       for model, base in (("SmolLM2", DECODER_16), ("MiniLM", ENCODER_16))},
+}  # fmt: skip
+
+
+def _variants(name: str) -> list[tuple[str, dict]]:
+    """(suffix, extra kwargs): a -Proj64 twin for ids whose action is the full prompt."""
+    if "projection_dim" in ENV_SPECS[name]:
+        return [("", {})]
+    return [("", {}), ("-Proj64", {"projection_dim": 64})]
 
 
 def env_ids() -> list[str]:
     """All registered ids."""
-    return [f"CRLPrompt/{name}{suffix}-v0" for name in ENV_SPECS for suffix in ("", "-Proj64")]
+    return [f"CRLPrompt/{name}{suffix}-v0" for name in ENV_SPECS for suffix, _ in _variants(name)]
 
 
 def register_envs() -> None:
     for name, kwargs in ENV_SPECS.items():
-        for suffix, extra in (("", {}), ("-Proj64", {"projection_dim": 64})):
+        for suffix, extra in _variants(name):
             env_id = f"CRLPrompt/{name}{suffix}-v0"
             if env_id in registry:
                 continue

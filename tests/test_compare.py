@@ -1,0 +1,164 @@
+"""The compare runner on the tiny id: records (with commit, versions, machine), baseline rows
+(start, HandCraft, gradient ceiling), the normalized gain, the table tool, the curve plot, resume
+of an interrupted run, bad input (one error, nothing written) and the algorithm registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crlprompt.errors import ConfigError
+from crlprompt.runners import compare
+from crlprompt.runners.compare_report import markdown_table, normalized_gains
+
+TINY = "CRLPrompt/Tiny-Proj64-v0"
+ENV_KW = '{"sigma": 1.0, "reward": "hinge"}'
+
+
+def run(out, *extra: str, algos: str = "random,cma", seeds: str = "0,1") -> list[dict]:
+    return compare.main([
+        "--env-id", TINY, "--algos", algos, "--budget", "40", "--seeds", seeds, "--data-seeds", "0,1",
+        "--out", str(out), "--env-kwargs", ENV_KW, "--grad-epochs", "2", "--no-progress", *extra,
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "out"
+    return out, run(out)
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_records_cover_every_run_with_provenance(done):
+    out, records = done
+    assert [(r["algo"], r["seed"], r["data_seed"]) for r in records] == [
+        (a, s, d) for d in (0, 1) for a in ("random", "cma") for s in (0, 1)
+    ]
+    assert lines(out / "results.jsonl") == json.loads(json.dumps(records))
+    for r in records:
+        assert r["evals"] == 40 and r["budget"] == 40 and r["example_forwards"] == 40 * 64
+        assert r["versions"]["commit"] and r["versions"]["torch"] and r["machine"]["cpus"] >= 1
+        assert r["selected"] in ("best", "final") and 0.0 <= r["selected_test_acc"] <= 1.0
+        assert r["selected_rl_acc"] == max(r["best_rl_acc"], r["final_rl_acc"])
+        assert [e for e, _ in r["history"]] == [20, 40]
+    assert (out / "runs" / "cma-s1-d1" / "prompt.safetensors").is_file()
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_baselines_per_data_seed_and_the_normalized_gain(done):
+    out, records = done
+    base = lines(out / "baselines.jsonl")
+    assert [(b["algo"], b["data_seed"]) for b in base] == [("start", 0), ("gradient", 0), ("start", 1), ("gradient", 1)]
+    grad = base[1]
+    assert grad["steps"] == 2 * 8 and grad["epochs"] == 2  # 256 train rows / batch 32 = 8 steps per epoch
+    gains = normalized_gains(records, base)
+    start = {b["data_seed"]: b["selected_test_acc"] for b in base if b["algo"] == "start"}
+    top = {b["data_seed"]: b["selected_test_acc"] for b in base if b["algo"] == "gradient"}
+    for r, g in zip(records, gains):
+        d = r["data_seed"]
+        if top[d] == start[d]:  # no gradient gain on this data seed: the normalized gain is undefined
+            assert g is None
+        else:
+            assert g == pytest.approx((r["selected_test_acc"] - start[d]) / (top[d] - start[d]))
+    table = (out / "table.md").read_text()
+    assert "| start prompt | 2 |" in table and "| gradient (prompt tuning) | 2 |" in table
+    assert "| random | 4 | 64 | 40 |" in table and "| cma | 4 | 64 | 40 |" in table
+
+
+def test_table_tool_merges_every_run_under_a_directory(done, capsys):
+    out, _ = done
+    compare.main(["--table", str(out.parent)])
+    printed = capsys.readouterr().out
+    assert f"Env `{TINY}`" in printed and "| cma | 4 |" in printed
+    assert (out.parent / "table.md").read_text() == printed.rstrip("\n") + "\n"
+
+
+def test_an_interrupted_run_resumes_its_missing_cells_only(done, tmp_path):
+    src, _ = done
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("config.json", "baselines.jsonl"):
+        (out / name).write_text((src / name).read_text())
+    first = (src / "results.jsonl").read_text().splitlines()[:3]
+    (out / "results.jsonl").write_text("\n".join(first) + "\n" + first[3 - 1][:40])  # a torn last line
+    records = run(out, "--no-save-prompts", seeds="0,1,2")
+    got = [(r["algo"], r["seed"], r["data_seed"]) for r in records]
+    assert got[:3] == [(r["algo"], r["seed"], r["data_seed"]) for r in map(json.loads, first)]
+    assert sorted(got) == sorted((a, s, d) for d in (0, 1) for a in ("random", "cma") for s in (0, 1, 2))
+    assert len(lines(out / "baselines.jsonl")) == 4  # the baselines were not recomputed
+    # the same run again does nothing new
+    assert len(run(out, "--no-save-prompts", seeds="0,1,2")) == 12
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--budget", "10"], "smaller than one update of random"),
+        (["--algos", "random,simplex"], "unknown algorithm"),
+        (["--algo-kwargs", '{"cma": {"popsize": 1}}'], "popsize must be an int >= 2"),
+        (["--algo-kwargs", '{"cma": {"sigma0": -1}}'], "sigma0 must be finite"),
+        (["--env-id", "CRLPrompt/Nope-v0"], "unknown env id"),
+        (["--env-kwargs", '{"projection": "sparse"}'], "projection must be one of"),
+        (["--seeds", "0,x"], "comma-separated integers"),
+    ],
+)
+def test_bad_input_is_one_error_and_writes_nothing(tmp_path, capsys, extra, match):
+    out = tmp_path / "out"
+    args = ["--env-id", TINY, "--algos", "random,cma", "--budget", "40", "--out", str(out), "--no-progress", *extra]
+    with pytest.raises(SystemExit) as e:
+        compare.main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert match in err or match in str(e.value)
+    assert not out.exists()
+
+
+def test_other_settings_in_the_same_out_are_refused_until_overwrite(done, tmp_path):
+    src, _ = done
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text((src / "config.json").read_text())
+    before = (out / "config.json").read_text()
+    with pytest.raises(ConfigError, match="budget differ"):
+        compare.run_compare(compare.CompareConfig(env_id=TINY, budget=60, out=out, env_kwargs=ENV_KW, grad_epochs=2,
+                                                  progress=False))  # fmt: skip
+    assert (out / "config.json").read_text() == before
+
+
+def test_the_registry_takes_a_new_algorithm_in_one_line(tmp_path, monkeypatch):
+    from crlprompt.agents import RandomSearch
+
+    def wide_random(env_id, env_kwargs, seed, *, num_envs, **kw):
+        env = compare._vector_env(env_id, env_kwargs, num_envs)
+        return RandomSearch(env, seed=seed, scale=3.0, **kw), env
+
+    monkeypatch.setitem(compare.ALGORITHMS, "wide", wide_random)
+    records = compare.main(["--env-id", TINY, "--algos", "wide", "--budget", "20", "--out", str(tmp_path / "o"),
+                            "--no-baselines", "--no-progress", "--no-save-prompts"])  # fmt: skip
+    assert [r["algo"] for r in records] == ["wide"] and records[0]["evals"] == 20
+    assert not (tmp_path / "o" / "baselines.jsonl").exists()
+
+
+def test_a_verbalizer_head_adds_the_handcraft_row(tmp_path):
+    compare.main(["--env-id", "CRLPrompt/Tiny-v0", "--algos", "random", "--budget", "20", "--out", str(tmp_path / "o"),
+                  "--env-kwargs", '{"head": "verbalizer", "start": "handcraft", "reward": "ce"}', "--grad-epochs", "1",
+                  "--no-progress", "--no-save-prompts"])  # fmt: skip
+    base = lines(tmp_path / "o" / "baselines.jsonl")
+    assert [b["algo"] for b in base] == ["start", "handcraft", "gradient"]
+    assert all(0.0 <= b["selected_test_acc"] <= 1.0 for b in base)
+    assert "| HandCraft (no prompt) | 1 |" in (tmp_path / "o" / "table.md").read_text()
+
+
+def test_markdown_table_of_synthetic_records():
+    base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": 13, "selected_rl_acc": acc, "selected_test_acc": acc,
+             "seconds": 1.0, "evals": 1} for a, acc in (("start", 0.5), ("gradient", 0.9))]  # fmt: skip
+    runs = [{"env_id": "E", "algo": "cma", "seed": s, "data_seed": 13, "budget": 100, "evals": 100, "action_dim": 500,
+             "selected_rl_acc": 0.8, "selected_test_acc": acc, "seconds": 2.0, "evals_per_s": 50.0,
+             "example_forwards": 3200} for s, acc in ((0, 0.7), (1, 0.9))]  # fmt: skip
+    assert normalized_gains(runs, base) == pytest.approx([0.5, 1.0])
+    table = markdown_table(runs, base)
+    assert "| cma | 2 | 500 | 100 | 3200 ± 0 | 0.800 ± 0.000 | 0.800 ± 0.141 | +30.0 ± 14.1 | 0.75 ± 0.35 |" in table
