@@ -258,6 +258,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     from ..agents.base import search_of
     from ..envs import EnvConfig, make_search
     from ..scoring import accuracy
+    from .baselines import baselines
     from .compare_report import markdown_table, plot_curves
 
     options = _env_options(cfg.env_id)
@@ -300,7 +301,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
             common = {"env_id": cfg.env_id, "data_seed": ds, "env_kwargs": env_kwargs, **stamp}
             if need_base:
                 bar.set_description(f"baselines, data {ds}")
-                for rec in baselines(search, cfg, acc):
+                for rec in baselines(search, seed=cfg.seed_list[0], grad_epochs=cfg.grad_epochs, grad_lr=cfg.grad_lr):
                     rec = {**common, **rec}
                     append_jsonl(out / "baselines.jsonl", rec)
                     base.append(jsonable(rec))
@@ -369,68 +370,6 @@ def _preflight(cfg: CompareConfig, run_kw: dict, algo_kwargs: dict) -> None:
         if cfg.budget % per:
             log.warning("budget %d is not a multiple of %s's %d evaluations per update: it spends %d",
                         cfg.budget, algo, per, cfg.budget // per * per)  # fmt: skip
-
-
-def baselines(search, cfg: CompareConfig, acc: Callable) -> list[dict]:
-    """The start prompt, HandCraft (verbalizer heads) and the gradient ceiling, on this data seed."""
-    import torch
-
-    from ..build import build_model
-
-    setup, seed = search.setup, cfg.seed_list[0]
-    center = search.center.detach().cpu()
-    reward, _ = search.rewards(center[None].to(search.model.device), _rng(seed))
-    recs = [{"algo": "start", "seed": seed, "evals": 1, "example_forwards": len(search.data), "seconds": 0.0,
-             "env_reward": float(reward[0]), "selected_rl_acc": acc(center, setup.rl),
-             "selected_test_acc": acc(center, setup.test)}]  # fmt: skip
-    if setup.model.head_kind == "verbalizer":
-        plain = build_model(setup.lm, setup.spec, prompt="shallow", num_tokens=0, head="verbalizer").to(search.model.device)
-        none = torch.zeros(0)
-        recs.append({"algo": "handcraft", "seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0,
-                     "selected_rl_acc": _acc(plain, setup.rl, none), "selected_test_acc": _acc(plain, setup.test, none)})  # fmt: skip
-    recs.append({"algo": "gradient", "seed": seed, **gradient_ceiling(search, cfg, seed)})
-    return recs
-
-
-def _rng(seed: int):
-    import numpy as np
-
-    return np.random.default_rng(seed)
-
-
-def _acc(pm, data, theta) -> float:
-    from ..scoring import accuracy
-
-    return accuracy(pm, data, theta=theta)
-
-
-def gradient_ceiling(search, cfg: CompareConfig, seed: int) -> dict:
-    """Prompt tuning by backprop from the env's start (θ and, for a linear head, the head), on the
-    setup's train rows, keeping the epoch with the best D_RL accuracy: CRLAgent with β = γ = 0."""
-    import torch
-
-    from ..agents.crl import CRLAgent, CRLConfig
-    from ..build import build_model
-
-    setup, c = search.setup, search.setup.config
-    pm = build_model(setup.lm, setup.spec, prompt=c.prompt_kind, num_tokens=c.num_tokens, head=c.head_kind,
-                     seed=c.seed, init="random").to(search.model.device)  # fmt: skip
-    with torch.no_grad():
-        pm.prompt.theta.copy_(search.center)
-        if pm.head_kind == "linear":
-            pm.head.load_state_dict(setup.model.head.state_dict())
-    agent_cfg = CRLConfig(lr=cfg.grad_lr, phase1_epochs=cfg.grad_epochs, phase2_epochs=0, beta=0.0, gamma=0.0)
-    crl_log = logging.getLogger(CRLAgent.__module__)
-    level = crl_log.level
-    crl_log.setLevel(logging.WARNING)  # one line per epoch would bury the progress bar
-    try:
-        summary = CRLAgent(dataclasses.replace(setup, model=pm), agent_cfg, seed=seed, progress=False).learn()
-    finally:
-        crl_log.setLevel(level)
-    epochs = len(summary["history"])
-    return {"evals": epochs, "example_forwards": summary["steps"] * agent_cfg.batch_size + epochs * len(setup.rl),
-            "steps": summary["steps"], "seconds": summary["seconds"], "lr": cfg.grad_lr, "epochs": cfg.grad_epochs,
-            "selected_rl_acc": summary["rl_acc"], "selected_test_acc": summary["test_acc"]}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -1,0 +1,115 @@
+"""Search benchmark (issue 9): which algorithm wins on the 16-shot ids, at which budget.
+
+    nohup python benchmarks/bench_search.py > /tmp/bench_search.log 2>&1 &      # the grid below
+    python benchmarks/bench_search.py --measure-only                             # step 1 only
+    python -m crlprompt.runners.compare --table results/search                   # the tables
+
+Step 1 measures what one evaluation costs on this machine (one 32-row D_RL evaluation of
+SmolLM2 and of MiniLM, 20 prompts per batched forward, ``torch.set_num_threads(1)``) and appends
+the figures to ``results/search/measure.jsonl``. Step 2 runs the grid, one compare run per cell
+group, each writing its raw records under ``results/search/<name>/`` as runs finish; rerunning
+the script skips every run already recorded, so an interrupted benchmark resumes where it
+stopped. The grid was sized from step 1 on a shared 2-core CPU (one process, one thread):
+
+* ``sst2-smollm2-cma-1000``: CMA-ES on ``SST2-SmolLM2-16Shot`` at 1,000 evaluations, data seeds
+  13, 21, 42 in turn (as many as the wall-clock allows; later ones resume), with the start,
+  HandCraft and gradient rows of each data seed.
+* ``sst2-minilm-240`` / ``sst2-minilm-1000``: random, ES, CMA-ES and PPO on ``SST2-MiniLM-16Shot``
+  at 240 (12 generations of 20) and 1,000 evaluations, data seeds 13, 21, 42.
+
+``--cells`` picks cell groups by name; ``--data-seeds`` overrides the data seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+OUT = ROOT / "results" / "search"
+
+# name -> compare settings (one compare run per name)
+CELLS: dict[str, dict] = {
+    "sst2-smollm2-cma-1000": {"env_id": "CRLPrompt/SST2-SmolLM2-16Shot-v0", "algos": "cma", "budget": 1000},
+    "sst2-minilm-240": {"env_id": "CRLPrompt/SST2-MiniLM-16Shot-v0", "algos": "random,es,cma,ppo", "budget": 240},
+    "sst2-minilm-1000": {"env_id": "CRLPrompt/SST2-MiniLM-16Shot-v0", "algos": "random,es,cma,ppo", "budget": 1000},
+}
+ORDER = ("sst2-smollm2-cma-1000", "sst2-minilm-240", "sst2-minilm-1000")
+DATA_SEEDS = "13,21,42"
+
+
+def measure(rows: int = 32, k: int = 20, repeats: int = 3) -> list[dict]:
+    """Seconds per prompt evaluation of ``rows`` D_RL rows, ``k`` prompts per batched forward."""
+    import torch
+
+    from crlprompt.build import SetupConfig, build
+    from crlprompt.runners.common import machine, versions
+    from crlprompt.scoring import score_population
+
+    out = []
+    for model, head in (("smollm2", "verbalizer"), ("minilm", "linear")):
+        setup = build(SetupConfig(task="sst2", model=model, head=head, k_shot=16, data_seed=13), require_test=False)
+        data = setup.rl.subset(list(range(min(rows, len(setup.rl)))))
+        thetas = setup.model.prompt.theta.detach().expand(k, -1).clone()  # (K, D)
+        score_population(setup.model, data, thetas)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            score_population(setup.model, data, thetas)
+            times.append(time.perf_counter() - t)
+        best = min(times)
+        rec = {"what": "eval_cost", "model": model, "rows": len(data), "prompts_per_forward": k,
+               "seconds_per_generation": times, "seconds_per_eval": best / k, "load1": os.getloadavg()[0],
+               "versions": versions(), "machine": machine()}  # fmt: skip
+        print(f"{model}: {best / k:.3f} s per {len(data)}-row evaluation ({k} prompts per forward; load {rec['load1']:.1f})",
+              flush=True)  # fmt: skip
+        out.append(rec)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cells", default=",".join(ORDER), help=f"comma-separated cell groups of {list(CELLS)}")
+    p.add_argument("--data-seeds", default=DATA_SEEDS)
+    p.add_argument("--measure-only", action="store_true")
+    p.add_argument("--skip-measure", action="store_true")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("CRLPROMPT_DATA_DIR", str(ROOT.parent / "shared" / "data"))  # SST-2 dev.tsv (test)
+    import torch
+
+    torch.set_num_threads(1)
+    from crlprompt.runners import compare
+    from crlprompt.runners.common import append_jsonl, setup_logging
+
+    setup_logging()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.skip_measure:
+        for rec in measure():
+            append_jsonl(OUT / "measure.jsonl", rec)
+    if args.measure_only:
+        return
+    names = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = sorted(set(names) - set(CELLS))
+    if unknown:
+        raise SystemExit(f"unknown cells {unknown}; choose from {list(CELLS)}")
+    for name in names:
+        cell = CELLS[name]
+        for data_seed in args.data_seeds.split(","):  # one data seed at a time: finished ones are on disk early
+            t = time.perf_counter()
+            cfg = compare.CompareConfig(**cell, seeds="0", data_seeds=data_seed, out=OUT / name, save_prompts=False,
+                                        progress=False)  # fmt: skip
+            compare.run_compare(cfg)
+            print(json.dumps({"cell": name, "data_seed": int(data_seed), "seconds": time.perf_counter() - t}), flush=True)
+    print(compare.main(["--table", str(OUT)]) or "", flush=True)
+
+
+if __name__ == "__main__":
+    main()
