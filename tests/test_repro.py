@@ -109,3 +109,22 @@ def test_sweep_table_reports_the_variant_settings_and_spread():
     row = text.splitlines()[2]
     assert "g2e-1-N10-single" in row and "| 0.2 | 10 | single (1) |" in row
     assert "| 3 |" in row and "-0.099 [" in row and "| 0.020 |" in row and "Prompt v2 better" in row
+
+
+def test_report_never_prints_two_decoder_inits_side_by_side(tmp_path):
+    def legacy(method, acc, seed):
+        return {"task": "trec", "model": "smollm2", "method": method, "seed": seed, "test_acc": acc,
+                "config": {"agent": {"beta": 0.3 if method == "crl" else 0.0}}}  # fmt: skip
+
+    (tmp_path / "paper_grid_h100.jsonl").write_text(
+        "".join(json.dumps(legacy(m, a, s)) + "\n" for m, a in (("ptv2", 0.35), ("crl", 0.42)) for s in (0, 1)))
+    (tmp_path / "smollm2_ptv2_token_init_h100.jsonl").write_text(
+        "".join(json.dumps(legacy("ptv2", 0.96, s)) + "\n" for s in (0, 1)))
+    recs = tables.collect([tmp_path])
+    assert sorted((r["init"], r["current"]) for r in recs if r["method"] == "ptv2") == [
+        ("random", False), ("random", False), ("tokens", True), ("tokens", True)]
+    text = tables.report([tmp_path])
+    current, superseded = text.split("## Superseded")
+    assert "| Prompt v2 | 0.960 ± 0.000 |" in current and "| CRL-Prompt |" not in current
+    assert "| Prompt v2 | 0.350 ± 0.000 |" in superseded and "| CRL-Prompt | 0.420 ± 0.000 |" in superseded
+    assert "first RL update at phase-2 step 1" in superseded

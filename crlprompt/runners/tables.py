@@ -32,14 +32,28 @@ ABLATION_METHODS = ("ptv2", "crl-contrast", "crl-rl", "crl")
 METHOD_NAMES = {name: m.title for name, m in METHODS.items()}
 ABLATION_NAMES = {"ptv2": "v2 only", "crl-contrast": "+ contrastive", "crl-rl": "+ RL", "crl": "full (CRL-Prompt)"}
 LEGACY_METHODS = {"ptv1": "prompt-tuning", "handcraft": "handcraft-cloze"}
+DECODERS = ("smollm2", "tiny-llama")
+#: records that store no setup: the init of decoders' deep prefixes, by file (older ones drew N(0, 1))
+LEGACY_INIT_FILES = {"smollm2_ptv2_token_init_h100.jsonl": "tokens"}
 
 
-def normalize(rec: dict) -> dict:
-    """A record in today's names (see the module docstring); adds ``contrast_mode``, ``k_shot``, ``data_seed``, ``tag``."""
+def normalize(rec: dict, source: str = "") -> dict:
+    """A record in today's names (see the module docstring); adds ``contrast_mode``, ``k_shot``,
+    ``data_seed``, ``tag``, the prefix ``init`` and ``current`` (False for a decoder's deep prefix
+    drawn N(0, 1): runs superseded by the token init, never shown beside current ones)."""
     out = dict(rec)
     config = rec.get("config") or {}
-    if "setup" not in config:  # written before SetupConfig was stored in records
+    setup = config.get("setup")
+    if setup is None:  # written before SetupConfig was stored in records
         out["method"] = LEGACY_METHODS.get(rec["method"], rec["method"])
+    method = METHODS.get(out["method"])
+    deep = (setup or {}).get("prompt", method.prompt if method else "deep") == "deep"
+    decoder = rec["model"] in DECODERS
+    init = (setup or {}).get("init") or LEGACY_INIT_FILES.get(Path(source).name, "random")
+    if init == "auto":
+        init = "tokens" if decoder and deep else "random"
+    out["init"] = init
+    out["current"] = not (decoder and deep and init == "random")
     agent = config.get("agent") or {}
     out["contrast_mode"] = agent.get("contrast_mode", "noise") if agent.get("beta") else None
     out.setdefault("k_shot", None)
@@ -53,8 +67,8 @@ def collect(paths: list[Path]) -> list[dict]:
     files: list[Path] = []
     for p in paths:
         files += sorted(p.rglob("*.jsonl")) if p.is_dir() else [p]
-    recs = [r for f in files for r in load_results(f)]
-    return [normalize(r) for r in recs if isinstance(r, dict) and {"task", "model", "method", "seed"} <= set(r)]
+    return [normalize(r, str(f)) for f in files for r in load_results(f)
+            if isinstance(r, dict) and {"task", "model", "method", "seed"} <= set(r)]  # fmt: skip
 
 
 def table(results: list[dict], tasks, models, methods, names: dict[str, str], key: str = "test_acc") -> str:
@@ -160,6 +174,18 @@ def sweep_table(results: list[dict], base: str = "ptv2") -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance(results: list[dict]) -> str:
+    """One line on how the records' CRL rows were made: contrast form and RL schedule."""
+    crl = [r for r in results if r["method"].startswith("crl") and r.get("test_acc") is not None]
+    if not crl:
+        return ""
+    modes = sorted({r["contrast_mode"] for r in crl if r["contrast_mode"]})
+    legacy = any("setup" not in (r.get("config") or {}) for r in crl)
+    sched = ("first RL update at phase-2 step 1 (runs from before issue 11)" if legacy
+             else "first RL update at phase-2 step N")  # fmt: skip
+    return f"CRL rows: contrastive form {', '.join(modes) or '–'}; {sched}.\n"
+
+
 def wall_clock(results: list[dict]) -> str:
     """Total and per-run wall-clock of the records, by device."""
     by = defaultdict(list)
@@ -172,7 +198,7 @@ def wall_clock(results: list[dict]) -> str:
 
 def merge(root: Path) -> tuple[str, str, list[dict]]:
     """Table 1 and Table 2 of the full-data records under ``root`` (k-shot and tagged runs left out)."""
-    results = [r for r in collect([root]) if r["k_shot"] is None and not r["tag"]]
+    results = [r for r in collect([root]) if r["k_shot"] is None and not r["tag"] and r["current"]]
     tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in results)]
     models = list(dict.fromkeys(r["model"] for r in results))
     rows = [m for m in TABLE1_ROWS if any(r["method"] == m for r in results)]
@@ -188,11 +214,18 @@ def report(paths: list[Path]) -> str:
     full = [r for r in results if r["k_shot"] is None and not r["tag"]]
     few = [r for r in results if r["k_shot"] is not None]
     out = []
-    if full:
-        tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in full)]
-        models = list(dict.fromkeys(r["model"] for r in full))
-        rows = [m for m in TABLE1_ROWS if any(r["method"] == m for r in full)]
-        out += ["## Full data: Table 1\n", table(full, tasks, models, rows, METHOD_NAMES)]
+    for title, recs in (("Full data: Table 1", [r for r in full if r["current"]]),
+                        ("Superseded runs (decoder prefix drawn N(0, 1), before the token init)",
+                         [r for r in full if not r["current"]])):  # fmt: skip
+        if not recs:
+            continue
+        tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in recs)]
+        models = list(dict.fromkeys(r["model"] for r in recs))
+        rows = [m for m in TABLE1_ROWS if any(r["method"] == m for r in recs)]
+        out += [f"## {title}\n", table(recs, tasks, models, rows, METHOD_NAMES), provenance(recs)]
+        abl = [m for m in models if any(r["model"] == m and r["method"].startswith("crl-") for r in recs)]
+        if abl and title.startswith("Full"):
+            out += ["## Full data: Table 2 (ablation)\n", table(recs, tasks, abl, ABLATION_METHODS, ABLATION_NAMES)]
     if few:
         out += ["## Few-shot: paired differences with Prompt v2\n", paired_table(few)]
         if any(r["tag"] for r in few):
