@@ -266,10 +266,10 @@ def test_compare_rejects_bad_arguments(tmp_path):
     from crlprompt.runners import compare
 
     with pytest.raises(ValueError, match="unknown algorithm"):
-        compare.CompareConfig(algos="random,cma")
+        compare.CompareConfig(algos="random,bogus")
     with pytest.raises(ValueError, match="JSON"):
         compare.CompareConfig(env_kwargs="{sigma: 1}")
     with pytest.raises(ValueError, match="seeds"):
         compare.CompareConfig(seeds="0,a")
     with pytest.raises(ValueError, match="algo-kwargs"):
-        compare.CompareConfig(algo_kwargs='{"cma": {}}')
+        compare.CompareConfig(algo_kwargs='{"bogus": {}}')
