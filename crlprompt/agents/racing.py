@@ -231,7 +231,8 @@ class RacingSearch:
         n = len(self.search.data)
         cost = self.race_cost()
         if not (isinstance(budget, (int, np.integer)) and budget * n >= cost):
-            raise ValueError(f"budget must be an int >= {math.ceil(cost / n)} (one race of k={self.k}), got {budget!r}")
+            need = math.ceil(cost / n)
+            raise ConfigError(f"budget must be an int >= {need} (one race of k={self.k}), got {budget!r}")
         start = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         d = self.scorer.action_dim

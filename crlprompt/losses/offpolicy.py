@@ -31,6 +31,8 @@ import math
 
 import torch
 
+from ..errors import ConfigError
+
 
 def isotropic_log_prob(actions: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
     """log N(a; m, s² I) for each row.
@@ -84,12 +86,12 @@ def importance_weights(log_ratio: torch.Tensor, truncate: float | None = None) -
     """
     n = log_ratio.numel()
     if n == 0:
-        raise ValueError("importance_weights needs at least one sample")
+        raise ConfigError("importance_weights needs at least one sample")
     if not torch.isfinite(log_ratio).all():
-        raise ValueError("log importance ratios must be finite (a behaviour std of 0 or a NaN action?)")
+        raise ConfigError("log importance ratios must be finite (a behaviour std of 0 or a NaN action?)")
     c = math.sqrt(n) if truncate is None else float(truncate)
     if not c >= 1:
-        raise ValueError(f"truncate must be >= 1 (a multiple of the mean ratio) or None, got {truncate!r}")
+        raise ConfigError(f"truncate must be >= 1 (a multiple of the mean ratio) or None, got {truncate!r}")
     lr = log_ratio.detach()
     log_mean = torch.logsumexp(lr, 0) - math.log(n)  # log mean(ρ)
     cut = lr > log_mean + math.log(c)
@@ -127,16 +129,16 @@ def importance_weighted_pg_loss(
         scalar whose gradient w.r.t. ``mean`` is ``−Σ_i w_i (r_i − b)(a_i − m)/s²``.
     """
     if not std > 0:
-        raise ValueError(f"std must be > 0, got {std}")
+        raise ConfigError(f"std must be > 0, got {std}")
     n, d = actions.shape
     if rewards.shape != (n,) or behaviour_mean.shape != (n, d) or behaviour_std.shape != (n,) or mean.shape != (d,):
-        raise ValueError(
+        raise ConfigError(
             f"shapes must be mean (d,), actions (N, d), rewards (N,), behaviour_mean (N, d), behaviour_std (N,); "
             f"got {tuple(mean.shape)}, {tuple(actions.shape)}, {tuple(rewards.shape)}, "
             f"{tuple(behaviour_mean.shape)}, {tuple(behaviour_std.shape)}"
         )
     if not (behaviour_std > 0).all():
-        raise ValueError("behaviour_std must be > 0")
+        raise ConfigError("behaviour_std must be > 0")
     a = actions.detach().to(mean.dtype)
     r = rewards.detach().to(mean.dtype)
     log_pi = isotropic_log_prob(a, mean, std)  # (N,) differentiable in mean

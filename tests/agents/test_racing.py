@@ -118,5 +118,5 @@ def test_bad_input(setup):
         RacingSearch(env, k=4, finalists=5)
     with pytest.raises(ConfigError, match="block"):
         race(search, candidates(search, np.random.default_rng(0), 4), rule="paired", block=0)
-    with pytest.raises(ValueError, match="budget"):
+    with pytest.raises(ConfigError, match="budget"):
         RacingSearch(env).learn(4)  # one race of 16 costs 5 full evaluations

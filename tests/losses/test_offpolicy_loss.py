@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from crlprompt.errors import ConfigError
 from crlprompt.losses import reinforce_population_loss
 from crlprompt.losses.offpolicy import (
     behaviour_log_prob,
@@ -104,15 +105,15 @@ def test_mixture_tempers_an_old_sample_in_the_new_region():
 def test_bad_input():
     m, a, r = torch.zeros(3), torch.zeros(4, 3), torch.zeros(4)
     bm, bs = torch.zeros(4, 3), torch.ones(4)
-    with pytest.raises(ValueError, match="std"):
+    with pytest.raises(ConfigError, match="std"):
         importance_weighted_pg_loss(m, a, r, bm, bs, 0.0)
-    with pytest.raises(ValueError, match="shapes"):
+    with pytest.raises(ConfigError, match="shapes"):
         importance_weighted_pg_loss(m, a, r[:3], bm, bs, 1.0)
-    with pytest.raises(ValueError, match="behaviour_std"):
+    with pytest.raises(ConfigError, match="behaviour_std"):
         importance_weighted_pg_loss(m, a, r, bm, torch.tensor([1.0, 0.0, 1.0, 1.0]), 1.0)
-    with pytest.raises(ValueError, match="truncate"):
+    with pytest.raises(ConfigError, match="truncate"):
         importance_weights(torch.zeros(4), truncate=0.5)
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ConfigError, match="finite"):
         importance_weights(torch.tensor([0.0, float("nan")]))
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ConfigError, match="at least one"):
         importance_weights(torch.zeros(0))
