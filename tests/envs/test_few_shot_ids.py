@@ -27,7 +27,7 @@ def test_few_shot_ids_are_registered_with_valid_bbt_defaults():
         kw = gym.spec(env_id).kwargs
         cfg = EnvConfig.from_kwargs(**kw)  # every default is a valid option
         assert cfg.setup.k_shot == 16 and cfg.setup.data_seed == 13 and cfg.projection == "bbt"
-        assert cfg.projection_dim == 500 and cfg.reward == "hinge"
+        assert cfg.projection_dim == 500 and cfg.reward == "ce"
         if "SmolLM2" in env_id:  # decoders: the LM's own head, from the HandCraft prompt, fitness on train
             assert cfg.head_kind == "verbalizer" and cfg.start == "handcraft" and cfg.reward_split == "train"
         else:  # MiniLM has no LM head: a probe
@@ -57,4 +57,4 @@ def test_few_shot_ids_pass_the_gymnasium_and_sb3_checkers(env_id):
         sb3_check_env(env.unwrapped, warn=False)
     env.reset(seed=0)
     _, r, terminated, truncated, info = env.step(np.zeros(500, np.float32))
-    assert terminated and not truncated and r <= 0.0 and 0.0 <= info["accuracy"] <= 1.0  # hinge: a loss, negated
+    assert terminated and not truncated and r <= 0.0 and 0.0 <= info["accuracy"] <= 1.0  # ce: log p(y) <= 0
