@@ -14,6 +14,58 @@ from ..losses import centered_ranks
 from .base import ActionScorer, Callback, SearchResult, check_budget
 
 
+class AnchorRule:
+    """StablePrompt's adaptive-anchor bookkeeping, shared by the agents that take ``anchor`` options.
+
+    Feed it the policy's measured (dev) reward once per round with :meth:`observe`; it answers
+    what the caller does with its own parameters:
+
+    * ``"measure"``: the policy *is* the anchor (first round, or just rolled back): r_A becomes the
+      mean of all the anchor's measurements (with minibatch rewards a single lucky score would
+      otherwise trigger rollback after rollback); take a step.
+    * ``"move"``: the reward beat r_A: copy the policy into the anchor (r_A = its reward); take a step.
+    * ``"rollback"``: the reward fell below r_A − ``rollback_tol``: copy the anchor into the policy,
+      clear the optimiser's moments and take no step with this round's samples.
+    * ``"hold"``: take a step.
+
+    After a step the caller projects its policy into the trust region around the anchor.
+    """
+
+    def __init__(self, rollback_tol: float = 0.0):
+        if not (isinstance(rollback_tol, (int, float)) and rollback_tol >= 0):
+            raise ConfigError(f"rollback_tol must be a number >= 0, got {rollback_tol!r}")
+        self.rollback_tol = float(rollback_tol)
+        self.reward = -math.inf
+        """r_A: the anchor's measured reward."""
+        self.rollbacks = 0
+        self.moves: list[tuple[int, float, float]] = []
+        """``(evaluations, r_A before, r_A after)`` of each anchor move."""
+        self._sum, self._n, self.at_anchor = 0.0, 0, True
+
+    def observe(self, reward: float, evals: int) -> str:
+        """The verdict on a round whose policy scored ``reward`` (after ``evals`` evaluations)."""
+        if self.at_anchor:
+            self._sum, self._n, self.at_anchor = self._sum + reward, self._n + 1, False
+            self.reward = self._sum / self._n
+            return "measure"
+        if reward > self.reward:
+            self.moves.append((evals, self.reward, reward))
+            self.reward, self._sum, self._n = reward, reward, 1
+            return "move"
+        if reward < self.reward - self.rollback_tol:
+            self.rollbacks += 1
+            self.at_anchor = True
+            return "rollback"
+        return "hold"
+
+
+def project_to_ball(m: np.ndarray, anchor: np.ndarray, radius: float) -> np.ndarray:
+    """m moved onto the ball of ``radius`` around ``anchor`` if it lies outside: for two Gaussians
+    of one covariance s²I, KL = ‖m − m_A‖²/(2s²), so a KL bound is this ball of radius s·√(2·KL)."""
+    gap = float(np.linalg.norm(m - anchor))
+    return m if gap <= radius else anchor + (m - anchor) * (radius / gap)
+
+
 class AnchoredPolicyAgent:
     """A Gaussian policy N(m, noise_std² I) held in a trust region around an adaptive anchor.
 
@@ -74,8 +126,7 @@ class AnchoredPolicyAgent:
         for name, v in (("noise_std", noise_std), ("lr", lr), ("max_kl", max_kl)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {v!r}")
-        if not (isinstance(rollback_tol, (int, float)) and rollback_tol >= 0):
-            raise ConfigError(f"rollback_tol must be a number >= 0, got {rollback_tol!r}")
+        AnchorRule(rollback_tol)  # validates
         self.noise_std, self.lr, self.max_kl = float(noise_std), float(lr), float(max_kl)
         self.rollback_tol, self.seed = float(rollback_tol), seed
         self.anchor_moves = 0
@@ -94,14 +145,12 @@ class AnchoredPolicyAgent:
         rng = np.random.default_rng(self.seed)
         d, n = self.scorer.action_dim, self.batch - 1
         self.scorer.reset(seed=self.seed)
-        m, anchor = np.zeros(d), np.zeros(d)  # float64 means in action units
-        r_anchor, anchor_sum, anchor_n, at_anchor = -np.inf, 0.0, 0, True  # m starts at the anchor
+        m, anchor = np.zeros(d), np.zeros(d)  # float64 means in action units; m starts at the anchor
+        rule = AnchorRule(self.rollback_tol)
         adam_m, adam_v, t = np.zeros(d), np.zeros(d), 0
         b1, b2 = 0.9, 0.999
         radius = self.noise_std * math.sqrt(2 * self.max_kl)
         best_a, best_r = np.zeros(d, np.float32), -np.inf
-        self.anchor_moves = self.rollbacks = 0
-        self.moves = []
         evals, history = 0, []
         while evals + self.batch <= budget:
             eps = rng.standard_normal((n, d))  # (n, d)
@@ -113,18 +162,12 @@ class AnchoredPolicyAgent:
                 best_a, best_r = actions[i].copy(), float(rewards[i])
             history.append((evals, best_r))
 
-            r_mean = float(rewards[0])
-            if at_anchor:  # the anchor itself was re-measured: average out the luck of its first score
-                anchor_sum, anchor_n = anchor_sum + r_mean, anchor_n + 1
-                r_anchor = anchor_sum / anchor_n
-            elif r_mean > r_anchor:
-                self.moves.append((evals, r_anchor, r_mean))
-                anchor, r_anchor, anchor_sum, anchor_n = m.copy(), r_mean, r_mean, 1
-                self.anchor_moves += 1
-            elif r_mean < r_anchor - self.rollback_tol:
-                m, at_anchor = anchor.copy(), True
+            verdict = rule.observe(float(rewards[0]), evals)
+            if verdict == "move":
+                anchor = m.copy()
+            elif verdict == "rollback":
+                m = anchor.copy()
                 adam_m, adam_v, t = np.zeros(d), np.zeros(d), 0
-                self.rollbacks += 1
                 if callback is not None and callback(evals, best_r) is False:
                     break
                 continue  # no step: the samples were drawn around the rejected mean
@@ -134,12 +177,11 @@ class AnchoredPolicyAgent:
             adam_m = b1 * adam_m + (1 - b1) * grad
             adam_v = b2 * adam_v + (1 - b2) * grad**2
             m = m + self.lr * (adam_m / (1 - b1**t)) / (np.sqrt(adam_v / (1 - b2**t)) + 1e-8)
-            at_anchor = False
-            gap = np.linalg.norm(m - anchor)
-            if gap > radius:  # the trust region is measured to the anchor, not to the last policy
-                m = anchor + (m - anchor) * (radius / gap)
+            m = project_to_ball(m, anchor, radius)  # the trust region is measured to the anchor
             if callback is not None and callback(evals, best_r) is False:
                 break
+        self.anchor_moves, self.rollbacks, self.moves = len(rule.moves), rule.rollbacks, rule.moves
+        r_anchor = rule.reward
         self.mean_action, self.anchor_action = m.astype(np.float32), anchor.astype(np.float32)
         return SearchResult(
             best_prompt=self.scorer.prompt_for(best_a), best_reward=best_r,

@@ -10,6 +10,7 @@ import torch
 
 from ..errors import ConfigError
 from ..losses import centered_ranks, estimator_loss, sample_actions
+from .anchor import AnchorRule, project_to_ball
 from .base import ActionScorer, Callback, SearchResult, check_budget
 
 
@@ -36,6 +37,14 @@ class ESAgent:
         move_center: after each update hand the new mean to the env as its center
             (``reset(options={"center": ...})``) and set m back to 0; the search is the same,
             but the env then sits at the current solution and m stays small (identity actions).
+        anchor_kl: StablePrompt's adaptive anchor (Kwon et al. 2024) as a stabiliser; None = off.
+            The mean's dev reward is the population's mean reward (the Gaussian-smoothed reward
+            at m: no extra evaluation); by :class:`~crlprompt.agents.anchor.AnchorRule` the anchor
+            moves to m when it improves, m rolls back to the anchor when it drops by more than
+            ``rollback_tol`` (Adam's moments cleared, no step that round), and after each step m
+            is projected so that KL(π‖π_anchor) = ‖m − m_A‖²/(2·noise_std²) <= anchor_kl. The
+            result's ``final_prompt`` is then the anchor. Not with ``move_center``.
+        rollback_tol: see ``anchor_kl``.
         seed: seeds the noise and the env (minibatch draws).
     """
 
@@ -49,6 +58,8 @@ class ESAgent:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         move_center: bool = False,
+        anchor_kl: float | None = None,
+        rollback_tol: float = 0.0,
         seed: int = 0,
     ):
         self.scorer = ActionScorer(env)
@@ -64,7 +75,15 @@ class ESAgent:
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr}")
         self.noise_std, self.lr, self.betas, self.eps = float(noise_std), float(lr), betas, eps
-        self.move_center = move_center
+        if anchor_kl is not None and not (isinstance(anchor_kl, (int, float)) and 0 < anchor_kl < np.inf):
+            raise ConfigError(f"anchor_kl must be a finite number > 0 or None (no anchor), got {anchor_kl!r}")
+        if anchor_kl is not None and move_center:
+            raise ConfigError("anchor_kl measures the mean against an anchor in action units; not with move_center=True")
+        AnchorRule(rollback_tol)  # validates
+        self.move_center, self.anchor_kl, self.rollback_tol = move_center, anchor_kl, float(rollback_tol)
+        self.anchor: AnchorRule | None = None
+        """The last ``learn``'s anchor bookkeeping (``moves``, ``rollbacks``, ``reward``), with ``anchor_kl``."""
+        self.anchor_action: np.ndarray | None = None
         self.seed = seed
         self.mean_action: np.ndarray | None = None
         """The mean action m after ``learn`` (0 with ``move_center``: the env's center is the mean)."""
@@ -81,6 +100,8 @@ class ESAgent:
         opt = torch.optim.Adam([m], lr=self.lr, betas=self.betas, eps=self.eps)
         best_prompt, best_r = self.scorer.prompt_for(m.detach().numpy()), -np.inf
         evals, history = 0, []
+        rule = self.anchor = None if self.anchor_kl is None else AnchorRule(self.rollback_tol)
+        anchor = np.zeros(d)  # m_A (action units), with anchor_kl
         for _ in range(budget // n):
             noise = torch.from_numpy(sample_actions(rng, n, d, "antithetic", dtype=np.float64))  # (2·pop, d): ±ε
             samples = m.detach() + self.noise_std * noise  # (2·pop, d)
@@ -91,11 +112,26 @@ class ESAgent:
             if rewards[i] > best_r:
                 best_prompt, best_r = self.scorer.prompt_for(actions[i]), float(rewards[i])
             history.append((evals, best_r))
+            if rule is not None:
+                verdict = rule.observe(float(rewards.mean()), evals)  # smoothed reward at m
+                if verdict == "move":
+                    anchor = m.detach().numpy().copy()
+                elif verdict == "rollback":  # back to the anchor, fresh moments, no step with these samples
+                    with torch.no_grad():
+                        m.copy_(torch.from_numpy(anchor))
+                    opt = torch.optim.Adam([m], lr=self.lr, betas=self.betas, eps=self.eps)
+                    if callback is not None and callback(evals, best_r) is False:
+                        break
+                    continue
 
             ranks = centered_ranks(torch.from_numpy(rewards)).double()  # (2·pop,) in [-0.5, 0.5]
             opt.zero_grad(set_to_none=True)
             estimator_loss(m, samples, ranks, self.noise_std, "antithetic").backward()  # ∇m = -g
             opt.step()
+            if rule is not None:  # the trust region is measured to the anchor, not to the last mean
+                radius = self.noise_std * np.sqrt(2 * self.anchor_kl)
+                with torch.no_grad():
+                    m.copy_(torch.from_numpy(project_to_ball(m.detach().numpy(), anchor, radius)))
             if self.move_center:
                 # Actions are affine in the prompt, so re-centering on the mean keeps Adam's moments valid.
                 self.scorer.reset(center=self.scorer.prompt_for(m.detach().numpy()))
@@ -104,8 +140,10 @@ class ESAgent:
             if callback is not None and callback(evals, best_r) is False:
                 break
         self.mean_action = m.detach().numpy().copy()
-        final_prompt = self.scorer.prompt_for(self.mean_action)
-        final_r = self.scorer.score_one(self.mean_action.astype(np.float32))
+        self.anchor_action = None if rule is None else anchor.astype(np.float32)
+        final = self.mean_action if rule is None else anchor  # with an anchor, the anchor is the result
+        final_prompt = self.scorer.prompt_for(final)
+        final_r = self.scorer.score_one(final.astype(np.float32))
         return SearchResult(
             best_prompt=best_prompt, best_reward=best_r, final_prompt=final_prompt, final_reward=final_r,
             history=history, evals=evals, seconds=time.perf_counter() - start, algo="es",

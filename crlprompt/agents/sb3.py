@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import ConfigError
+from .anchor import AnchorRule
 from .base import Callback, SearchResult, check_budget, search_of
 
 #: Above this action dimension PPO's diagonal Gaussian is a doubtful choice (DESIGN, STYLE 3).
@@ -67,6 +68,13 @@ class PPOPromptAgent:
         log_std_init: initial log standard deviation of PPO's Gaussian (in its own ``[-1, 1]`` units).
         net_arch: hidden sizes of the policy and value MLPs.
         device: torch device of the policy (MLPs run best on CPU).
+        anchor_kl: StablePrompt's adaptive anchor (Kwon et al. 2024, APPO) as a stabiliser; None =
+            off (plain PPO). See :class:`_PPOAnchor`: PPO's clipped step stays, and on top of it
+            the policy is held within KL(π‖π_anchor) <= anchor_kl of an anchor that moves to the
+            policy when a rollout's mean reward beats the anchor's, the policy rolling back to it
+            when the reward drops by more than ``rollback_tol``. ``learn`` then ends with the
+            policy at its anchor (``final_prompt`` is the anchor's deterministic action).
+        rollback_tol: see ``anchor_kl``.
         env_kwargs: passed to ``gym.make`` when ``env`` is an id.
         ppo_kwargs: any other ``stable_baselines3.PPO`` argument (``tensorboard_log``, ``verbose``, ...).
     """
@@ -85,10 +93,18 @@ class PPOPromptAgent:
         log_std_init: float = -0.5,
         net_arch: tuple[int, ...] = (32,),
         device: str = "cpu",
+        anchor_kl: float | None = None,
+        rollback_tol: float = 0.0,
         env_kwargs: dict[str, Any] | None = None,
         **ppo_kwargs: Any,
     ):
         sb3 = _require_sb3()
+        if anchor_kl is not None and not (isinstance(anchor_kl, (int, float)) and 0 < anchor_kl < np.inf):
+            raise ConfigError(f"anchor_kl must be a finite number > 0 or None (no anchor), got {anchor_kl!r}")
+        AnchorRule(rollback_tol)  # validates
+        self.anchor_kl, self.rollback_tol = anchor_kl, float(rollback_tol)
+        self.anchor: _PPOAnchor | None = None
+        """The last ``learn``'s anchor (``rule.moves``, ``rule.rollbacks``, ``kls``), with ``anchor_kl``."""
         if isinstance(env, str):
             env = gym.make(env, **(env_kwargs or {}))
         if isinstance(env.unwrapped, gym.vector.VectorEnv):
@@ -135,7 +151,13 @@ class PPOPromptAgent:
 
         start = time.perf_counter()
         tracker.start()
-        self.model.learn(total_timesteps=budget, callback=_Stop(), reset_num_timesteps=True)
+        callbacks = [_Stop()]
+        if self.anchor_kl is not None:
+            self.anchor = _PPOAnchor(self.model, tracker, self.anchor_kl, self.rollback_tol)
+            callbacks.append(self.anchor.callback())
+        self.model.learn(total_timesteps=budget, callback=callbacks, reset_num_timesteps=True)
+        if self.anchor_kl is not None:
+            self.anchor.restore()  # the result is the anchor
         if tracker.history and tracker.history[-1][0] != tracker.evals:
             tracker.history.append((tracker.evals, tracker.best_reward))
         search = search_of(self.env)
@@ -155,3 +177,99 @@ class PPOPromptAgent:
         obs, _ = self.env.reset()
         action, _ = self.model.predict(obs, deterministic=True)
         return np.asarray(action, np.float32)
+
+
+class _PPOAnchor:
+    """StablePrompt's adaptive anchor around SB3 PPO's actor, through SB3 callbacks.
+
+    At each rollout's end (advantages computed, before ``train``) the rollout's mean reward, the
+    expected reward of the policy that drew it, is the dev reward that
+    :class:`~crlprompt.agents.anchor.AnchorRule` judges: on ``"move"`` the actor is copied into
+    the anchor; on ``"rollback"`` the anchor is copied into the actor, Adam's moments are cleared
+    and the rollout's advantages are zeroed, so the coming ``train`` does not move the actor with
+    samples of the rejected policy (the critic still fits their rewards). After each ``train``
+    (at the next rollout's start, and at the end of ``learn``) the actor's parameters are pulled
+    back along the line to the anchor's, by bisection, until KL(π‖π_anchor) <= ``max_kl`` at the
+    constant observation. What differs from StablePrompt: their KL to the anchor is a penalty in
+    PPO's loss on an LLM that writes prompts; here it is a hard bound on a Gaussian over actions.
+    """
+
+    def __init__(self, model, tracker: _Tracker, max_kl: float, rollback_tol: float):
+        import torch
+
+        self.model, self.tracker, self.max_kl = model, tracker, float(max_kl)
+        self.rule = AnchorRule(rollback_tol)
+        self.keys = [k for k in model.policy.state_dict() if "value" not in k]  # the actor and log_std
+        self.anchor = self._actor()
+        self.kls: list[float] = []
+        """KL(π‖π_anchor) after each projection."""
+        self.projections = 0
+        """Times the actor was pulled back into the trust region."""
+        self._torch = torch
+
+    def _actor(self) -> dict:
+        sd = self.model.policy.state_dict()
+        return {k: sd[k].detach().clone() for k in self.keys}
+
+    def _load(self, actor: dict) -> None:
+        self.model.policy.load_state_dict(actor, strict=False)
+
+    def restore(self) -> None:
+        """Put the anchor's actor into the policy."""
+        self._load(self.anchor)
+
+    def kl(self) -> float:
+        """KL(π‖π_anchor) of the diagonal Gaussians at the (constant) observation."""
+        torch, policy = self._torch, self.model.policy
+        obs = torch.as_tensor(self.model._last_obs, device=policy.device)
+        with torch.no_grad():
+            new = policy.get_distribution(obs).distribution
+            current = self._actor()
+            self._load(self.anchor)
+            old = policy.get_distribution(obs).distribution
+            self._load(current)
+            return float(torch.distributions.kl_divergence(new, old).sum(-1).max())
+
+    def project(self) -> None:
+        kl = self.kl()
+        if kl > self.max_kl:
+            new, lo, hi = self._actor(), 0.0, 1.0
+            for _ in range(30):  # the largest step toward the new actor whose KL to the anchor fits
+                mid = (lo + hi) / 2
+                self._load({k: self.anchor[k] + mid * (new[k] - self.anchor[k]) for k in self.keys})
+                lo, hi = (mid, hi) if self.kl() <= self.max_kl else (lo, mid)
+            self._load({k: self.anchor[k] + lo * (new[k] - self.anchor[k]) for k in self.keys})
+            self.projections += 1
+            kl = self.kl()
+        self.kls.append(kl)
+
+    def on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        verdict = self.rule.observe(float(buffer.rewards.mean()), self.tracker.evals)
+        if verdict == "move":
+            self.anchor = self._actor()
+        elif verdict == "rollback":
+            self._load(self.anchor)
+            self.model.policy.optimizer.state.clear()
+            buffer.advantages[:] = 0.0  # no actor step with the rejected policy's samples
+
+    def callback(self):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        anchor = self
+
+        class _Anchor(BaseCallback):
+            def _on_rollout_start(self) -> None:
+                if self.model._n_updates:  # a train() ran since the last rollout
+                    anchor.project()
+
+            def _on_rollout_end(self) -> None:
+                anchor.on_rollout_end()
+
+            def _on_training_end(self) -> None:
+                anchor.project()
+
+            def _on_step(self) -> bool:
+                return True
+
+        return _Anchor()
