@@ -314,3 +314,91 @@ def test_config_defaults_are_the_papers():
     )  # fmt: skip
     assert cfg.rl_estimator == "single" and cfg.rl_samples == 1 and cfg.reward_batch_size is None
     assert dataclasses.replace(cfg, rl_estimator="antithetic", rl_samples=4).rl_samples == 4
+
+
+# ----------------------------------------------------------------------------- off-policy RL terms (issue 10)
+def test_replay_rl_term_is_the_on_policy_one_when_behaviour_is_target(setup):
+    """Two RL steps at the same θ: every buffered sample was drawn by the target policy, so the
+    importance weights are all 1/N and the term is -(1/N) Σ (r_i − b) log π(P'_i) over the buffer
+    (b = 0 at the first step: Eq. 5 averaged; then the running mean). Once θ has moved by many σ,
+    the earlier samples lose their weight: the effective sample size drops to the newest K."""
+    k, sigma = 4, 1.0  # σ = 0.1 gives every sample the same accuracy here: (r − b) would be 0
+    cfg = rl_config(rl_samples=k, rl_estimator="replay", rl_buffer=16, sigma=sigma)
+    agent = CRLAgent(setup, cfg, seed=0, progress=False)
+    theta = setup.model.prompt.theta
+    theta0 = theta.detach().clone()
+    d = theta.numel()
+    draws = np.random.default_rng(5)
+    samples, rewards, baselines = [], [], []
+    for step in range(2):
+        baselines.append(0.0 if agent.state.reward_mean is None else agent.state.reward_mean)
+        theta.grad = None
+        loss, info = agent._rl_loss(draws)
+        loss.backward()
+        a = np.random.default_rng(5).standard_normal((2 * k, d), dtype=np.float32)[step * k : (step + 1) * k]
+        new = theta0 + sigma * torch.from_numpy(a)  # (K, D), drawn at θ0
+        samples.append(new)
+        rewards.append(rewards_of(setup, new))
+        assert info["buffer"] == (step + 1) * k and info["ess"] == pytest.approx((step + 1) * k, rel=1e-6)
+        assert info["truncated"] == 0
+        p, r = torch.cat(samples), torch.cat(rewards)  # (N, D), (N,)
+        assert len(set(r.tolist())) > 1  # rewards that differ: a zero gradient would pass vacuously
+        expected = -((r - baselines[-1])[:, None] * (p - theta0)).mean(0) / sigma**2
+        assert theta.grad.abs().max() > 0
+        assert_close(theta.grad, expected, rtol=1e-4, atol=1e-4)
+    assert baselines[1] == pytest.approx(float(rewards[0].mean()))  # a baseline that could have been 0
+    with torch.no_grad():
+        theta.add_(2.0)  # θ moves by 2·√D = 32 ≫ σ = 1: the earlier 8 samples become improbable
+    _, info = agent._rl_loss(draws)
+    assert info["buffer"] == 3 * k and info["ess"] < k + 0.5
+
+
+def test_race_rl_term_ranks_by_the_race_at_a_fraction_of_the_forwards(setup):
+    import copy
+
+    from crlprompt.agents.racing import race
+    from crlprompt.losses import centered_ranks
+
+    k, sigma = 8, 1.0
+    agent = CRLAgent(setup, rl_config(rl_samples=k, rl_estimator="race", sigma=sigma), seed=0, progress=False)
+    theta = setup.model.prompt.theta
+    theta0 = theta.detach().clone()
+    rng = np.random.default_rng(3)
+    twin = copy.deepcopy(rng)
+    loss, info = agent._rl_loss(rng)
+    loss.backward()
+    assert 0 < info["race_forwards"] <= 0.5  # halving 8 -> 4 -> 2 on 16, 32, 64 rows: at most 256 of 512
+    a = twin.standard_normal((k, theta.numel()), dtype=np.float32)
+    samples = theta0 + sigma * torch.from_numpy(a)
+    res = race(agent.env.unwrapped.search, samples, rng=twin)
+    full = rewards_of(setup, samples)
+    assert float(full[res.winner]) == pytest.approx(res.reward, abs=1e-6)  # the winner's reward is exact
+    w = centered_ranks(torch.as_tensor(res.examples + 0.5 * res.means, dtype=torch.float32))
+    assert int(w.argmax()) == res.winner and len(set(w.tolist())) > 2
+    expected = -(w[:, None] * (samples - theta0)).mean(0) / sigma**2
+    assert_close(theta.grad, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("estimator", ["replay", "race"])
+def test_offpolicy_rl_terms_learn_deterministically(estimator):
+    def train(seed):
+        s = tiny_setup()
+        events = []
+        cfg = small_learn_config(rl_estimator=estimator, rl_samples=4)
+        out = CRLAgent(s, cfg, seed=seed, progress=False, callbacks=[lambda e, r: events.append((e, r))]).learn()
+        return out, s.model, [r for e, r in events if e == "rl"]
+
+    (out1, m1, rl1), (out2, m2, _), (_, m3, _) = train(0), train(0), train(1)
+    assert len(rl1) >= 2 and all(math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0 for r in rl1)
+    assert {"replay": "ess", "race": "race_forwards"}[estimator] in rl1[0]
+    assert plain(out1["history"]) == plain(out2["history"]) and torch.equal(m1.prompt.theta, m2.prompt.theta)
+    assert not torch.equal(m1.prompt.theta, m3.prompt.theta)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [({"rl_estimator": "race", "rl_samples": 1}, "rl_samples >= 2"), ({"rl_buffer": 0}, "rl_buffer must be > 0")],
+)
+def test_offpolicy_rl_term_config_validation(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        CRLConfig(**kw)

@@ -27,6 +27,8 @@ from ..errors import ConfigError
 from ..losses import ESTIMATORS, cross_entropy_loss, estimator_loss, info_nce_loss, sample_actions
 from ..losses.supervised import CONTRAST_MODES, NEGATIVE_KINDS, contrastive_loss, contrastive_prompts
 from ..scoring import accuracy, autocast
+from .offpolicy import ReplayRLTerm
+from .racing import race_rl_term
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ class CRLConfig:
     rl_samples: int = 1
     """Perturbed prompts per RL update (1 = the paper's single sample); scored in one batched pass."""
     rl_estimator: str = "single"
-    """single (faithful Eq. 5) | baseline | antithetic | ranks."""
+    """single (faithful Eq. 5) | baseline | antithetic | ranks | replay (ReplayRLTerm) | race (race_rl_term)."""
+    rl_buffer: int = 16
+    """rl_estimator='replay': samples kept for replay (newest first; at most 1 GiB; not checkpointed)."""
     reward_batch_size: int | None = None
     """Score rewards on a seeded minibatch of D_RL of this size (None = all of D_RL, as in the paper)."""
     tau: float = 0.1
@@ -89,7 +93,7 @@ class CRLConfig:
                 raise ConfigError(f"{f} must be finite, got {getattr(self, f)!r}")
         if self.sigma > 1e6:
             raise ConfigError(f"sigma must be <= 1e6 (σ² enters the RL gradient), got {self.sigma}")
-        for name in ("lr", "batch_size", "tau", "sigma", "eval_batch_size", "rl_interval", "rl_samples"):
+        for name in ("lr", "batch_size", "tau", "sigma", "eval_batch_size", "rl_interval", "rl_samples", "rl_buffer"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("beta", "gamma", "phase1_epochs", "phase2_epochs", "num_negatives", "negative_noise"):
@@ -103,12 +107,12 @@ class CRLConfig:
             raise ConfigError(f"negative_kind must be one of {NEGATIVE_KINDS}, got {self.negative_kind!r}")
         if not 0 <= self.negative_dropout < 1:
             raise ConfigError(f"negative_dropout must be in [0, 1), got {self.negative_dropout}")
-        if self.rl_estimator not in ESTIMATORS:
-            raise ConfigError(f"rl_estimator must be one of {ESTIMATORS}, got {self.rl_estimator!r}")
+        if self.rl_estimator not in ESTIMATORS + ("replay", "race"):
+            raise ConfigError(f"rl_estimator must be one of {ESTIMATORS} or replay | race, got {self.rl_estimator!r}")
         if self.rl_estimator == "antithetic" and self.rl_samples % 2:
             raise ConfigError("rl_estimator='antithetic' needs an even rl_samples (pairs ε, -ε)")
-        if self.rl_estimator == "ranks" and self.rl_samples < 2:
-            raise ConfigError("rl_estimator='ranks' needs rl_samples >= 2 (one sample has rank 0: a zero gradient)")
+        if self.rl_estimator in ("ranks", "race") and self.rl_samples < 2:
+            raise ConfigError(f"rl_estimator={self.rl_estimator!r} needs rl_samples >= 2 (one sample has rank 0)")
         if self.reward_batch_size is not None and self.reward_batch_size <= 0:
             raise ConfigError(f"reward_batch_size must be > 0 or None, got {self.reward_batch_size}")
 
@@ -156,6 +160,7 @@ class CRLAgent:
         self.progress = progress
         self.writer = None  # opened by learn(), which knows the step it resumes from
         self.env = None
+        self.replay = ReplayRLTerm(self.cfg.rl_buffer, self.model.prompt.theta.numel(), self.cfg.sigma)  # if 'replay'
         self.state = TrainState()
 
     # ------------------------------------------------------------------ training
@@ -304,22 +309,22 @@ class CRLAgent:
         return loss + cfg.gamma * parts["rl"] / world_size(), parts, rl
 
     def _rl_loss(self, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-        """One REINFORCE term: center the env on θ, sample K actions, step, build -r log π."""
+        """One REINFORCE term: center the env on θ, sample K actions, score them (env step, or race), build the loss."""
         cfg, st, theta = self.cfg, self.state, self.model.prompt.theta
         env = self._rl_env()
         env.reset(options={"center": theta.detach()})
         actions = sample_actions(rng, cfg.rl_samples, theta.numel(), cfg.rl_estimator)  # (K, D) ~ N(0, I)
-        if cfg.rl_samples == 1:
-            _, reward, *_ = env.step(actions[0])
-            rewards = torch.tensor([reward])
-        else:
-            _, reward, *_ = env.step(actions)
-            rewards = torch.as_tensor(reward, dtype=torch.float32)  # (K,)
         samples = env.search.perturb(torch.as_tensor(actions, device=theta.device))  # (K, D) = θ + σa
-        loss = estimator_loss(theta, samples, rewards, cfg.sigma, cfg.rl_estimator, st.reward_mean)
+        if cfg.rl_estimator == "race":  # ranks from a race on growing subsets of D_RL: fewer example-forwards
+            rewards, loss, extra = race_rl_term(env.search, theta, samples, cfg.sigma, rng)
+        else:
+            _, reward, *_ = env.step(actions[0] if cfg.rl_samples == 1 else actions)
+            rewards = torch.as_tensor(np.atleast_1d(reward), dtype=torch.float32)  # (K,)
+            loss, extra = (self.replay(theta, samples, rewards, st.reward_mean) if cfg.rl_estimator == "replay" else
+                           (estimator_loss(theta, samples, rewards, cfg.sigma, cfg.rl_estimator, st.reward_mean), {}))
         mean_r = float(rewards.mean())
         st.reward_mean = mean_r if st.reward_mean is None else 0.9 * st.reward_mean + 0.1 * mean_r
-        return loss, {"reward": mean_r, "reward_max": float(rewards.max())}
+        return loss, {"reward": mean_r, "reward_max": float(rewards.max()), **extra}
 
     def _make_rl_env(self):
         """The environment whose reward the RL term uses; it shares the model."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..losses import reinforce_population_loss
 from ..scoring import score_population
 from .base import ActionScorer, Callback, SearchResult, search_of
 
@@ -159,6 +160,27 @@ def race(
     winner = int(alive[0])
     means = np.where(seen > 0, sums / np.maximum(seen, 1), np.nan)
     return RaceResult(winner, float(means[winner]), means, seen, int(seen.sum()))
+
+
+def race_rl_term(
+    search, theta: torch.Tensor, samples: torch.Tensor, sigma: float, rng: np.random.Generator, **race_kwargs
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Racing as the RL term of Algorithm 1 (``CRLConfig(rl_estimator="race")``): ``(rewards, loss, record)``.
+
+    The K perturbed prompts ``samples (K, D)`` around ``theta (D,)`` are raced on D_RL
+    (:func:`race`, successive halving by default) instead of each being scored on all of it; they
+    are ranked by how long they survived, then by their mean reward on the examples they saw
+    (``examples + mean/2``: rewards in [0, 1], as the agent's accuracy), and the loss is the
+    centered-rank REINFORCE estimator of those ranks (OpenAI-ES shaping; ``estimator="ranks"``).
+    ``rewards (K,)`` are the race's means (on different subsets); the record's ``race_forwards``
+    is the fraction of K·len(D_RL) example-forwards the race paid. The env's ``reward_batch_size``
+    is not used (the race chooses its own subsets of D_RL).
+    """
+    res = race(search, samples.detach(), rng=rng, **race_kwargs)
+    key = torch.as_tensor(res.examples + 0.5 * np.nan_to_num(res.means), dtype=torch.float32)  # (K,)
+    loss = reinforce_population_loss(theta, samples, key, sigma, "ranks")
+    full = len(samples) * len(search.data)
+    return torch.as_tensor(res.means, dtype=torch.float32), loss, {"race_forwards": res.example_forwards / full}
 
 
 class RacingSearch:
