@@ -101,6 +101,11 @@ class GPBanditAgent:
         self.lengths: list[float] = []
         """Trust-region side length (unit-cube units) used at each round of the last ``learn``."""
 
+    @property
+    def evals_per_update(self) -> int:
+        """The fewest evaluations a ``learn`` spends: the initial design."""
+        return self.n_init
+
     def _to_action(self, x: torch.Tensor) -> np.ndarray:
         return ((2 * x - 1) * self.bound).numpy().astype(np.float32)  # unit cube -> [-bound, bound]
 

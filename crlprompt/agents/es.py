@@ -78,7 +78,7 @@ class ESAgent:
         if anchor_kl is not None and not (isinstance(anchor_kl, (int, float)) and 0 < anchor_kl < np.inf):
             raise ConfigError(f"anchor_kl must be a finite number > 0 or None (no anchor), got {anchor_kl!r}")
         if anchor_kl is not None and move_center:
-            raise ConfigError("anchor_kl measures the mean against an anchor in action units; not with move_center=True")
+            raise ConfigError("anchor_kl bounds the mean's distance to an anchor in action units; not with move_center")
         AnchorRule(rollback_tol)  # validates
         self.move_center, self.anchor_kl, self.rollback_tol = move_center, anchor_kl, float(rollback_tol)
         self.anchor: AnchorRule | None = None

@@ -240,6 +240,11 @@ class RacingSearch:
         """Prompt-example pairs scored by the last ``learn``."""
         self.races: list[RaceResult] = []
 
+    @property
+    def evals_per_update(self) -> int:
+        """Full prompt evaluations one race costs at most (its example-forwards / len(D_RL), rounded up)."""
+        return math.ceil(self.race_cost() / len(self.search.data))
+
     def race_cost(self) -> int:
         """Example-forwards of one race at most: the halving schedule's, or k·len(D_RL) for ``paired``."""
         n = len(self.search.data)

@@ -43,10 +43,11 @@ class PromptVecEnv(VecEnv):
 
     Actions from SB3 (in the Box ``[-1, 1]^d``) reach the env unchanged: no private action scaling
     (the registered ids choose σ so that an unchanged SB3 algorithm learns inside the Box; to search
-    a wider region pass ``sigma=`` to ``gym.make``, which every agent then sees alike). Every sub-env terminates every step (one-step episodes): the returned observations
-    are the reset ones and ``infos[k]["terminal_observation"]`` holds the terminal ones, as SB3
-    expects. Tracks ``evals``, ``best_action``, ``best_reward`` and ``history``.
-    ``reset`` passes SB3's pending seed (``seed()``) and options on to the vector env.
+    a wider region pass ``sigma=`` to ``gym.make``, which every agent then sees alike). Every
+    sub-env terminates every step (one-step episodes): the returned observations are the reset
+    ones and ``infos[k]["terminal_observation"]`` holds the terminal ones, as SB3 expects. Tracks
+    ``evals``, ``best_action``, ``best_reward`` and ``history``. ``reset`` passes SB3's pending
+    seed (``seed()``) and options on to the vector env.
     """
 
     def __init__(self, venv: gym.vector.VectorEnv):
@@ -237,6 +238,11 @@ class SB3OffPolicyAgent:
         d = self.vec.action_space.shape[0]
         noise = NormalActionNoise(np.zeros(d), action_noise_std * np.ones(d))
         return sb3.TD3("MlpPolicy", self.vec, action_noise=noise, policy_kwargs={"net_arch": net_arch}, **common, **kw)
+
+    @property
+    def evals_per_update(self) -> int:
+        """Evaluations per update: one vector step of K, or ARS's population of 2·n_delta policies."""
+        return int(self.model.pop_size) if self.algo == "ars" else self.vec.num_envs
 
     def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
         """Train for ``budget`` evaluations (whole vector steps of K) and return the best and final prompts."""

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .algos import OFFPOLICY_ALGORITHMS
 from .common import append_jsonl, jsonable, load_results, machine, parse_config, setup_logging, versions
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ ALGORITHMS: dict[str, Factory] = {
     "cma": cma,
     "cma-diag": cma_diag,
     "ppo": ppo,
+    **OFFPOLICY_ALGORITHMS,  # offpolicy, gp, racing, anchor, sac, td3, crossq, ars (issue 10; runners/algos.py)
 }
 
 
@@ -124,7 +126,8 @@ class CompareConfig:
     """A registered id (``import crlprompt`` registers ``CRLPrompt/...``; see ``crlprompt.env_ids()``)."""
     algos: str = "random,es,cma,ppo"
     """Comma-separated algorithms: random, es (OpenAI-ES), cma (CMA-ES on the env's action),
-    cma-diag (separable CMA-ES on the full prompt), ppo (SB3 PPO); see ALGORITHMS."""
+    cma-diag (separable CMA-ES on the full prompt), ppo (SB3 PPO); off-policy and bandit agents:
+    offpolicy, gp, racing, anchor, sac, td3, crossq, ars (runners/algos.py); see ALGORITHMS."""
     budget: int = 2000
     """Prompt evaluations per run (env steps for PPO, sampled actions for the others)."""
     seeds: str = "0"
