@@ -81,15 +81,18 @@ def test_an_interrupted_run_resumes_its_missing_cells_only(done, tmp_path):
     src, _ = done
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("config.json", "baselines.jsonl"):
-        (out / name).write_text((src / name).read_text())
+    (out / "config.json").write_text((src / "config.json").read_text())
+    base = (src / "baselines.jsonl").read_text().splitlines()
+    (out / "baselines.jsonl").write_text("\n".join(line for line in base if '"gradient"' not in line or '"data_seed": 1' in line) + "\n")
     first = (src / "results.jsonl").read_text().splitlines()[:3]
     (out / "results.jsonl").write_text("\n".join(first) + "\n" + first[3 - 1][:40])  # a torn last line
     records = run(out, "--no-save-prompts", seeds="0,1,2")
     got = [(r["algo"], r["seed"], r["data_seed"]) for r in records]
     assert got[:3] == [(r["algo"], r["seed"], r["data_seed"]) for r in map(json.loads, first)]
     assert sorted(got) == sorted((a, s, d) for d in (0, 1) for a in ("random", "cma") for s in (0, 1, 2))
-    assert len(lines(out / "baselines.jsonl")) == 4  # the baselines were not recomputed
+    now = lines(out / "baselines.jsonl")  # only the missing gradient row of data seed 0 was added
+    assert sorted((b["algo"], b["data_seed"]) for b in now) == [("gradient", 0), ("gradient", 1), ("start", 0), ("start", 1)]
+    assert [json.loads(line) for line in base if '"start"' in line] == [b for b in now if b["algo"] == "start"]
     # the same run again does nothing new
     assert len(run(out, "--no-save-prompts", seeds="0,1,2")) == 12
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Collection, Iterator
 
 import numpy as np
 import torch
@@ -15,22 +16,26 @@ from ..build import build_model
 from ..scoring import accuracy
 
 
-def baselines(search, *, seed: int = 0, grad_epochs: float = 50.0, grad_lr: float = 1e-2) -> list[dict]:
-    """Records of the start prompt, HandCraft (verbalizer heads only) and the gradient ceiling."""
+def baselines(
+    search, *, seed: int = 0, grad_epochs: float = 50.0, grad_lr: float = 1e-2, skip: Collection[str] = ()
+) -> Iterator[dict]:
+    """Records of the start prompt, HandCraft (verbalizer heads only) and the gradient ceiling
+    (those not named in ``skip``), each yielded as soon as it is scored."""
     setup = search.setup
     center = search.center.detach()
-    reward, _ = search.rewards(center[None], np.random.default_rng(seed))
-    recs = [{"algo": "start", "seed": seed, "evals": 1, "example_forwards": len(search.data), "seconds": 0.0,
-             "env_reward": float(reward[0]), "selected_rl_acc": accuracy(setup.model, setup.rl, theta=center),
-             "selected_test_acc": accuracy(setup.model, setup.test, theta=center)}]  # fmt: skip
-    if setup.model.head_kind == "verbalizer":
+    if "start" not in skip:
+        reward, _ = search.rewards(center[None], np.random.default_rng(seed))
+        yield {"algo": "start", "seed": seed, "evals": 1, "example_forwards": len(search.data), "seconds": 0.0,
+               "env_reward": float(reward[0]), "selected_rl_acc": accuracy(setup.model, setup.rl, theta=center),
+               "selected_test_acc": accuracy(setup.model, setup.test, theta=center)}  # fmt: skip
+    if setup.model.head_kind == "verbalizer" and "handcraft" not in skip:
         plain = build_model(setup.lm, setup.spec, prompt="shallow", num_tokens=0, head="verbalizer").to(search.model.device)
         none = torch.zeros(0)
-        recs.append({"algo": "handcraft", "seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0,
-                     "selected_rl_acc": accuracy(plain, setup.rl, theta=none),
-                     "selected_test_acc": accuracy(plain, setup.test, theta=none)})  # fmt: skip
-    recs.append({"algo": "gradient", "seed": seed, **gradient_ceiling(search, seed=seed, epochs=grad_epochs, lr=grad_lr)})
-    return recs
+        yield {"algo": "handcraft", "seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0,
+               "selected_rl_acc": accuracy(plain, setup.rl, theta=none),
+               "selected_test_acc": accuracy(plain, setup.test, theta=none)}  # fmt: skip
+    if "gradient" not in skip:
+        yield {"algo": "gradient", "seed": seed, **gradient_ceiling(search, seed=seed, epochs=grad_epochs, lr=grad_lr)}
 
 
 def gradient_ceiling(search, *, seed: int = 0, epochs: float = 50.0, lr: float = 1e-2) -> dict:

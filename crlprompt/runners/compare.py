@@ -273,7 +273,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
         seed_kw = {} if data_seed is None else {"data_seed": data_seed}
         ds = _ds(options, seed_kw)
         todo = [(a, s) for a in cfg.algo_list for s in cfg.seed_list if (a, s, ds) not in done]
-        need_base = cfg.baselines and ("start", cfg.seed_list[0], ds) not in done
+        need_base = cfg.baselines and ("gradient", cfg.seed_list[0], ds) not in done  # the last baseline row
         if todo or need_base:
             plan.append((seed_kw, todo, need_base))
     out = Path(cfg.out)
@@ -302,9 +302,11 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
                 return accuracy(setup.model, data, theta=torch.as_tensor(prompt, dtype=torch.float32))
 
             common = {"env_id": cfg.env_id, "data_seed": ds, "env_kwargs": env_kwargs, **stamp}
-            if need_base:
+            if need_base:  # a resumed run may hold some of them already
                 bar.set_description(f"baselines, data {ds}")
-                for rec in baselines(search, seed=cfg.seed_list[0], grad_epochs=cfg.grad_epochs, grad_lr=cfg.grad_lr):
+                have = {a for a, s, d in done if s == cfg.seed_list[0] and d == ds}
+                for rec in baselines(search, seed=cfg.seed_list[0], grad_epochs=cfg.grad_epochs, grad_lr=cfg.grad_lr,
+                                     skip=have):  # fmt: skip
                     rec = {**common, **rec}
                     append_jsonl(out / "baselines.jsonl", rec)
                     base.append(jsonable(rec))
