@@ -199,3 +199,24 @@ def test_k_larger_than_a_class_has_is_a_data_error_naming_the_fix():
 
     with pytest.raises(DataError, match="pass a smaller k"):
         gym.make(TINY, k_shot=200)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"projection": "bbt", "projection_dim": 16, "reward": "ce"},
+        {"projection": "bbt_layer", "projection_dim": 8, "reward": "softmax_diff", "reward_split": "train"},
+        {"head": "verbalizer", "start": "handcraft", "projection": "bbt", "reward": "hinge"},
+    ],
+)
+def test_env_checkers_pass_with_the_new_options(kw):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(TINY, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env.unwrapped, skip_close_check=True)
+        sb3_check_env(env.unwrapped, warn=False)
