@@ -226,6 +226,7 @@ def report(paths: list[Path]) -> str:
         abl = [m for m in models if any(r["model"] == m and r["method"].startswith("crl-") for r in recs)]
         if abl and title.startswith("Full"):
             out += ["## Full data: Table 2 (ablation)\n", table(recs, tasks, abl, ABLATION_METHODS, ABLATION_NAMES)]
+            out += ["## Full data: paired differences with Prompt v2\n", paired_table(recs)]
     if few:
         out += ["## Few-shot: paired differences with Prompt v2\n", paired_table(few)]
         if any(r["tag"] for r in few):
