@@ -2,6 +2,7 @@
 
     python -m crlprompt.runners.tables runs/paper                       # Table 1 / 2 of a results dir
     python -m crlprompt.runners.tables results/ results/repro/kshot.jsonl   # every table the records hold
+    python -m crlprompt.runners.tables --runs results/main_job              # one row per run
 
 Records written before the method table changed are read in today's names: their ``ptv1`` was
 shallow prompt tuning (now ``prompt-tuning``), their ``handcraft`` used the cloze templates
@@ -235,10 +236,31 @@ def report(paths: list[Path]) -> str:
     return "\n".join(out)
 
 
+def runs_table(results: list[dict]) -> str:
+    """One row per run record: what ``crl-prompt train`` prints, with its machine and commit."""
+    head = ("| run | test acc | best after phase 1 (CE only): test | best D_RL acc | steps | minutes | device, threads "
+            "| commit |")  # fmt: skip
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        m = r.get("machine") or {}
+        threads = m.get("torch_threads") or (r.get("command", "").split("--threads ")[1].split()[0]
+                                             if "--threads " in r.get("command", "") else "?")  # fmt: skip
+        lines.append(
+            f"| {r['task']}/{r['model']} {r['method']} seed {r['seed']} | {r['test_acc']:.4f} | "
+            f"{r.get('phase1_test_acc', float('nan')):.4f} | {r.get('rl_acc', float('nan')):.4f} | {r.get('steps', '–')} | "
+            f"{r.get('wall_seconds_total', r.get('seconds', 0)) / 60:.1f} | {r.get('device', '?')}, {threads} "
+            f"| {(r.get('versions') or {}).get('commit', '?')[:7]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--runs":  # one row per run (e.g. the README's main job)
+        print(runs_table(collect([Path(a) for a in argv[1:]])))
+        return
     if not argv:
-        raise SystemExit("usage: python -m crlprompt.runners.tables RESULTS_DIR_OR_JSONL [...]")
+        raise SystemExit("usage: python -m crlprompt.runners.tables [--runs] RESULTS_DIR_OR_JSONL [...]")
     if len(argv) == 1 and Path(argv[0]).is_dir() and any(Path(argv[0]).glob("results.jsonl")):
         root = Path(argv[0])  # a reproduce output directory: (re)write its table1.md / table2.md
         t1, t2, results = merge(root)

@@ -113,6 +113,7 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
             "steps": summary["steps"], "seconds": time.perf_counter() - t0, "trainable_params": trainable,
             "total_params": total, "n_train": len(setup.train), "n_rl": len(setup.rl), "n_test": len(setup.test),
             "device": str(device), "versions": versions(),
+            "config": {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)},
         }  # fmt: skip
         metrics.write(json.dumps(record) + "\n")
         metrics.close()
