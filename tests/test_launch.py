@@ -67,3 +67,29 @@ def test_reproduce_on_ray_gathers_the_same_records_and_skips_finished(tmp_path):
     recs = crl.load_results(tmp_path / "results.jsonl")
     assert sorted(r["seed"] for r in recs) == [0, 1] and len(first) == len(again) == 2
     assert all(0 <= r["test_acc"] <= 1 for r in recs)
+
+
+@pytest.mark.slow
+def test_compare_on_ray_matches_local_records(tmp_path):
+    """`crl-prompt compare --launcher ray`: each run is a Ray task building its own env; the
+    records equal the local launcher's (same seeds, same rewards) and a rerun skips them."""
+    pytest.importorskip("ray")
+    import ray
+
+    from crlprompt.runners.compare import CompareConfig, run_compare
+
+    common = dict(env_id="CRLPrompt/Tiny-Proj64-v0", algos="random,es", budget=40, seeds="0,1", num_envs=20,
+                  baselines=False, save_prompts=False, progress=False)  # fmt: skip
+    local = run_compare(CompareConfig(out=tmp_path / "local", **common))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_compare(CompareConfig(out=tmp_path / "ray", launcher="ray", **common))
+        again = run_compare(CompareConfig(out=tmp_path / "ray", launcher="ray", **common))
+    finally:
+        ray.shutdown()
+
+    def key(rs):
+        return sorted((r["algo"], r["seed"], round(r["best_env_reward"], 6), round(r["selected_test_acc"], 6)) for r in rs)
+
+    assert key(remote) == key(local) and len(again) == 4
+    assert len((tmp_path / "ray" / "results.jsonl").read_text().splitlines()) == 4  # nothing run twice

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
 from .algos import OFFPOLICY_ALGORITHMS
@@ -154,6 +154,12 @@ class CompareConfig:
     """Start afresh in an ``out`` that holds records of other settings (they are deleted)."""
     progress: bool = True
     """Show a progress bar with the best-so-far reward."""
+    launcher: Literal["local", "ray"] = "local"
+    """local: runs one after another here, around one shared model; ray: one Ray task per run (ray extra)."""
+    ray_address: str | None = None
+    """With --launcher ray: the cluster to join (auto, ray://head:10001); None starts a local Ray instance."""
+    cpus_per_run: int = 1
+    """With --launcher ray: CPUs (and torch threads) per run."""
 
     def __post_init__(self) -> None:
         algos = self.algo_list
@@ -262,7 +268,9 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     from ..envs import EnvConfig, make_search
     from ..scoring import accuracy
     from .baselines import baselines
+    from .compare_cells import remote_cell, run_one
     from .compare_report import markdown_table, plot_curves
+    from .launch import run_cells
 
     options = _env_options(cfg.env_id)
     env_kwargs, algo_kwargs = json.loads(cfg.env_kwargs), json.loads(cfg.algo_kwargs)
@@ -277,7 +285,14 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
         if todo or need_base:
             plan.append((seed_kw, todo, need_base))
     out = Path(cfg.out)
-    lm, bar, stamp = None, None, {"versions": versions()}
+    lm, bar, stamp, jobs = None, None, {"versions": versions()}, []
+
+    def finished(job: tuple, rec: dict) -> None:  # in this process, as each run ends (any launcher)
+        append_jsonl(out / "results.jsonl", rec)
+        runs.append(jsonable(rec))
+        if bar is not None:
+            bar.update(cfg.budget if cfg.launcher == "ray" else 0)
+
     try:
         for seed_kw, todo, need_base in plan:
             t0 = time.perf_counter()
@@ -311,40 +326,17 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
                     append_jsonl(out / "baselines.jsonl", rec)
                     base.append(jsonable(rec))
             center = search.center.detach().cpu().numpy()
-            center_rl, center_test = acc(center, setup.rl), acc(center, setup.test)
+            common = {**common, "center_rl_acc": acc(center, setup.rl), "center_test_acc": acc(center, setup.test)}
             for algo, seed in todo:
+                job = (cfg, ALGORITHMS[algo], algo, seed, {**env_kwargs, **seed_kw}, algo_kwargs.get(algo, {}), common)
+                if cfg.launcher == "ray":  # each Ray task builds its own env; records are written as they end
+                    jobs.append(({**options, **env_kwargs, **seed_kw}, job))
+                    continue
                 bar.set_description(f"{algo} seed {seed} data {ds}")
-                agent, env = ALGORITHMS[algo](cfg.env_id, run_kw, seed, num_envs=cfg.num_envs, **algo_kwargs.get(algo, {}))
-                seen = [0]
-
-                def progress(evals: int, best: float, seen=seen) -> None:
-                    bar.update(evals - seen[0])
-                    bar.set_postfix(best=f"{best:.3f}", refresh=False)
-                    seen[0] = evals
-
-                result = agent.learn(cfg.budget, callback=progress)
-                bar.update(cfg.budget - seen[0])  # a run may stop short of the budget (whole generations)
-                s = search_of(env)
-                best_rl, final_rl = acc(result.best_prompt, setup.rl), acc(result.final_prompt, setup.rl)
-                best_test, final_test = acc(result.best_prompt, setup.test), acc(result.final_prompt, setup.test)
-                which = "best" if best_rl >= final_rl else "final"
-                rec = {
-                    **common, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
-                    "example_forwards": result.evals * (s.reward_batch_size or len(s.data)),
-                    "seconds": result.seconds, "evals_per_s": result.evals_per_second, "action_dim": int(s.action_dim),
-                    "reward": s.reward_kind, "center_rl_acc": center_rl, "center_test_acc": center_test,
-                    "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
-                    "best_rl_acc": best_rl, "final_rl_acc": final_rl, "best_test_acc": best_test,
-                    "final_test_acc": final_test, "selected": which,
-                    "selected_rl_acc": max(best_rl, final_rl), "selected_test_acc": best_test if which == "best" else final_test,
-                    "history": result.history, "algo_kwargs": algo_kwargs.get(algo, {}),
-                }  # fmt: skip
-                if cfg.save_prompts:
-                    name = f"{algo}-s{seed}" + ("" if not seed_kw else f"-d{ds}")
-                    rec["checkpoint"] = str(result.save(out / "runs" / name, env, which=which, meta={"seed": seed}).parent)
-                append_jsonl(out / "results.jsonl", rec)
-                runs.append(jsonable(rec))
-                env.close()
+                finished(job, run_one(*job, setup=setup, bar=bar))
+        if jobs:
+            run_cells(jobs, remote_cell, lambda job, rec: finished(job[1], rec), launcher="ray",
+                      address=cfg.ray_address, cpus_per_cell=cfg.cpus_per_run)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -381,7 +373,7 @@ def _preflight(cfg: CompareConfig, run_kw: dict, algo_kwargs: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> CompareConfig:
-    return parse_config(CompareConfig, argv, __doc__.split("\n\n")[0])
+    return parse_config(CompareConfig, argv, __doc__.split("\n\n")[0], "crl-prompt compare")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

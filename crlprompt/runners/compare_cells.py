@@ -1,0 +1,67 @@
+"""One cell of ``crl-prompt compare``: an (algorithm, seed, data seed) search and its record.
+
+``run_one`` runs in the driver around the shared model (``--launcher local``); ``remote_cell``
+is the same cell as a Ray task, which builds its own env from the id and options first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+
+def run_one(cfg: Any, factory: Callable, algo: str, seed: int, env_kwargs: dict, algo_kwargs: dict, common: dict,
+            *, setup: Any = None, bar: Any = None) -> dict:  # fmt: skip
+    """Search with ``factory``'s agent for ``cfg.budget`` evaluations; re-score its prompts on D_RL
+    and test, keep the one better on D_RL (the *selected* prompt) and return the run's record."""
+    import torch
+
+    from ..agents.base import search_of
+    from ..scoring import accuracy
+
+    run_kw = dict(env_kwargs) if setup is None else {**env_kwargs, "setup": setup}
+    agent, env = factory(cfg.env_id, run_kw, seed, num_envs=cfg.num_envs, **algo_kwargs)
+    s = search_of(env)
+    setup = s.setup
+    seen = [0]
+
+    def progress(evals: int, best: float) -> None:
+        if bar is not None:
+            bar.update(evals - seen[0])
+            bar.set_postfix(best=f"{best:.3f}", refresh=False)
+        seen[0] = evals
+
+    def acc(prompt, data) -> float:
+        return accuracy(setup.model, data, theta=torch.as_tensor(prompt, dtype=torch.float32))
+
+    result = agent.learn(cfg.budget, callback=progress)
+    if bar is not None:
+        bar.update(cfg.budget - seen[0])  # a run may stop short of the budget (whole generations)
+    best_rl, final_rl = acc(result.best_prompt, setup.rl), acc(result.final_prompt, setup.rl)
+    best_test, final_test = acc(result.best_prompt, setup.test), acc(result.final_prompt, setup.test)
+    which = "best" if best_rl >= final_rl else "final"
+    rec = {
+        **common, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
+        "example_forwards": result.evals * (s.reward_batch_size or len(s.data)),
+        "seconds": result.seconds, "evals_per_s": result.evals_per_second, "action_dim": int(s.action_dim),
+        "reward": s.reward_kind, "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
+        "best_rl_acc": best_rl, "final_rl_acc": final_rl, "best_test_acc": best_test,
+        "final_test_acc": final_test, "selected": which,
+        "selected_rl_acc": max(best_rl, final_rl), "selected_test_acc": best_test if which == "best" else final_test,
+        "history": result.history, "algo_kwargs": algo_kwargs,
+    }  # fmt: skip
+    if cfg.save_prompts:
+        ds = common["data_seed"]
+        name = f"{algo}-s{seed}" + ("" if "data_seed" not in env_kwargs else f"-d{ds}")
+        rec["checkpoint"] = str(result.save(Path(cfg.out) / "runs" / name, env, which=which, meta={"seed": seed}).parent)
+    env.close()
+    return rec
+
+
+def remote_cell(cell: tuple[dict, tuple]) -> dict:
+    """A cell as a Ray task: build the env from its options (the model loads in the worker), then run it."""
+    from ..envs import EnvConfig, make_search
+
+    options, job = cell
+    search = make_search(EnvConfig.from_kwargs(**options), require_test=True)
+    return run_one(*job, setup=search.setup)
