@@ -200,8 +200,8 @@ def _describe(scales: torch.Tensor) -> str:
 def resolve_search(config: EnvConfig | None, search: PromptSearch | None, kwargs: dict[str, Any]) -> PromptSearch:
     """The search an env constructor was given: an EnvConfig, keyword options (``gym.make``), a
     built ``search``, or ``setup=<a built Setup>`` to reuse its model and data as they are."""
-    if search is not None:
-        if config is not None or kwargs:
+    if search is not None:  # its config fixes every option; gym.make's registered kwargs do not apply
+        if config is not None and config is not search.config:
             raise ConfigError("pass search= alone: its config already fixes every option")
         return search
     built = kwargs.pop("setup", None)
