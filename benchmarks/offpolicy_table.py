@@ -39,6 +39,21 @@ def curve(records: list[dict]) -> dict[int, list[float]]:
     return dict(sorted(out.items()))
 
 
+def reward_curve(records: list[dict]) -> dict[int, float]:
+    """evals -> mean over runs of the best env reward so far (each run's history is a step function)."""
+    grid = sorted({e for r in records for e, _ in r["history"]})
+    out = {}
+    for e in grid:
+        vals = [max((b for x, b in r["history"] if x <= e), default=None) for r in records]
+        if all(v is not None for v in vals):
+            out[e] = statistics.mean(vals)
+    return out
+
+
+def first_reach(curve_: dict[int, float], target: float) -> int | None:
+    return next((e for e, v in curve_.items() if v >= target - 1e-9), None)
+
+
 def evals_to_reach(points: dict[int, list[float]], target: float, seeds: int) -> int | None:
     """The first checkpoint whose mean test accuracy over all seeds reaches ``target``."""
     for evals, accs in points.items():
@@ -58,10 +73,12 @@ def search_tables(records: list[dict]) -> str:
         runs = {a: [r for r in recs if r["algo"] == a] for a in algos}
         points = {a: curve(runs[a]) for a in algos}
         checkpoints = sorted({e for p in points.values() for e in p})
-        targets = {}
+        targets, rtargets = {}, {}
+        rewards = {a: reward_curve(runs[a]) for a in algos}
         for ref in ("es", "ppo"):
             if ref in runs and budget in points[ref]:
                 targets[ref] = statistics.mean(points[ref][budget])
+                rtargets[ref] = statistics.mean(r["best_env_reward"] for r in runs[ref])
         kw = json.dumps(recs[0]["env_kwargs"])
         out.append(f"### (a) {env_id} {kw}, budget {budget} evaluations\n")
         out.append("Test accuracy of the best-scored prompt at each number of evaluations (mean ± std over seeds); "
@@ -82,6 +99,19 @@ def search_tables(records: list[dict]) -> str:
             out.append("| " + " | ".join(row) + " |")
         center = statistics.mean(r["center_test_acc"] for r in recs)
         out.append(f"\nStart prompt (the env's center): test accuracy {center:.3f}.\n")
+        out.append("Best env reward (what the agents maximise: the id's reward on D_RL or its minibatch) at the full "
+                   "budget, and the evaluations after which the mean best-so-far reward first reaches ES's / PPO's "
+                   "at the full budget:\n")  # fmt: skip
+        head = ["algo", "best env reward", *[f"to reach {t.upper()} ({v:.3f})" for t, v in rtargets.items()]]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for a in algos:
+            row = [a, ms([r["best_env_reward"] for r in runs[a]])]
+            for t, v in rtargets.items():
+                e = first_reach(rewards[a], v)
+                row.append("—" if e is None else f"{e} ({e / budget:.0%})")
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
     return "\n".join(out)
 
 
