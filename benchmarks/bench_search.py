@@ -14,11 +14,16 @@ stopped. The grid was sized from step 1 on a shared 2-core CPU (one process, one
 * ``sst2-smollm2-cma-1000``: CMA-ES on ``SST2-SmolLM2-16Shot`` at 1,000 evaluations (about
   35 minutes at 2.1 s per evaluation), with the start, HandCraft and gradient rows of each data
   seed: data seed 13 first, 21 and 42 last (as many as the wall-clock allows; reruns resume).
-* ``sst2-minilm-240`` / ``sst2-minilm-1000``: random, ES, CMA-ES and PPO on ``SST2-MiniLM-16Shot``
-  at 240 (12 generations of 20) and 1,000 evaluations, data seeds 13, 21, 42 (about 0.13 s per
-  evaluation: 1,250 evaluations x 4 algorithms x 3 data seeds in about 25 minutes of search).
+* ``sst2-minilm-240`` / ``sst2-minilm-1000``: random, ES, CMA-ES (and at 1,000 separable CMA-ES on
+  the full prompt, ``cma-diag``) and PPO on ``SST2-MiniLM-16Shot`` at 240 (12 generations of 20)
+  and 1,000 evaluations, LM-BFF's five data seeds (about 0.12 s per evaluation: 2 minutes per
+  1,000-evaluation run, PPO about twice that).
+* ``sst2-minilm-cma-8000``: CMA-ES at BBT's 8,000 evaluations on data seed 13, timed end to end.
+* ``trec-minilm-1000``: the four algorithms on ``TREC-MiniLM-16Shot`` (96-row fitness), data
+  seeds 13, 21, 42.
 
-Order: (SmolLM2, 13), the MiniLM cells, (SmolLM2, 21), (SmolLM2, 42) (``PLAN``).
+Order: (SmolLM2, 13), the MiniLM cells, (SmolLM2, 21), (SmolLM2, 42) (``PLAN``); the cells'
+other data seeds after that.
 
 ``--cells`` picks cell groups by name; ``--data-seeds`` overrides the data seeds.
 """
@@ -42,12 +47,18 @@ OUT = ROOT / "results" / "search"
 CELLS: dict[str, dict] = {
     "sst2-smollm2-cma-1000": {"env_id": "CRLPrompt/SST2-SmolLM2-16Shot-v0", "algos": "cma", "budget": 1000},
     "sst2-minilm-240": {"env_id": "CRLPrompt/SST2-MiniLM-16Shot-v0", "algos": "random,es,cma,ppo", "budget": 240},
-    "sst2-minilm-1000": {"env_id": "CRLPrompt/SST2-MiniLM-16Shot-v0", "algos": "random,es,cma,ppo", "budget": 1000},
+    "sst2-minilm-1000": {"env_id": "CRLPrompt/SST2-MiniLM-16Shot-v0", "algos": "random,es,cma,cma-diag,ppo",
+                         "budget": 1000},
+    "sst2-minilm-cma-8000": {"env_id": "CRLPrompt/SST2-MiniLM-16Shot-v0", "algos": "cma", "budget": 8000},
+    "trec-minilm-1000": {"env_id": "CRLPrompt/TREC-MiniLM-16Shot-v0", "algos": "random,es,cma,ppo", "budget": 1000},
 }
-DATA_SEEDS = (13, 21, 42)
-#: (cell, data seed) in run order: one SmolLM2 data seed first, the MiniLM grid, then the rest.
+DATA_SEEDS = (13, 21, 42, 87, 100)  # LM-BFF's five
+#: (cell, data seed) in run order, cheapest evidence first: the MiniLM grid over five data seeds,
+#: CMA-ES at 8,000 evaluations (the end-to-end speed target), TREC, then SmolLM2's other seeds.
 PLAN = [("sst2-smollm2-cma-1000", 13), *[("sst2-minilm-240", d) for d in DATA_SEEDS],
-        *[("sst2-minilm-1000", d) for d in DATA_SEEDS], ("sst2-smollm2-cma-1000", 21), ("sst2-smollm2-cma-1000", 42)]
+        *[("sst2-minilm-1000", d) for d in DATA_SEEDS], ("sst2-minilm-cma-8000", 13),
+        *[("trec-minilm-1000", d) for d in DATA_SEEDS[:3]], ("sst2-smollm2-cma-1000", 21),
+        ("sst2-smollm2-cma-1000", 42)]  # fmt: skip
 
 
 def measure(rows: int = 32, k: int = 20, repeats: int = 3) -> list[dict]:

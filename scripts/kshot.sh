@@ -42,8 +42,13 @@ done
 $PY -m crlprompt.runners.crl --tasks trec --k-shots 16 --data-seeds "${SEEDS5[@]}" --seeds 0 --methods crl \
     --contrast-mode noise --tag contrast-noise --phase1-epochs 10 --phase2-epochs 10 --out "$OUT/trec-k16" \
     --results "$RESULTS" "${COMMON[@]}"
-# 4. Where time allows: TREC training seed 1, SST-2 16-shot (32 rows: 1 step per epoch, 30 + 30 epochs), TREC 64-shot
+# 4. Where time allows: TREC training seed 1 (done), SST-2 16-shot (32 rows: 1 step per epoch, 30 + 30
+#    epochs), AG News 16-shot (64 rows: 2 steps per epoch, 15 + 15 epochs), TREC 64-shot (384 rows: 12 steps
+#    per epoch, 3 + 3 epochs), then the second training seed of SST-2 and AG News.
 grid trec 16 10 1
 grid sst2 16 30 0
+grid agnews 16 15 0
 grid trec 64 3 0
+grid sst2 16 30 1
+grid agnews 16 15 1
 $PY -m crlprompt.runners.tables results/repro

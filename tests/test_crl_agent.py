@@ -260,6 +260,18 @@ def test_phase1_only_reports_phase1_as_final(setup):
     assert out["phase1_test_acc"] == out["test_acc"] and out["phase1_rl_acc"] == out["rl_acc"]
 
 
+def test_phase2_lr_changes_phase_2_only():
+    """The paper's protocol: phase 1 at lr, phase 2 at phase2_lr (None = lr)."""
+    def history(**kw):
+        return plain(CRLAgent(tiny_setup(), small_learn_config(**kw), seed=0, progress=False).learn()["history"])
+
+    same, default, other = history(phase2_lr=1e-2), history(), history(phase2_lr=1e-1)
+    assert same == default  # phase2_lr equal to lr is the default
+    p1 = [h for h in default if h["phase"] == 1]
+    assert p1 == [h for h in other if h["phase"] == 1]  # phase 1 does not see phase2_lr
+    assert [h for h in default if h["phase"] == 2] != [h for h in other if h["phase"] == 2]
+
+
 def test_non_finite_loss_stops_with_a_clear_error(setup):
     with torch.no_grad():
         setup.model.head.linear.weight.fill_(float("inf"))
@@ -281,6 +293,8 @@ def test_non_finite_loss_stops_with_a_clear_error(setup):
         ({"prompt_dropout": 1.0}, "prompt_dropout"),
         ({"rl_estimator": "antithetic", "rl_samples": 3}, "antithetic.*even"),
         ({"rl_estimator": "ppo"}, "rl_estimator must be one of"),
+        ({"phase2_lr": 0.0}, "phase2_lr must be"),
+        ({"phase2_lr": float("nan")}, "phase2_lr must be"),
     ],
 )
 def test_config_validation(kw, match):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from crlprompt.agents.crl import CRLConfig
+from crlprompt.errors import ConfigError
 from crlprompt.runners import crl, tables
 from crlprompt.runners.common import mean_std
 from crlprompt.runners.crl import Cell, ReproduceConfig, grid, record_cell, reproduce
@@ -50,6 +51,38 @@ def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("a recorded run was redone"))
     again = reproduce(tiny_kshot(tmp_path / "out", results=results))
     assert len(again) == 4 and results.read_text().count("\n") == 4
+
+
+def test_phase2_lr_protocol_keeps_the_best_on_d_rl(tmp_path):
+    """--phase2-lrs: one run per phase-2 lr, the record of the best D_RL accuracy, every point kept."""
+    agent = CRLConfig(phase1_epochs=0.5, phase2_epochs=1, lr=1e-2, rl_interval=1)
+    cfg = tiny_kshot(tmp_path / "out", methods=("crl",), k_shots=(), data_seeds=(0,), tag="paper-lr",
+                     phase2_lrs=(1e-3, 1e-1), agent=agent)  # fmt: skip
+    (rec,) = reproduce(cfg)
+    grid = rec["phase2_lr_grid"]
+    assert [p["phase2_lr"] for p in grid] == [1e-3, 1e-1]
+    assert grid[0]["phase1_rl_acc"] == grid[1]["phase1_rl_acc"]  # phase 1 is the same run
+    assert grid[1]["rl_acc"] > grid[0]["rl_acc"]  # here the second rate wins on D_RL ...
+    assert rec["config"]["agent"]["phase2_lr"] == 1e-1 and rec["test_acc"] == grid[1]["test_acc"]  # ... and is kept
+    assert rec["tag"] == "paper-lr" and (tmp_path / "out" / "runs" / "tiny-tiny-bert-crl-s0-paper-lr-lr2_0.1").is_dir()
+    with pytest.raises(ConfigError, match="--tag"):
+        tiny_kshot(tmp_path, phase2_lrs=(1e-3,))
+    with pytest.raises(ConfigError, match="> 0"):
+        tiny_kshot(tmp_path, phase2_lrs=(0.0,), tag="x")
+
+
+def test_a_protocol_tag_is_paired_within_itself():
+    """Runs tagged like their Prompt v2 partners pair with them, not with untagged runs."""
+    recs = [_rec("ptv2", 0.9, d) for d in (13, 21, 42)] + [_rec("ptv2", 0.5, d, tag="paper-lr") for d in (13, 21, 42)]
+    recs += [_rec("crl", 0.6, d, tag="paper-lr", phase2_lr_grid=[{}]) for d in (13, 21, 42)]
+    for r in recs:
+        r["config"]["agent"].update(lr=1e-3, phase2_lr=2e-3)
+    recs = [tables.normalize(r) for r in recs]
+    text = tables.paired_table(recs, tag="paper-lr")
+    assert "+0.100" in text and "CRL-Prompt better" in text  # 0.6 - 0.5, not 0.6 - 0.9
+    report = "\n".join(tables.few_shot_sections(recs))
+    assert "protocol `paper-lr`" in report and "phase-2 lr chosen on D_RL (runs): 0.002: 3" in report
+    assert "sweep" not in report
 
 
 def _rec(method, acc, data_seed=13, seed=0, k=16, tag="", **extra):

@@ -14,6 +14,10 @@ Few-shot grids (LM-BFF): ``--k-shots 16 64 --data-seeds 13 21 42 87 100`` adds k
 and the data seed to the grid; ``--tag NAME`` names a variant of the agent config (a sweep
 point), so several variants share one results file. Every record carries the commit, the
 package versions and the machine.
+
+The paper's learning-rate protocol (phase 1 at 1e-3, phase 2 at the best on D_RL of four rates):
+``--lr 1e-3 --phase2-lrs 1e-3 2e-3 5e-4 1e-4 --tag paper-lr``; every method of the grid
+(Prompt v2 continues with CE in phase 2) gets the same selection, and the tables pair runs of one tag.
 """
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ from ..errors import ConfigError, ModelError
 from .common import append_jsonl, jsonable, load_results, machine, parse_config, setup_logging, versions
 from .config import METHODS, TrainConfig
 from .launch import run_cells
-from .tables import (ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, normalize, paired_table,
-                     sweep_table, table)
+from .tables import ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, few_shot_sections, normalize, table
 from .train import run
 
 log = logging.getLogger("crlprompt")
@@ -59,6 +62,9 @@ class ReproduceConfig:
     """Data seeds (D_RL split, k-shot draw); LM-BFF's are 13 21 42 87 100."""
     tag: str = ""
     """Name of this agent-config variant (a sweep point), stored in records and run names."""
+    phase2_lrs: tuple[float, ...] = ()
+    """The paper's protocol: run phase 2 at each of these learning rates (e.g. 1e-3 2e-3 5e-4 1e-4, phase 1 at
+    --lr) and keep the one with the best D_RL accuracy; every point is in the record. Needs --tag."""
     results: Path | None = None
     """Append records to this JSON-lines file instead of OUT/results.jsonl."""
     ablation: bool = False
@@ -88,6 +94,11 @@ class ReproduceConfig:
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
             raise ConfigError(f"unknown methods {bad}; choose from {tuple(METHODS)}")
+        if self.phase2_lrs and not self.tag:
+            raise ConfigError("--phase2-lrs selects runs by D_RL: name the protocol with --tag (e.g. --tag paper-lr) "
+                              "so its records are kept apart from fixed-lr runs")  # fmt: skip
+        if any(not lr > 0 for lr in self.phase2_lrs):
+            raise ConfigError(f"--phase2-lrs must all be > 0, got {self.phase2_lrs}")
 
 
 def run_name(task: str, model: str, method: str, seed: int, data_seed: int = 0, k_shot: int | None = None,
@@ -138,7 +149,7 @@ def write_tables(cfg: ReproduceConfig, results: list[dict]) -> Path:
     if cfg.k_shots or cfg.tag:
         path = cfg.out / "kshot.md"
         few = [r for r in results if r["k_shot"] is not None or r["tag"]]
-        text = paired_table(few) + ("\n" + sweep_table(few) if any(r["tag"] for r in few) else "")
+        text = "\n".join(few_shot_sections(few))
     else:
         methods = ABLATION_METHODS if cfg.ablation else cfg.methods
         names = ABLATION_NAMES if cfg.ablation else METHOD_NAMES
@@ -152,12 +163,30 @@ def write_tables(cfg: ReproduceConfig, results: list[dict]) -> Path:
 
 
 def run_cell(cfg: ReproduceConfig, cell: Cell) -> dict:
-    """Train and evaluate one cell; its record (a HandCraft cell on a model without an LM head: skipped)."""
+    """Train and evaluate one cell; its record. With ``cfg.phase2_lrs``: one run per phase-2 learning
+    rate, the record of the best on D_RL (the first of equals, in the order given) with every point
+    under ``phase2_lr_grid``."""
+    if not cfg.phase2_lrs or not METHODS[cell.method].trains:
+        return _run_one(cfg, cell, cfg.agent, cfg.out / "runs" / cell.name)
+    t0, points = time.perf_counter(), []
+    for lr in cfg.phase2_lrs:
+        agent = dataclasses.replace(cfg.agent, phase2_lr=lr)
+        points.append(_run_one(cfg, cell, agent, cfg.out / "runs" / f"{cell.name}-lr2_{lr:g}"))
+    best = max(points, key=lambda r: r["rl_acc"])  # max keeps the first of equals
+    grid = [{k: r.get(k) for k in ("rl_acc", "test_acc", "phase1_rl_acc", "phase1_test_acc")}
+            | {"phase2_lr": r["config"]["agent"]["phase2_lr"]} for r in points]  # fmt: skip
+    log.info("%s: phase-2 lr %g chosen on D_RL (%s)", cell.name, best["config"]["agent"]["phase2_lr"],
+             ", ".join(f"{p['phase2_lr']:g}: {p['rl_acc']:.4f}" for p in grid))  # fmt: skip
+    return {**best, "phase2_lr_grid": grid, "wall_seconds": time.perf_counter() - t0}
+
+
+def _run_one(cfg: ReproduceConfig, cell: Cell, agent: CRLConfig, out: Path) -> dict:
+    """One training run of ``cell`` with ``agent`` into ``out`` (HandCraft on a model without an LM head: skipped)."""
     setup = SetupConfig(task=cell.task, model=cell.model, seed=cell.seed, data_seed=cell.data_seed, k_shot=cell.k_shot,
                         data_dir=cfg.data_dir, max_train=cfg.max_train.get(cell.task),
                         max_test=cfg.max_test.get(cell.task))  # fmt: skip
-    tc = TrainConfig(setup=setup, method=cell.method, out=cfg.out / "runs" / cell.name, overwrite=True,
-                     device=cfg.device, agent=dataclasses.replace(cfg.agent))  # fmt: skip
+    tc = TrainConfig(setup=setup, method=cell.method, out=out, overwrite=True, device=cfg.device,
+                     agent=dataclasses.replace(agent))  # fmt: skip
     t0 = time.perf_counter()
     try:
         rec = run(tc, progress=cfg.progress)

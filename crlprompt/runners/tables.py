@@ -120,21 +120,22 @@ def _pairs(results: list[dict], group: tuple, method: str, tag: str, base: str) 
                 if (r["task"], r["model"], r["k_shot"]) == group and r["method"] == meth and r["tag"] == t
                 and r.get("test_acc") is not None}  # fmt: skip
 
-    a, b = acc(method, tag), acc(base, "")
+    base_tag = tag if any(r["method"] == base and r["tag"] == tag for r in results) else ""  # a protocol pairs within it
+    a, b = acc(method, tag), acc(base, base_tag)
     keys = sorted(set(a) & set(b))
     return [a[k] for k in keys], [b[k] for k in keys]
 
 
-def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"), base: str = "ptv2") -> str:
+def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"), base: str = "ptv2", tag: str = "") -> str:
     """Rows = (task, model, k, method): both accuracies, the paired difference method − base with its
-    95% CI over (data seed × training seed) pairs, wins/ties/losses, and a verdict."""
-    groups = sorted({(r["task"], r["model"], r["k_shot"]) for r in results if r["method"] == base and not r["tag"]},
+    95% CI over (data seed × training seed) pairs, wins/ties/losses, and a verdict (runs of one ``tag``)."""
+    groups = sorted({(r["task"], r["model"], r["k_shot"]) for r in results if r["method"] == base and r["tag"] == tag},
                     key=lambda g: (TASK_ORDER.index(g[0]) if g[0] in TASK_ORDER else 9, g[1], g[2] or 10**9))  # fmt: skip
     lines = [f"| Task | Model | k | Method | n pairs | {METHOD_NAMES.get(base, base)} | Method acc | Δ = method − "
              f"{METHOD_NAMES.get(base, base)} [95% CI] | W/T/L | Verdict |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for group in groups:
         for meth in methods:
-            a, b = _pairs(results, group, meth, "", base)
+            a, b = _pairs(results, group, meth, tag, base)
             if not a:
                 continue
             d = [x - y for x, y in zip(a, b)]
@@ -152,8 +153,9 @@ def sweep_table(results: list[dict], base: str = "ptv2") -> str:
     """One row per tagged variant (a sweep point): its agent settings, and the paired difference with
     the untagged ``base`` runs of the same (task, model, k, data seed, seed), with a 95% CI."""
     variants = defaultdict(list)
+    protocols = {r["tag"] for r in results if r["method"] == base}  # tags paired within themselves (paired_table)
     for r in results:
-        if r["tag"]:
+        if r["tag"] and r["tag"] not in protocols:
             variants[(r["task"], r["model"], r["k_shot"], r["method"], r["tag"])].append(r)
     lines = ["| Task | k | Variant | β | γ | N | estimator (K) | contrast | n pairs | Δ vs Prompt v2 [95% CI] | "
              "seed std of Prompt v2 | Verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -173,6 +175,17 @@ def sweep_table(results: list[dict], base: str = "ptv2") -> str:
                      f"{agent.get('rl_interval')} | {agent.get('rl_estimator')} ({agent.get('rl_samples')}) | "
                      f"{(recs[0].get('contrast_mode') or '–')} | {len(d)} | {ci} | {spread:.3f} | {beyond} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def lr_note(results: list[dict], tag: str) -> str:
+    """How often each phase-2 learning rate was chosen on D_RL under a ``--phase2-lrs`` protocol."""
+    chosen = [(r.get("config") or {}).get("agent", {}).get("phase2_lr") for r in results
+              if r["tag"] == tag and r.get("phase2_lr_grid")]  # fmt: skip
+    if not chosen:
+        return ""
+    lr1 = {(r.get("config") or {}).get("agent", {}).get("lr") for r in results if r["tag"] == tag}
+    counts = ", ".join(f"{lr:g}: {chosen.count(lr)}" for lr in sorted(set(chosen)))
+    return f"Phase 1 at lr {', '.join(f'{x:g}' for x in sorted(lr1))}; phase-2 lr chosen on D_RL (runs): {counts}.\n"
 
 
 def provenance(results: list[dict]) -> str:
@@ -229,11 +242,21 @@ def report(paths: list[Path]) -> str:
             out += ["## Full data: Table 2 (ablation)\n", table(recs, tasks, abl, ABLATION_METHODS, ABLATION_NAMES)]
             out += ["## Full data: paired differences with Prompt v2\n", paired_table(recs)]
     if few:
-        out += ["## Few-shot: paired differences with Prompt v2\n", paired_table(few)]
-        if any(r["tag"] for r in few):
-            out += ["## Few-shot sweep (tagged variants)\n", sweep_table(few)]
-        out += [f"Wall-clock: {wall_clock(few)}.\n"]
+        out += few_shot_sections(few) + [f"Wall-clock: {wall_clock(few)}.\n"]
     return "\n".join(out)
+
+
+def few_shot_sections(few: list[dict], base: str = "ptv2") -> list[str]:
+    """Paired tables of few-shot (or tagged) records: untagged runs, each protocol tag (a tag that
+    ``base`` runs carry too, paired within itself), then the sweep of the other tags."""
+    protocols = sorted({r["tag"] for r in few if r["tag"] and r["method"] == base})
+    out = ["## Few-shot: paired differences with Prompt v2\n", paired_table(few, base=base)]
+    for tag in protocols:
+        out += [f"## Few-shot, protocol `{tag}`: paired differences with Prompt v2\n", lr_note(few, tag),
+                paired_table(few, base=base, tag=tag)]  # fmt: skip
+    if any(r["tag"] and r["tag"] not in protocols for r in few):
+        out += ["## Few-shot sweep (tagged variants)\n", sweep_table(few, base=base)]
+    return out
 
 
 def runs_table(results: list[dict]) -> str:
