@@ -10,7 +10,7 @@ import pytest
 
 from crlprompt.errors import ConfigError
 from crlprompt.runners import compare
-from crlprompt.runners.compare_report import markdown_table, normalized_gains
+from crlprompt.runners.compare_report import load_tree, markdown_table, normalized_gains, separation
 
 TINY = "CRLPrompt/Tiny-Proj64-v0"
 ENV_KW = '{"sigma": 1.0, "reward": "hinge"}'
@@ -165,3 +165,33 @@ def test_markdown_table_of_synthetic_records():
     assert normalized_gains(runs, base) == pytest.approx([0.5, 1.0])
     table = markdown_table(runs, base)
     assert "| cma | 2 | 500 | 100 | 3200 ± 0 | 0.800 ± 0.000 | 0.800 ± 0.141 | +30.0 ± 14.1 | 0.75 ± 0.35 |" in table
+
+
+def _run(algo, seed, data_seed, test, rl=0.5, budget=100):
+    return {"env_id": "E", "algo": algo, "seed": seed, "data_seed": data_seed, "budget": budget, "evals": budget,
+            "action_dim": 500, "selected_rl_acc": rl, "selected_test_acc": test, "seconds": 1.0, "evals_per_s": 1.0,
+            "example_forwards": 32}  # fmt: skip
+
+
+def test_separation_says_whether_the_winner_beats_the_runner_up():
+    runs = []
+    for d in (13, 21, 42, 87, 100):
+        base = 0.5 + 0.02 * (d % 7)  # data seeds differ far more than the algorithms do
+        runs += [_run("cma", 0, d, base + 0.05), _run("es", 0, d, base + 0.01 * (d % 2)), _run("random", 0, d, base)]
+        runs += [_run("cma", 0, d, base + (0.01 if d % 2 else -0.01), budget=8), _run("es", 0, d, base, budget=8)]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in separation(runs).splitlines()
+            if line.startswith("| ")}  # fmt: skip
+    assert "| cma | es | 5 |" in rows[("100", "test")] and rows[("100", "test")].rstrip().endswith("| beyond the seed spread |")
+    assert rows[("8", "test")].rstrip().endswith("| not beyond the seed spread |")
+
+
+def test_load_tree_keeps_one_baseline_row_per_data_seed(tmp_path):
+    """Two budgets on one env each write the start row of a data seed; the table counts it once."""
+    for budget in (240, 1000):
+        out = tmp_path / f"b{budget}"
+        out.mkdir()
+        row = {"env_id": "E", "algo": "start", "seed": 0, "data_seed": 13, "selected_test_acc": 0.5}
+        (out / "baselines.jsonl").write_text(json.dumps(row) + "\n")
+        (out / "results.jsonl").write_text(json.dumps(_run("cma", 0, 13, 0.6, budget=budget)) + "\n")
+    runs, base = load_tree(tmp_path)
+    assert len(runs) == 2 and len(base) == 1

@@ -27,7 +27,9 @@ def load_tree(root: Path) -> tuple[list[dict], list[dict]]:
     root = Path(root)
     runs = [r for f in sorted(root.rglob("results.jsonl")) for r in load_results(f)]
     base = [r for f in sorted(root.rglob("baselines.jsonl")) for r in load_results(f)]
-    return runs, base
+    # Two compare runs on one env (two budgets) each hold the same baseline rows of a data seed: keep one.
+    unique = {(b["env_id"], b["algo"], b.get("seed"), b["data_seed"]): b for b in reversed(base)}
+    return runs, [b for b in base if unique[(b["env_id"], b["algo"], b.get("seed"), b["data_seed"])] is b]
 
 
 def _baseline_acc(baselines: list[dict], env_id: str, algo: str) -> dict:
@@ -87,7 +89,7 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
                 f"| {delta(rs) if algo != 'start' else '–'} | {'1.00' if algo == 'gradient' else '–'} "
                 f"| {mean_std([r['seconds'] for r in rs], '{:.1f}')} | – |"
             )
-    for algo, budget in dict.fromkeys((r["algo"], r["budget"]) for r in runs):
+    for algo, budget in sorted(dict.fromkeys((r["algo"], r["budget"]) for r in runs), key=lambda ab: ab[1]):
         rs = [r for r in runs if r["algo"] == algo and r["budget"] == budget]
         gains = [g for g in normalized_gains(rs, baselines) if g is not None]
         lines.append(
@@ -96,7 +98,37 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
             f"| {delta(rs)} | {mean_std(gains, '{:.2f}') if gains else '–'} "
             f"| {mean_std([r['seconds'] for r in rs], '{:.1f}')} | {mean_std([r['evals_per_s'] for r in rs], '{:.1f}')} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + separation(runs)
+
+
+def separation(runs: list[dict]) -> str:
+    """Per budget: the algorithm with the best mean test (and D_RL) accuracy, and its paired difference
+    with the runner-up over the (seed, data seed) runs both have, with a 95% t interval: does it win
+    beyond the seed spread?"""
+    from .tables import t_ci
+
+    lines = []
+    for budget in sorted({r["budget"] for r in runs}):
+        at = [r for r in runs if r["budget"] == budget]
+        for key, name in (("selected_test_acc", "test"), ("selected_rl_acc", "D_RL")):
+            acc = {}
+            for r in at:
+                acc.setdefault(r["algo"], {})[(r["seed"], r["data_seed"])] = r[key]
+            ranked = sorted(acc, key=lambda a: -float(np.mean(list(acc[a].values()))))
+            if len(ranked) < 2:
+                continue
+            best, second = ranked[:2]
+            pairs = sorted(set(acc[best]) & set(acc[second]))
+            d = [acc[best][k] - acc[second][k] for k in pairs]
+            m, lo, hi = t_ci(d) if d else (float("nan"),) * 3
+            beyond = "too few pairs" if np.isnan(lo) else ("beyond the seed spread" if lo > 0 else "not beyond the seed spread")
+            lines.append(f"| {budget} | {name} | {best} | {second} | {len(d)} | {100 * m:+.1f} "
+                         f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {beyond} |")  # fmt: skip
+    if not lines:
+        return ""
+    head = "| budget | accuracy | best algo | runner-up | n pairs | Δ best − runner-up, points [95% CI] | verdict |"
+    return "\n".join(["", "Which algorithm wins at each budget (paired over the runs both have):", "", head,
+                      "|" + "---|" * (head.count("|") - 1), *lines]) + "\n"  # fmt: skip
 
 
 def _evals(rs: list[dict]) -> str:
