@@ -100,15 +100,17 @@ def test_train_then_eval_tiny(tmp_path, capsys, needs_staicc):
     rec_train = cli.train_main([
         "--task", "trec", "--model", "tiny-bert", "--method", "crl", "--max-train", "160", "--max-test", "40",
         "--phase1-epochs", "1", "--phase2-epochs", "1", "--rl-interval", "2", "--gamma", "1e-3",
-        "--num-tokens", "4", "--lr", "1e-2", "--out", str(out),
+        "--num-tokens", "4", "--lr", "1e-2", "--out", str(out), "--no-progress",
     ])  # fmt: skip
-    printed = capsys.readouterr().out
-    assert f"test accuracy {rec_train['test_acc']:.4f}" in printed
+    captured = capsys.readouterr()
+    assert f"test accuracy {rec_train['test_acc']:.4f}" in captured.out
+    assert "step/s" not in captured.err and "train:" not in captured.err  # --no-progress: no bar
 
     assert {p.name for p in out.iterdir()} >= {"config.json", "metrics.jsonl", "prompt.safetensors", "adapter", "tb"}
     assert (out / "adapter" / "adapter_config.json").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["setup"]["model"] == "tiny-bert" and config["method"] == "crl" and config["agent"]["rl_interval"] == 2
+    assert "progress" not in config  # the display is not part of the run (a resume may change it)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records] == ["epoch", "epoch", "final"]
     final = records[-1]

@@ -86,6 +86,8 @@ class TrainConfig:
     """Write a resumable training state every this many optimizer steps (and at every epoch end)."""
     resume: bool = True
     """Resume an interrupted run of the same configuration from its last checkpoint."""
+    progress: bool = True
+    """Show a progress bar (--no-progress: log lines only, e.g. in batch jobs). Not part of the run's identity."""
     agent: CRLConfig = field(default_factory=CRLConfig)
     """Hyperparameters of the agent (CRLConfig)."""
 

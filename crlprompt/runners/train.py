@@ -52,8 +52,9 @@ def _finish_out(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
-    """Train and evaluate one configuration; returns the final record (also in metrics.jsonl)."""
+def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
+    """Train and evaluate one configuration; returns the final record (also in metrics.jsonl).
+    ``progress`` overrides ``cfg.progress``."""
     from ..agents.crl import CRLAgent
     from ..build import build, resolve_device
     from ..prompts import PROMPT_FILE, save_peft_adapter, save_prompt
@@ -70,7 +71,9 @@ def run(cfg: TrainConfig, *, progress: bool = True) -> dict:
         cfg.method, setup_cfg.task, setup_cfg.model, len(setup.train), len(setup.rl), len(setup.test),
         f"{trainable:,}", f"{total:,}", 100 * trainable / total,
     )  # fmt: skip
-    config_text = json.dumps(jsonable(cfg) | {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)}, indent=2)
+    progress = cfg.progress if progress is None else progress
+    identity = {k: v for k, v in jsonable(cfg).items() if k != "progress"}  # a resume may change the display
+    config_text = json.dumps(identity | {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)}, indent=2)
     main = is_main()  # under torchrun, rank 0 alone writes; the others train and read
     if main:
         tmp, resuming = _prepare_out(cfg.out, config_text, cfg.resume)
