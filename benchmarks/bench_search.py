@@ -5,7 +5,7 @@
     python -m crlprompt.runners.compare --table results/search                   # the tables
 
 Step 1 measures what one evaluation costs on this machine (one 32-row D_RL evaluation of
-SmolLM2 and of MiniLM, 20 prompts per batched forward, ``torch.set_num_threads(1)``) and appends
+SmolLM2 and of MiniLM, 20 prompts per batched forward, ``--threads`` torch threads, default 1) and appends
 the figures to ``results/search/measure.jsonl``. Step 2 runs the grid, one compare run per cell
 group, each writing its raw records under ``results/search/<name>/`` as runs finish; rerunning
 the script skips every run already recorded, so an interrupted benchmark resumes where it
@@ -83,6 +83,7 @@ def measure(rows: int = 32, k: int = 20, repeats: int = 3) -> list[dict]:
         best = min(times)
         rec = {"what": "eval_cost", "model": model, "rows": len(data), "prompts_per_forward": k,
                "seconds_per_generation": times, "seconds_per_eval": best / k, "load1": os.getloadavg()[0],
+               "torch_threads": torch.get_num_threads(),
                "versions": versions(), "machine": machine()}  # fmt: skip
         print(f"{model}: {best / k:.3f} s per {len(data)}-row evaluation ({k} prompts per forward; load {rec['load1']:.1f})",
               flush=True)  # fmt: skip
@@ -96,12 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-seeds", default=",".join(map(str, DATA_SEEDS)))
     p.add_argument("--measure-only", action="store_true")
     p.add_argument("--skip-measure", action="store_true")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the grid runs with 1; 2 = both cores)")
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ.setdefault("CRLPROMPT_DATA_DIR", str(ROOT.parent / "shared" / "data"))  # SST-2 dev.tsv (test)
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from crlprompt.runners import compare
     from crlprompt.runners.common import append_jsonl, setup_logging
 
