@@ -161,3 +161,13 @@ def test_report_never_prints_two_decoder_inits_side_by_side(tmp_path):
     assert "| Prompt v2 | 0.960 ± 0.000 |" in current and "| CRL-Prompt |" not in current
     assert "| Prompt v2 | 0.350 ± 0.000 |" in superseded and "| CRL-Prompt | 0.420 ± 0.000 |" in superseded
     assert "first RL update at phase-2 step 1" in superseded
+
+
+def test_records_name_the_commit_the_process_started_from(monkeypatch):
+    """A grid that outlives a commit keeps naming the code it loaded; the newer HEAD is noted beside it."""
+    from crlprompt.runners import common
+
+    assert common.versions()["commit"] == common.START_COMMIT and "commit_now" not in common.versions()
+    monkeypatch.setattr(common, "git_commit", lambda: "f" * 40)  # HEAD moved while the process ran
+    v = common.versions()
+    assert v["commit"] == common.START_COMMIT and v["commit_now"] == "f" * 40

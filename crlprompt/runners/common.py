@@ -147,15 +147,37 @@ def git_commit() -> str | None:
         return None
 
 
+def _source_dirty() -> bool | None:
+    """Whether the package's source differs from the checked-out commit (None outside a git checkout)."""
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "crlprompt"], capture_output=True,
+                             text=True, timeout=5)  # fmt: skip
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+#: The commit this process's code was loaded from: a long grid keeps writing records after later
+#: commits, and each record must name the code that made it, not the checkout's newest HEAD.
+START_COMMIT, START_DIRTY = git_commit(), _source_dirty()
+
+
 def versions() -> dict:
-    """Package versions, Python, the commit: stored in every record."""
+    """Package versions, Python, the commit the process started from (``source_dirty``: the package had
+    uncommitted changes then; ``commit_now``: HEAD when the record was written, if it moved since)."""
     import torch
     import transformers
 
     from .. import __version__
 
     out = {"crlprompt": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-           "numpy": np.__version__, "python": platform.python_version(), "commit": git_commit()}  # fmt: skip
+           "numpy": np.__version__, "python": platform.python_version(), "commit": START_COMMIT}  # fmt: skip
+    if START_DIRTY:
+        out["source_dirty"] = True
+    now = git_commit()
+    if now != START_COMMIT:
+        out["commit_now"] = now
     for name in ("peft", "gymnasium", "stable_baselines3"):
         try:
             out[name] = __import__(name).__version__
