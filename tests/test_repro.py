@@ -171,3 +171,14 @@ def test_records_name_the_commit_the_process_started_from(monkeypatch):
     monkeypatch.setattr(common, "git_commit", lambda: "f" * 40)  # HEAD moved while the process ran
     v = common.versions()
     assert v["commit"] == common.START_COMMIT and v["commit_now"] == "f" * 40
+
+
+def test_provenance_says_which_crl_runs_predate_the_schedule_fix():
+    old = {"task": "trec", "model": "minilm", "method": "crl", "seed": 0, "test_acc": 0.9,
+           "config": {"agent": {"beta": 0.3}}}  # fmt: skip
+    new = _rec("crl", 0.95, k=None)
+    new["model"], new["config"]["agent"]["contrast_mode"] = "smollm2", "paper"
+    assert "step N" in tables.provenance([tables.normalize(new)])
+    assert "step 1 (runs from before issue 11)" in tables.provenance([tables.normalize(old)])
+    mixed = tables.provenance([tables.normalize(old), tables.normalize(new)])
+    assert "for the 1 runs from before issue 11" in mixed and "step N for the 1 newer ones (trec/smollm2)" in mixed

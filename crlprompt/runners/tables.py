@@ -194,9 +194,15 @@ def provenance(results: list[dict]) -> str:
     if not crl:
         return ""
     modes = sorted({r["contrast_mode"] for r in crl if r["contrast_mode"]})
-    legacy = any("setup" not in (r.get("config") or {}) for r in crl)
-    sched = ("first RL update at phase-2 step 1 (runs from before issue 11)" if legacy
-             else "first RL update at phase-2 step N")  # fmt: skip
+    legacy = [r for r in crl if "setup" not in (r.get("config") or {})]
+    if not legacy:
+        sched = "first RL update at phase-2 step N"
+    elif len(legacy) == len(crl):
+        sched = "first RL update at phase-2 step 1 (runs from before issue 11)"
+    else:  # a table that mixes both: say which runs are which
+        new = sorted({f"{r['task']}/{r['model']}" for r in crl if r not in legacy})
+        sched = (f"first RL update at phase-2 step 1 for the {len(legacy)} runs from before issue 11 (contrastive form "
+                 f"noise), at step N for the {len(crl) - len(legacy)} newer ones ({', '.join(new)})")  # fmt: skip
     return f"CRL rows: contrastive form {', '.join(modes) or '–'}; {sched}.\n"
 
 
