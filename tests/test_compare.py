@@ -195,3 +195,12 @@ def test_load_tree_keeps_one_baseline_row_per_data_seed(tmp_path):
         (out / "results.jsonl").write_text(json.dumps(_run("cma", 0, 13, 0.6, budget=budget)) + "\n")
     runs, base = load_tree(tmp_path)
     assert len(runs) == 2 and len(base) == 1
+
+
+def test_no_normalized_gain_where_the_gradient_ceiling_learnt_nothing():
+    base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": d, "selected_rl_acc": acc, "selected_test_acc": acc,
+             "seconds": 1.0, "evals": 1} for d, a, acc in ((13, "start", 0.318), (13, "gradient", 0.316),
+                                                          (21, "start", 0.30), (21, "gradient", 0.40))]  # fmt: skip
+    runs = [_run("cma", 0, 13, 0.51), _run("cma", 0, 21, 0.35)]
+    assert normalized_gains(runs, base) == [None, pytest.approx(0.5)]  # not (0.51 - 0.318) / -0.002
+    assert "gradient gains ≥ 1 point (21)" in markdown_table(runs, base)

@@ -41,13 +41,19 @@ def _baseline_acc(baselines: list[dict], env_id: str, algo: str) -> dict:
     return {k: float(np.mean(v)) for k, v in by_seed.items()}
 
 
+#: The gradient ceiling must beat the start by this much for a normalized gain to mean anything:
+#: below it (the gradient run learnt nothing on that data seed) the ratio is noise over noise.
+MIN_GRADIENT_GAIN = 0.01
+
+
 def normalized_gains(runs: list[dict], baselines: list[dict]) -> list[float | None]:
-    """Per run: (test acc − start's) / (gradient's − start's) on its data seed; None when unknown."""
+    """Per run: (test acc − start's) / (gradient's − start's) on its data seed; None when unknown or
+    when the gradient ceiling is not at least ``MIN_GRADIENT_GAIN`` above the start."""
     out = []
     for r in runs:
         start = _baseline_acc(baselines, r["env_id"], "start").get(r["data_seed"])
         grad = _baseline_acc(baselines, r["env_id"], "gradient").get(r["data_seed"])
-        if start is None or grad is None or abs(grad - start) < 1e-12:
+        if start is None or grad is None or grad - start < MIN_GRADIENT_GAIN:  # no ceiling to normalise by
             out.append(None)
         else:
             out.append((r["selected_test_acc"] - start) / (grad - start))
@@ -67,7 +73,8 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
     data_seeds = sorted({r["data_seed"] for r in [*runs, *baselines]})
     lines = [
         f"Env `{env_id}` (data seeds {', '.join(map(str, data_seeds))}). Accuracy of the D_RL-selected prompt, "
-        "mean ± std over runs; normalized gain = (acc − start) / (gradient − start) per data seed.",
+        "mean ± std over runs; normalized gain = (acc − start) / (gradient − start) per data seed, over the data "
+        f"seeds where the gradient gains ≥ {100 * MIN_GRADIENT_GAIN:g} point ({_ceiling_seeds(baselines, env_id)}).",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
@@ -129,6 +136,12 @@ def separation(runs: list[dict]) -> str:
     head = "| budget | accuracy | best algo | runner-up | n pairs | Δ best − runner-up, points [95% CI] | verdict |"
     return "\n".join(["", "Which algorithm wins at each budget (paired over the runs both have):", "", head,
                       "|" + "---|" * (head.count("|") - 1), *lines]) + "\n"  # fmt: skip
+
+
+def _ceiling_seeds(baselines: list[dict], env_id: str) -> str:
+    start, grad = _baseline_acc(baselines, env_id, "start"), _baseline_acc(baselines, env_id, "gradient")
+    seeds = [d for d in sorted(grad) if d in start and grad[d] - start[d] >= MIN_GRADIENT_GAIN]
+    return ", ".join(map(str, seeds)) or "none"
 
 
 def _evals(rs: list[dict]) -> str:
