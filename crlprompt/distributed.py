@@ -13,6 +13,7 @@ rank's own shard, so with β > 0 it is a per-shard estimate.)
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
@@ -54,7 +55,28 @@ def init_from_env() -> tuple[int, int]:
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    # Leave the group before the interpreter tears down: a rank that exits with gloo's threads still
+    # alive aborts ("terminate called without an active exception") and torchrun fails the whole job.
+    atexit.register(_leave_group)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _leave_group() -> None:
+    """Wait (at most 30 s: a rank that crashed never arrives) for every rank to finish, then leave."""
+    import datetime
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=30))
+        else:
+            dist.barrier()
+    except Exception:  # noqa: BLE001 - another rank failed; leaving is all that is left to do
+        pass
+    dist.destroy_process_group()
 
 
 def default_device() -> str | None:
