@@ -144,6 +144,20 @@ def test_sweep_table_reports_the_variant_settings_and_spread():
     assert "| 3 |" in row and "-0.099 [" in row and "| 0.020 |" in row and "Prompt v2 better" in row
 
 
+def test_report_pairs_a_full_data_sweep_point_with_untagged_prompt_v2(tmp_path):
+    base = _rec("ptv2", 0.90)
+    point = _rec("crl-rl", 0.87, tag="g2e-1-N10-single")
+    point["config"]["agent"] = {"beta": 0.0, "gamma": 0.2, "rl_interval": 10, "rl_estimator": "single", "rl_samples": 1}
+    for r in (base, point):
+        r["k_shot"] = None
+    (tmp_path / "trec-full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (base, point)))
+    text = tables.report([tmp_path])
+    assert "## Full data: sweep (tagged variants)" in text
+    row = next(line for line in text.splitlines() if "g2e-1-N10-single" in line)
+    assert "| full |" in row and "| 1 | -0.030 | – | too few pairs |" in row
+    assert "| Prompt v2 | 0.900 |" in text.split("## Full data: sweep")[0]  # Table 1 holds the untagged run
+
+
 def test_report_never_prints_two_decoder_inits_side_by_side(tmp_path):
     def legacy(method, acc, seed):
         return {"task": "trec", "model": "smollm2", "method": method, "seed": seed, "test_acc": acc,

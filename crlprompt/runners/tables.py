@@ -151,7 +151,8 @@ def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"),
 
 def sweep_table(results: list[dict], base: str = "ptv2") -> str:
     """One row per tagged variant (a sweep point): its agent settings, and the paired difference with
-    the untagged ``base`` runs of the same (task, model, k, data seed, seed), with a 95% CI."""
+    the untagged ``base`` runs of the same (task, model, k, data seed, seed), with a 95% CI (one pair:
+    the difference alone, and no seed std)."""
     variants = defaultdict(list)
     protocols = {r["tag"] for r in results if r["method"] == base}  # tags paired within themselves (paired_table)
     for r in results:
@@ -173,7 +174,8 @@ def sweep_table(results: list[dict], base: str = "ptv2") -> str:
             beyond += " (within the seed spread)"
         lines.append(f"| {TASK_NAMES.get(task, task)} | {k or 'full'} | {tag} | {agent.get('beta')} | {agent.get('gamma')} | "
                      f"{agent.get('rl_interval')} | {agent.get('rl_estimator')} ({agent.get('rl_samples')}) | "
-                     f"{(recs[0].get('contrast_mode') or '–')} | {len(d)} | {ci} | {spread:.3f} | {beyond} |")  # fmt: skip
+                     f"{(recs[0].get('contrast_mode') or '–')} | {len(d)} | {ci} | "
+                     f"{'–' if math.isnan(spread) else f'{spread:.3f}'} | {beyond} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -231,6 +233,7 @@ def merge(root: Path) -> tuple[str, str, list[dict]]:
 def report(paths: list[Path]) -> str:
     """Every table the records under ``paths`` hold, as one Markdown text."""
     results = collect(paths)
+    full_all = [r for r in results if r["k_shot"] is None and r["current"]]
     full = [r for r in results if r["k_shot"] is None and not r["tag"]]
     few = [r for r in results if r["k_shot"] is not None]
     out = []
@@ -247,6 +250,8 @@ def report(paths: list[Path]) -> str:
         if abl and title.startswith("Full"):
             out += ["## Full data: Table 2 (ablation)\n", table(recs, tasks, abl, ABLATION_METHODS, ABLATION_NAMES)]
             out += ["## Full data: paired differences with Prompt v2\n", paired_table(recs)]
+    if any(r["tag"] for r in full_all):
+        out += ["## Full data: sweep (tagged variants)\n", sweep_table(full_all)]
     if few:
         out += few_shot_sections(few) + [f"Wall-clock: {wall_clock(few)}.\n"]
     return "\n".join(out)
