@@ -1,6 +1,6 @@
 """Off-policy and bandit agents (issue 10): evaluations to reach the on-policy result, racing, and the RL term.
 
-    nohup python benchmarks/bench_offpolicy.py > /tmp/bench_offpolicy.log 2>&1 &   # measure, then the grid
+    nohup python benchmarks/bench_offpolicy.py > bench_offpolicy.log 2>&1 &   # measure, then the grid
     python benchmarks/bench_offpolicy.py --measure-only                           # one cell of each part
     python benchmarks/bench_offpolicy.py --table                                  # Markdown + curves
 
