@@ -24,6 +24,11 @@ grid() {  # task k epochs_per_phase seeds... -> the four ablation rows (v2 only,
   $PY -m crlprompt.runners.crl --tasks "$task" --k-shots "$k" --data-seeds "${SEEDS5[@]}" --seeds "$@" --ablation True \
       --phase1-epochs "$ep" --phase2-epochs "$ep" --out "$OUT/$task-k$k" --results "$RESULTS" "${COMMON[@]}"
 }
+pair() {  # the same cells, Prompt v2 and CRL-Prompt only (the headline pair first; grid adds the ablations later)
+  local task=$1 k=$2 ep=$3; shift 3
+  $PY -m crlprompt.runners.crl --tasks "$task" --k-shots "$k" --data-seeds "${SEEDS5[@]}" --seeds "$@" --methods ptv2 crl \
+      --phase1-epochs "$ep" --phase2-epochs "$ep" --out "$OUT/$task-k$k" --results "$RESULTS" "${COMMON[@]}"
+}
 
 # In order of priority (each step resumes; on the shared 2-core CPU steps 1-3 took about 75 min).
 # 1. TREC 16-shot (96 rows: 3 steps per epoch, 10 + 10 epochs), training seed 0
@@ -48,8 +53,13 @@ $PY -m crlprompt.runners.crl --tasks trec --k-shots 16 --data-seeds "${SEEDS5[@]
 #    makes each run several minutes on one thread), SST-2 256-shot (512 rows: 16 steps per epoch, 2 + 2),
 #    AG News 64-shot (256 rows: 8 steps per epoch, 4 + 4). TREC has no k = 64 or 256 as LM-BFF samples it:
 #    its ABBR class has 86 training rows, and k-shot needs 2k per class (k train + k D_RL), so k <= 43.
+#    On a shared 2-core CPU an SST-2 16-shot run takes about 3 min, so the pairs come first, the ablations after.
 grid trec 16 10 1
 grid sst2 16 30 0
+pair sst2 16 30 1
+pair sst2 64 8 0
+pair agnews 16 15 0
+pair sst2 256 2 0
 grid sst2 16 30 1
 grid sst2 64 8 0
 grid agnews 16 15 0
