@@ -126,10 +126,22 @@ def test_paired_table_pairs_by_seeds_and_gives_a_verdict():
     base = [0.5 + 0.01 * i + 0.001 * s for i in range(5) for s in (0, 1)]
     assert f"| 10 | {mean_std(base)} |" in rows["CRL-Prompt"] and f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" in rows["CRL-Prompt"]
     assert "10/0/0" in rows["CRL-Prompt"] and rows["CRL-Prompt"].rstrip().endswith("| CRL-Prompt better |")
+    assert "| 10/0/0 | – |" in rows["CRL-Prompt"]  # records without phase-1 accuracies: nothing to count
     assert rows["+ RL"].rstrip().endswith("| no difference detected |") and "5/0/5" in rows["+ RL"]
     worse = [tables.normalize(_rec("ptv2", 0.6, d)) for d in (1, 2, 3)]
     worse += [tables.normalize(_rec("crl", 0.5 - 0.01 * d, d)) for d in (1, 2, 3)]
     assert tables.paired_table(worse).splitlines()[2].rstrip().endswith("| Prompt v2 better |")
+
+
+def test_paired_table_counts_runs_that_kept_their_phase1_prompt():
+    recs = []
+    for d in (13, 21, 42):
+        recs.append(_rec("ptv2", 0.5, d, phase1_rl_acc=0.6, rl_acc=0.6, phase1_test_acc=0.5))
+        kept = d != 42  # phase 2 beat phase 1 on D_RL only for data seed 42
+        recs.append(_rec("crl", 0.5 if kept else 0.52, d, phase1_rl_acc=0.6, rl_acc=0.6 if kept else 0.65,
+                         phase1_test_acc=0.5))  # fmt: skip
+    row = tables.paired_table([tables.normalize(r) for r in recs], methods=("crl",)).splitlines()[2]
+    assert "| 1/2/0 | 2/3 |" in row
 
 
 def test_sweep_table_reports_the_variant_settings_and_spread():

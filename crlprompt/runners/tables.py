@@ -126,13 +126,23 @@ def _pairs(results: list[dict], group: tuple, method: str, tag: str, base: str) 
     return [a[k] for k in keys], [b[k] for k in keys]
 
 
+def kept_phase1(results: list[dict], group: tuple, method: str, tag: str) -> str:
+    """``kept/n``: how many of the method's runs ended on their phase-1 (CE-only) prompt, because no
+    phase-2 epoch beat it on D_RL; such a run equals Prompt v2 whenever Prompt v2 keeps it too."""
+    recs = [r for r in results if (r["task"], r["model"], r["k_shot"]) == group and r["method"] == method
+            and r["tag"] == tag and r.get("test_acc") is not None and r.get("phase1_rl_acc") is not None]  # fmt: skip
+    kept = sum(r["rl_acc"] == r["phase1_rl_acc"] and r["test_acc"] == r["phase1_test_acc"] for r in recs)
+    return f"{kept}/{len(recs)}" if recs else "–"
+
+
 def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"), base: str = "ptv2", tag: str = "") -> str:
     """Rows = (task, model, k, method): both accuracies, the paired difference method − base with its
     95% CI over (data seed × training seed) pairs, wins/ties/losses, and a verdict (runs of one ``tag``)."""
     groups = sorted({(r["task"], r["model"], r["k_shot"]) for r in results if r["method"] == base and r["tag"] == tag},
                     key=lambda g: (TASK_ORDER.index(g[0]) if g[0] in TASK_ORDER else 9, g[1], g[2] or 10**9))  # fmt: skip
     lines = [f"| Task | Model | k | Method | n pairs | {METHOD_NAMES.get(base, base)} | Method acc | Δ = method − "
-             f"{METHOD_NAMES.get(base, base)} [95% CI] | W/T/L | Verdict |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"{METHOD_NAMES.get(base, base)} [95% CI] | W/T/L | phase-1 prompt kept | Verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for group in groups:
         for meth in methods:
             a, b = _pairs(results, group, meth, tag, base)
@@ -141,10 +151,11 @@ def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"),
             d = [x - y for x, y in zip(a, b)]
             m, lo, hi = t_ci(d)
             wtl = f"{sum(x > 0 for x in d)}/{sum(x == 0 for x in d)}/{sum(x < 0 for x in d)}"
+            kept = kept_phase1(results, group, meth, tag)
             ci = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" if len(d) > 1 else f"{m:+.3f}"
             task, model, k = group
             lines.append(f"| {TASK_NAMES.get(task, task)} | {model} | {k or 'full'} | {METHOD_NAMES.get(meth, meth)} | "
-                         f"{len(d)} | {mean_std(b)} | {mean_std(a)} | {ci} | {wtl} | "
+                         f"{len(d)} | {mean_std(b)} | {mean_std(a)} | {ci} | {wtl} | {kept} | "
                          f"{verdict(lo, hi, METHOD_NAMES.get(meth, meth), METHOD_NAMES.get(base, base))} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
