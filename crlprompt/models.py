@@ -19,7 +19,9 @@ The returned :class:`LoadedModel` is always frozen: ``requires_grad_(False)`` an
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import inspect
 import logging
 import os
 import shutil
@@ -43,6 +45,18 @@ ENCODER_TYPES = {
 from .errors import ModelError  # noqa: E402  (re-exported)
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def cache_kwargs(body: nn.Module, cache) -> dict:
+    """``{name: cache}``: the keyword ``body.forward`` takes a KV cache by. Transformers 5.x names it
+    ``cache`` (``past_key_values`` still works there but warns on every call and goes in 5.40);
+    earlier releases only know ``past_key_values``."""
+    return {_cache_kwarg(type(body)): cache}
+
+
 @dataclass
 class LoadedModel:
     """A frozen language model, split into the parts the prompt code needs.
@@ -50,7 +64,7 @@ class LoadedModel:
     Attributes:
         name: the name it was loaded by (``minilm``, an HF id, a directory...).
         body: the transformer without any output head (``BertModel``, ``LlamaModel``...);
-            called with ``past_key_values`` / ``inputs_embeds`` by :mod:`crlprompt.prompts`.
+            called with a KV cache (:func:`cache_kwargs`) / ``inputs_embeds`` by :mod:`crlprompt.prompts`.
         lm_head: maps hidden states ``(..., hidden)`` to vocabulary logits ``(..., vocab)``
             (the MLM transform + decoder for encoders, ``lm_head`` for decoders), or ``None``
             when the checkpoint has no such head (MiniLM).

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .models import LoadedModel, ModelError
+from .models import LoadedModel, ModelError, cache_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _token_prefix(lm: LoadedModel, layout: PromptLayout, g: torch.Generator) -> 
     vocab = lm.input_embeddings().weight.shape[0]
     ids = torch.randint(0, vocab, (1, layout.num_tokens), generator=g).to(lm.input_embeddings().weight.device)
     cache = DynamicCache()
-    lm.body(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True)
+    lm.body(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **cache_kwargs(lm.body, cache))
     # each layer: keys/values (1, kv_heads, P, head_dim) -> (P, L, 2, kv_heads, head_dim)
     kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])  # (L, 2, H, P, d)
     return kv.permute(3, 0, 1, 2, 4).reshape(-1).float().cpu().clone()
@@ -154,7 +154,8 @@ def text_theta(lm: LoadedModel, layout: PromptLayout, text: str) -> torch.Tensor
     if layout.kind == "shallow":
         return emb[ids].detach().float().cpu().reshape(-1).clone()
     cache = DynamicCache()
-    lm.body(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]), past_key_values=cache, use_cache=True)
+    lm.body(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]), use_cache=True,
+            **cache_kwargs(lm.body, cache))
     kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])  # (L, 2, H, P, d)
     return kv.permute(3, 0, 1, 2, 4).reshape(-1).float().cpu().clone()
 
@@ -304,8 +305,8 @@ class PromptedModel(nn.Module):
             offset = 0
         elif self.layout.kind == "deep":
             out = self.body(
-                input_ids=rows_ids, attention_mask=full_mask, past_key_values=self._past_key_values(thetas, b),
-                use_cache=False,
+                input_ids=rows_ids, attention_mask=full_mask, use_cache=False,
+                **cache_kwargs(self.body, self._past_key_values(thetas, b)),
             )  # fmt: skip
             offset = 0
         else:

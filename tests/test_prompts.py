@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 from types import SimpleNamespace
 
@@ -132,6 +133,29 @@ def test_forward_matches_peft(name, kind, make_batch):
     ours = pm.features(ids, mask, theta.unsqueeze(0))
     assert ours.shape == (1, ids.shape[0], lm.hidden_size)
     torch.testing.assert_close(ours[0], reference_features(lm, peft, ids, mask, pm.layout), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_prefix_code_passes_the_cache_by_the_bodys_own_keyword(name, make_batch):
+    """The deep-prefix forward, the token init and a text start call the body with the keyword its
+    transformers release takes (5.x: ``cache``; ``past_key_values`` warns there on every call)."""
+    import warnings
+
+    from crlprompt.models import cache_kwargs
+    from crlprompt.prompts import text_theta
+
+    lm = load_model(name)
+    expected = "cache" if "cache" in inspect.signature(type(lm.body).forward).parameters else "past_key_values"
+    assert list(cache_kwargs(lm.body, None)) == [expected]
+    ids, mask, _ = make_batch(lm)
+    layout = PromptLayout.for_model(lm, "deep", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        pm = PromptedModel(lm, SoftPrompt(layout, lm, init="tokens", seed=0), "linear", 2).eval()
+        theta = text_theta(lm, layout, "a short start")
+        with torch.no_grad():
+            out = pm(ids, mask, torch.stack([pm.prompt.theta.detach(), theta]))
+    assert out.shape == (2, ids.shape[0], 2) and not torch.allclose(out[0], out[1])
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -29,6 +29,7 @@ import torch
 
 from ..build import Setup
 from ..errors import ConfigError
+from ..models import cache_kwargs
 from ..prompts import PromptLayout
 from .config import PROJECTIONS
 
@@ -58,7 +59,7 @@ def activation_scales(setup: Setup, rows: int = SCALE_ROWS) -> torch.Tensor:
     data = setup.train if len(setup.train) else setup.rl
     ids, mask, _ = data.batch(np.arange(min(rows, len(data))), pm.device)
     cache = DynamicCache()
-    lm.body(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True)
+    lm.body(input_ids=ids, attention_mask=mask, use_cache=True, **cache_kwargs(lm.body, cache))
     real = mask.bool()  # (B, T): keys/values of padding are not real text
     out = torch.empty(pm.layout.num_layers, 2)
     for i, layer in enumerate(cache.layers):
