@@ -26,6 +26,7 @@ BLOCKS: dict[str, tuple[list[str], int]] = {
     "full": ([*TABLES, "results/paper_grid_h100.jsonl", "results/smollm2_ptv2_token_init_h100.jsonl",
               "results/smollm2_crl_token_init_cpu.jsonl"], 2),  # fmt: skip
     "few-shot": ([*TABLES, "results/repro"], 2),
+    "rl-sweep": ([*TABLES, "results/rl_sweep"], 2),
     "search": (["-m", "crlprompt.runners.compare", "--table", "results/search"], 0),
     "offpolicy": (["benchmarks/offpolicy_table.py", "results/offpolicy"], 1),
 }
