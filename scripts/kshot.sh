@@ -58,10 +58,10 @@ grid trec 16 10 1
 grid sst2 16 30 0
 pair sst2 16 30 1
 pair sst2 64 8 0
+grid sst2 64 8 0
+grid sst2 16 30 1
 pair agnews 16 15 0
 pair sst2 256 2 0
-grid sst2 16 30 1
-grid sst2 64 8 0
 grid agnews 16 15 0
 grid sst2 256 2 0
 grid agnews 64 4 0
