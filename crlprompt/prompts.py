@@ -116,12 +116,19 @@ class SoftPrompt(nn.Module):
 @torch.no_grad()
 def _token_prefix(lm: LoadedModel, layout: PromptLayout, g: torch.Generator) -> torch.Tensor:
     """θ holding the frozen LM's own keys/values for P random vocabulary tokens, in θ's layout."""
+    vocab = lm.input_embeddings().weight.shape[0]
+    ids = torch.randint(0, vocab, (layout.num_tokens,), generator=g).to(lm.input_embeddings().weight.device)
+    return _kv_theta(lm, ids)
+
+
+@torch.no_grad()
+def _kv_theta(lm: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
+    """θ ``(D,)`` of a deep prefix holding the frozen LM's own keys/values for the tokens ``ids`` ``(P,)``."""
     from transformers import DynamicCache
 
-    vocab = lm.input_embeddings().weight.shape[0]
-    ids = torch.randint(0, vocab, (1, layout.num_tokens), generator=g).to(lm.input_embeddings().weight.device)
     cache = DynamicCache()
-    lm.body(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **cache_kwargs(lm.body, cache))
+    lm.body(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]), use_cache=True,
+            **cache_kwargs(lm.body, cache))  # fmt: skip
     # each layer: keys/values (1, kv_heads, P, head_dim) -> (P, L, 2, kv_heads, head_dim)
     kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])  # (L, 2, H, P, d)
     return kv.permute(3, 0, 1, 2, 4).reshape(-1).float().cpu().clone()
@@ -147,17 +154,11 @@ def text_theta(lm: LoadedModel, layout: PromptLayout, text: str) -> torch.Tensor
     token embeddings (shallow)."""
     if layout.num_tokens == 0:
         return torch.zeros(0)
-    from transformers import DynamicCache
-
     emb = lm.input_embeddings().weight
     ids = text_prompt_ids(lm, text, layout.num_tokens).to(emb.device)
     if layout.kind == "shallow":
         return emb[ids].detach().float().cpu().reshape(-1).clone()
-    cache = DynamicCache()
-    lm.body(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]), use_cache=True,
-            **cache_kwargs(lm.body, cache))
-    kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])  # (L, 2, H, P, d)
-    return kv.permute(3, 0, 1, 2, 4).reshape(-1).float().cpu().clone()
+    return _kv_theta(lm, ids)
 
 
 class LinearHead(nn.Module):

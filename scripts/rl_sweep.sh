@@ -23,9 +23,9 @@ point() {  # task kshot-args epochs gamma N estimator out results
 }
 
 # 1. SST-2 16-shot (the Prompt v2 runs are scripts/kshot.sh's), then the largest γ on both 16-shot tasks
-K16=("--k-shots 16 --data-seeds 13 21 42")
+K16="--k-shots 16 --data-seeds 13 21 42"
 for gamma in 2e-3 2e-1; do
-  point sst2 "${K16[0]}" 30 "$gamma" 10 single runs/kshot/sweep results/repro/sweep.jsonl
+  point sst2 "$K16" 30 "$gamma" 10 single runs/kshot/sweep results/repro/sweep.jsonl
 done
 # 2. Full-data TREC: Prompt v2 on this code and machine, the paper's point, then larger γ and N = 10
 FULL=(trec "" 3)
@@ -38,10 +38,10 @@ for spec in "2e-5 100 single" "2e-1 10 single" "2e-5 10 single" "2e-3 10 single"
 done
 # 3. The antithetic estimator on SST-2 16-shot, and where training destabilises on 16-shot: γ = 20
 for gamma in 2e-3 2e-1; do
-  point sst2 "${K16[0]}" 30 "$gamma" 10 antithetic runs/kshot/sweep results/repro/sweep.jsonl
+  point sst2 "$K16" 30 "$gamma" 10 antithetic runs/kshot/sweep results/repro/sweep.jsonl
 done
 for task in trec sst2; do
   ep=10; [ "$task" = sst2 ] && ep=30
-  point "$task" "${K16[0]}" "$ep" 2e1 10 single runs/kshot/sweep results/repro/sweep.jsonl
+  point "$task" "$K16" "$ep" 2e1 10 single runs/kshot/sweep results/repro/sweep.jsonl
 done
 $PY -m crlprompt.runners.tables results/repro results/rl_sweep

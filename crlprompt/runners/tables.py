@@ -113,12 +113,16 @@ def verdict(low: float, high: float, name: str, base: str) -> str:
     return "no difference detected"
 
 
+def _runs(results: list[dict], group: tuple, method: str, tag: str) -> list[dict]:
+    """The scored runs of ``method`` under ``tag`` in one (task, model, k) group."""
+    return [r for r in results if (r["task"], r["model"], r["k_shot"]) == group and r["method"] == method
+            and r["tag"] == tag and r.get("test_acc") is not None]  # fmt: skip
+
+
 def _pairs(results: list[dict], group: tuple, method: str, tag: str, base: str) -> tuple[list[float], list[float]]:
     """Matched test accuracies (method, base) of one (task, model, k) group over (data seed, seed)."""
     def acc(meth, t):
-        return {(r["data_seed"], r["seed"]): r["test_acc"] for r in results
-                if (r["task"], r["model"], r["k_shot"]) == group and r["method"] == meth and r["tag"] == t
-                and r.get("test_acc") is not None}  # fmt: skip
+        return {(r["data_seed"], r["seed"]): r["test_acc"] for r in _runs(results, group, meth, t)}
 
     base_tag = tag if any(r["method"] == base and r["tag"] == tag for r in results) else ""  # a protocol pairs within it
     a, b = acc(method, tag), acc(base, base_tag)
@@ -129,8 +133,7 @@ def _pairs(results: list[dict], group: tuple, method: str, tag: str, base: str) 
 def kept_phase1(results: list[dict], group: tuple, method: str, tag: str) -> str:
     """``kept/n``: how many of the method's runs ended on their phase-1 (CE-only) prompt, because no
     phase-2 epoch beat it on D_RL; such a run equals Prompt v2 whenever Prompt v2 keeps it too."""
-    recs = [r for r in results if (r["task"], r["model"], r["k_shot"]) == group and r["method"] == method
-            and r["tag"] == tag and r.get("test_acc") is not None and r.get("phase1_rl_acc") is not None]  # fmt: skip
+    recs = [r for r in _runs(results, group, method, tag) if r.get("phase1_rl_acc") is not None]
     kept = sum(r["rl_acc"] == r["phase1_rl_acc"] and r["test_acc"] == r["phase1_test_acc"] for r in recs)
     return f"{kept}/{len(recs)}" if recs else "–"
 
