@@ -34,6 +34,7 @@ from .checkpoint import jsonable
 from .data.files import parse_label
 from .data.splits import split_rl
 from .errors import ConfigError, DataError
+from .floors import fit_probe_head
 from .models import load_model
 from .prompt_io import ADAPTER_DIR, PROMPT_FILE, load_prompt, save_peft_adapter, save_prompt
 from .runners.common import versions
@@ -116,7 +117,9 @@ class PromptClassifier:
         t0 = time.perf_counter()
         if self.config.method_spec.trains:
             summary = CRLAgent(setup, agent_cfg, seed=cfg.seed, progress=self.progress).learn()
-        else:
+        else:  # probe (the no-prompt floor's logistic regression) or HandCraft: nothing is trained by gradient
+            if setup.model.head_kind == "linear":
+                fit_probe_head(setup.model, setup.train, setup.rl)
             summary = {"rl_acc": accuracy(setup.model, setup.rl), "steps": 0}
         self.model.eval()
         trainable, total = self.model.parameter_counts()
@@ -167,7 +170,7 @@ class PromptClassifier:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            cfg = self.config.resolved_setup()
+            cfg = dataclasses.replace(self.config.resolved_setup(), pooling=pm.pooling)  # auto made explicit
             config = jsonable(dataclasses.replace(self.config, out=out)) | {
                 "setup": jsonable(cfg), "agent": jsonable(self.config.agent_config())}  # fmt: skip
             if self.splits:

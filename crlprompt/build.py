@@ -19,7 +19,10 @@ import torch
 from .batching import Encoded, encode
 from .errors import ConfigError, DataError
 from .models import LoadedModel, load_model
-from .prompts import HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, label_token_ids
+from .prompts import (
+    INITS, POOLINGS, HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, auto_init, label_token_ids,
+    resolve_pooling,
+)
 from .tasks import TaskData, TaskSpec, get_task, load_task
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,16 @@ class SetupConfig:
     """Virtual tokens; paper: 20."""
     head: Literal["auto", "linear", "verbalizer"] = "auto"
     """Classifier: a linear head or the LM's verbalizer; auto = linear, or what the method says."""
-    init: Literal["auto", "random", "tokens"] = "auto"
-    """Prompt init: N(0,1) / random token embeddings, the LM's keys/values of random tokens; auto = tokens for decoders' deep prefixes."""
+    init: Literal["auto", "random", "tokens", "zero"] = "auto"
+    """Prompt init: N(0,1) / random token embeddings, the LM's keys/values of random tokens, zeros (the
+    neutral start: a deep zero prefix leaves the unprompted features almost unchanged); auto = tokens
+    for decoders' deep prefixes, zero for encoders' deep prefixes, random for shallow prompts."""
+    pooling: Literal["auto", "cls", "mean", "mask", "last", "legacy"] = "auto"
+    """Where the linear head reads its feature: cls (first input token) | mean (mean of the input
+    tokens, prompt positions excluded) | mask ([MASK]) | last (last non-pad token); auto = how the
+    model was trained (the checkpoint's sentence-transformers pooling config: mean for MiniLM; else
+    cls for encoders, last for decoders; a verbalizer reads mask / last); legacy = the rule of runs
+    saved before this option (cls for encoders' linear heads). Run directories store it resolved."""
     seed: int = 0
     """Seeds the prompt and head init (a training run also seeds dropout, batch order and RL samples with it)."""
     data_seed: int = 0
@@ -71,7 +82,8 @@ class SetupConfig:
                 raise ConfigError(f"{name} must be a non-empty name, got {getattr(self, name)!r}")
         _check_choice("prompt", self.prompt, ("auto", "deep", "shallow"))
         _check_choice("head", self.head, ("auto", "linear", "verbalizer"))
-        _check_choice("init", self.init, ("auto", "random", "tokens"))
+        _check_choice("init", self.init, INITS)
+        _check_choice("pooling", self.pooling, ("auto", *POOLINGS, "legacy"))
         _check_choice("prompt_encoder", self.prompt_encoder, ("auto", "none", "mlp", "lstm"))
         if self.prompt_encoder in ("mlp", "lstm") and self.prompt == "deep":
             raise ConfigError(f"prompt_encoder={self.prompt_encoder!r} reparameterises a shallow prompt (P-Tuning v1); "
@@ -110,6 +122,12 @@ class SetupConfig:
         template = known[0] if self.template == "auto" and known else self.template  # the task's default
         return dataclasses.replace(self, prompt=self.prompt_kind, head=self.head_kind, prompt_encoder=self.encoder_kind,
                                    template=template)  # fmt: skip
+
+    @classmethod
+    def from_stored(cls, d: dict[str, Any]) -> "SetupConfig":
+        """Rebuild a setup a run directory or adapter stored; one saved before ``pooling`` existed
+        keeps the pooling it was trained with (``legacy``)."""
+        return cls.from_dict(d if "pooling" in d else {**d, "pooling": "legacy"})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SetupConfig":
@@ -152,6 +170,8 @@ class Setup:
     rl: Encoded  # D_RL: reward subset, also the validation set for model selection
     test: Encoded
     source: str
+    rows: TaskData | None = None
+    """The splits as text (in-context demonstrations need them); None where a caller built the Setup by hand."""
 
 
 def template_for(lm: LoadedModel, head: HeadKind) -> str:
@@ -163,7 +183,7 @@ def template_for(lm: LoadedModel, head: HeadKind) -> str:
 def build_model(
     lm: LoadedModel, spec: TaskSpec, *, prompt: PromptKind = "deep", num_tokens: int = 20,
     head: HeadKind = "linear", prompt_dropout: float = 0.1, seed: int = 0, init: str = "auto",
-    prompt_encoder: str = "none",
+    prompt_encoder: str = "none", pooling: str = "auto",
 ) -> PromptedModel:  # fmt: skip
     """A :class:`PromptedModel` for ``spec`` on ``lm``; θ and the head are initialised from ``seed``."""
     layout = PromptLayout.for_model(lm, prompt, num_tokens)
@@ -176,7 +196,8 @@ def build_model(
     label_ids = label_token_ids(lm, spec.verbalizer) if head == "verbalizer" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PromptedModel(lm, soft, head, spec.num_labels, label_ids=label_ids, prompt_dropout=prompt_dropout)
+        return PromptedModel(lm, soft, head, spec.num_labels, label_ids=label_ids, prompt_dropout=prompt_dropout,
+                             pooling=pooling)  # fmt: skip
 
 
 def build(
@@ -201,9 +222,13 @@ def build(
         require_test=require_test,
     )  # fmt: skip
     lm = lm or load_model(cfg.model)
+    # what auto means on this model, made explicit: run directories store this config
+    cfg = dataclasses.replace(cfg, pooling=resolve_pooling(cfg.pooling, lm, cfg.head_kind),
+                              init=auto_init(cfg.prompt_kind, lm.arch) if cfg.init == "auto" else cfg.init)  # fmt: skip
     spec = data.spec.with_template(cfg.template)
     pm = build_model(lm, spec, prompt=cfg.prompt_kind, num_tokens=cfg.num_tokens, head=cfg.head_kind,
-                     prompt_dropout=prompt_dropout, seed=cfg.seed, init=cfg.init, prompt_encoder=cfg.encoder_kind)  # fmt: skip
+                     prompt_dropout=prompt_dropout, seed=cfg.seed, init=cfg.init, prompt_encoder=cfg.encoder_kind,
+                     pooling=cfg.pooling)  # fmt: skip
     if device is not None:
         pm.to(torch.device(device))
     tmpl = template_for(lm, cfg.head_kind)
@@ -211,7 +236,7 @@ def build(
         name: encode(split, lm.tokenizer, spec=spec, template=tmpl, max_length=cfg.max_length)
         for name, split in (("train", data.train), ("rl", data.rl), ("test", data.test))
     }
-    return Setup(cfg, spec, lm, pm, enc["train"], enc["rl"], enc["test"], data.source)
+    return Setup(cfg, spec, lm, pm, enc["train"], enc["rl"], enc["test"], data.source, data)
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -21,7 +21,8 @@ tensor                          content
 ==============================  ==========================================================
 
 The document holds the counters (``step``, ``phase2_step``, ``progress``), ``history``,
-``best_acc``, ``phase1_best_acc``, ``reward_mean``, ``elapsed``, the NumPy generator states
+``best_acc``, ``best_loss`` (absent in files written before it), ``phase1_best_acc``, ``reward_mean``,
+``elapsed``, the NumPy generator states
 (``rng_numpy``, ``rng_env``), the optimizer's JSON part, and the ``config`` and ``seed`` that a
 resume must match.
 """
@@ -72,6 +73,8 @@ class TrainState:
     """Trainable parameters with the best D_RL accuracy so far (None before the first epoch end)."""
     best_acc: float = -1.0
     """D_RL accuracy of ``best``."""
+    best_loss: float | None = None
+    """D_RL cross-entropy of ``best`` (breaks ties in D_RL accuracy; None in states saved before it)."""
     phase1_best: dict[str, torch.Tensor] | None = None
     """``best`` as it stood at the end of phase 1 (the P-Tuning result); None before then."""
     phase1_best_acc: float | None = None
@@ -229,7 +232,7 @@ def save_train_state(
                 "pos": state.batch_pos, "sums": {k: float(v) for k, v in state.loss_sums.items()}}  # fmt: skip
     doc = {
         "config": jsonable(config), "seed": seed, "step": state.step, "phase2_step": state.phase2_step,
-        "progress": progress, "history": state.history, "best_acc": state.best_acc,
+        "progress": progress, "history": state.history, "best_acc": state.best_acc, "best_loss": state.best_loss,
         "phase1_best_acc": state.phase1_best_acc, "reward_mean": state.reward_mean,
         "rng_numpy": rng.bit_generator.state, "rng_env": None if env_rng is None else env_rng.bit_generator.state,
         "optimizer": opt_doc, "elapsed": state.elapsed,
@@ -290,7 +293,7 @@ def load_train_state(
     state = TrainState(
         step=doc["step"], phase2_step=doc["phase2_step"], phase_idx=prog["phase_idx"], phase_step=prog["done"],
         epoch=prog["epoch"], batch_pos=prog["pos"], batches=batches, loss_sums=prog["sums"],
-        best=snapshot("best.") or None, best_acc=doc["best_acc"],
+        best=snapshot("best.") or None, best_acc=doc["best_acc"], best_loss=doc.get("best_loss"),
         phase1_best=None if doc["phase1_best_acc"] is None else snapshot("p1best."),
         phase1_best_acc=doc["phase1_best_acc"], reward_mean=doc["reward_mean"], history=doc["history"],
         elapsed=doc["elapsed"],

@@ -26,6 +26,7 @@ _KIND = {"deep": "deep prefix (P-Tuning v2: keys and values in every layer)",
          "shallow": "shallow prompt (prompt tuning: input embeddings before the text)"}  # fmt: skip
 POOLING_TEXT = {
     "cls": "the first text token ([CLS]) of the last hidden layer",
+    "mean": "the mean of the last hidden layer over the text's tokens (attention mask 1; the prompt's positions excluded)",
     "mask": "the [MASK] token of the task template (the verbalizer scores the label words there)",
     "last": "the last non-pad token of the last hidden layer (after the final norm; right padding)",
 }
@@ -43,11 +44,6 @@ def model_name(base_model: str | None) -> str | None:
     return {v: k for k, v in HUB_IDS.items()}.get(base_model, base_model) if base_model else None
 
 
-def pooling(arch: str, head: str) -> str:
-    """The pooling rule, as a short name: ``cls`` (encoders), ``mask`` (encoders + verbalizer), ``last`` (decoders)."""
-    return "last" if arch == "decoder" else "mask" if head == "verbalizer" else "cls"
-
-
 def adapter_record(pm, *, spec: Any = None, setup: Any = None, metrics: dict | None = None) -> dict:
     """The ``crl_prompt`` record (plain JSON values) of the :class:`~crlprompt.prompts.PromptedModel` ``pm``
     trained on the task ``spec`` with the setup ``setup`` (a SetupConfig or its dict)."""
@@ -57,7 +53,7 @@ def adapter_record(pm, *, spec: Any = None, setup: Any = None, metrics: dict | N
     rec = {
         "format": 1, "task": task, "labels": labels, "model": pm.lm.name, "base_model": base_model_id(pm.lm.name),
         "arch": pm.lm.arch, "prompt": pm.layout.kind, "num_tokens": pm.layout.num_tokens, "head": pm.head_kind,
-        "pooling": pooling(pm.lm.arch, pm.head_kind), "hidden_size": pm.lm.hidden_size,
+        "pooling": pm.pooling, "hidden_size": pm.lm.hidden_size,
     }  # fmt: skip
     if setup:
         rec["setup"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in setup.items()}
@@ -152,16 +148,27 @@ def _peft_snippet(rec: dict) -> list[str]:
                 f'base = {auto}.from_pretrained("{base}")']  # fmt: skip
     out = ["import torch", "from peft import PeftModel", "from safetensors.torch import load_file", *load,
            'model = PeftModel.from_pretrained(base, "ADAPTER_DIR").eval()']  # fmt: skip
+    pool = rec.get("pooling", "last" if decoder else "cls")
     if decoder:
         out += ['tok.padding_side = "right"  # and tok.pad_token = tok.eos_token where it has none',
                 'batch = tok(["some text"], return_tensors="pt", padding=True)',
-                "with torch.no_grad():", "    hidden = model(**batch, output_hidden_states=True).hidden_states[-1]",
-                f'last = batch["attention_mask"].sum(1) - 1{offset}  # pooling: the last non-pad token',
-                "h = hidden[torch.arange(len(last)), last]"]  # fmt: skip
+                "with torch.no_grad():", "    hidden = model(**batch, output_hidden_states=True).hidden_states[-1]"]
     else:
         out += ['batch = tok(["some text"], return_tensors="pt", padding=True)',
-                "with torch.no_grad():", "    hidden = model(**batch).last_hidden_state",
-                f"h = hidden[:, 0{offset}]  # pooling: [CLS]"]  # fmt: skip
+                "with torch.no_grad():", "    hidden = model(**batch).last_hidden_state"]  # fmt: skip
+    if pool == "mean":
+        out += [f"hidden = hidden[:, {rec['num_tokens']}:]  # the virtual tokens come first" if offset else
+                "# (a prefix adds no positions to the hidden states)",
+                'm = batch["attention_mask"].unsqueeze(2).to(hidden.dtype)',
+                "h = (hidden * m).sum(1) / m.sum(1)  # pooling: the mean over the text's tokens"]  # fmt: skip
+    elif pool == "last":
+        out += [f'last = batch["attention_mask"].sum(1) - 1{offset}  # pooling: the last non-pad token',
+                "h = hidden[torch.arange(len(last)), last]"]  # fmt: skip
+    elif pool == "mask":
+        out += [f'pos = (batch["input_ids"] == tok.mask_token_id).int().argmax(1){offset}  # pooling: [MASK]',
+                "h = hidden[torch.arange(len(pos)), pos]"]  # fmt: skip
+    else:
+        out += [f"h = hidden[:, 0{offset}]  # pooling: [CLS]"]
     if rec["head"] == "linear":
         out += ['head = load_file("ADAPTER_DIR/head.safetensors")',
                 'logits = h @ head["linear.weight"].T + head["linear.bias"]  # (B, C)']  # fmt: skip

@@ -69,8 +69,8 @@ class LoadedModel:
             (the MLM transform + decoder for encoders, ``lm_head`` for decoders), or ``None``
             when the checkpoint has no such head (MiniLM).
         tokenizer: its tokenizer, with a pad token set.
-        arch: ``"encoder"`` (bidirectional, features from the first token) or ``"decoder"``
-            (causal, features from the last non-pad token).
+        arch: ``"encoder"`` (bidirectional) or ``"decoder"`` (causal); where a head reads its
+            feature is the setup's ``pooling`` (:func:`crlprompt.prompts.resolve_pooling`).
         full: the whole loaded model (``BertForMaskedLM``, ``LlamaForCausalLM``...).
     """
 
@@ -80,6 +80,10 @@ class LoadedModel:
     tokenizer: object
     arch: Literal["encoder", "decoder"]
     full: nn.Module | None = None  # the loaded model (body + head) as PEFT expects it
+    trained_pooling: str | None = None
+    """How the checkpoint's own training pooled a sentence (``mean``, ``cls``, ``last``), read from a
+    sentence-transformers pooling config (``1_Pooling/config.json``) beside the weights; None when
+    the checkpoint ships none (then encoders pool [CLS], decoders the last token)."""
 
     @property
     def config(self):
@@ -230,6 +234,32 @@ def _tiny(kind: str, seed: int = 0) -> LoadedModel:
     return _split(full, tok, kind, "encoder" if kind == "tiny-bert" else "decoder")
 
 
+#: sentence-transformers pooling flags -> this package's pooling names (the first set flag wins)
+_ST_POOLING = (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"), ("pooling_mode_lasttoken", "last"))
+
+
+def trained_pooling(path: str | os.PathLike) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with, from its packaged
+    ``1_Pooling/config.json`` (the path ``modules.json`` gives, else ``1_Pooling``); None for a
+    checkpoint without one, or one whose mode this package does not implement (max, weighted)."""
+    import json
+
+    root = Path(path)
+    if not root.is_dir():
+        return None
+    folder = root / "1_Pooling"
+    try:
+        modules = json.loads((root / "modules.json").read_text())
+        folder = next((root / m["path"] for m in modules if str(m.get("type", "")).endswith(".Pooling")), folder)
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    try:
+        flags = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return next((name for key, name in _ST_POOLING if flags.get(key) is True), None)
+
+
 def _split(full: nn.Module, tok, name: str, arch: str) -> LoadedModel:
     """Split a ``*ForMaskedLM`` / ``*ForCausalLM`` / bare model into body + LM head, frozen."""
     body = getattr(full, "base_model", full)
@@ -286,4 +316,6 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, seed: int = 0) 
     tok = AutoTokenizer.from_pretrained(path)
     if arch == "decoder":
         tok.padding_side = "right"
-    return _split(full, tok, shown, arch)
+    lm = _split(full, tok, shown, arch)
+    lm.trained_pooling = trained_pooling(path)
+    return lm

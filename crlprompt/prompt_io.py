@@ -12,9 +12,11 @@ including one trained with plain PEFT (``PrefixTuningConfig``, ``PromptTuningCon
 ``PromptEncoderConfig`` on the same base model, ``save_pretrained``); a linear head comes from the
 adapter's ``head.safetensors`` when it has one.
 
-Pooling, the feature a head sees (so a head trained outside crl-prompt must pool the same way):
-encoders take the first text token ([CLS], after the virtual tokens of a shallow prompt), or the
-[MASK] token with a verbalizer; decoders take the last non-pad token (right padding).
+Pooling, the feature a head sees (so a head trained outside crl-prompt must pool the same way), is
+the setup's ``pooling`` (:data:`crlprompt.prompts.POOLINGS`): recorded in a prompt file's metadata,
+a head file's metadata and the model card; a head saved with one pooling is refused by a model
+built with another. An adapter trained with plain PEFT has no record: its head is read as the
+runs before the option pooled (encoders the first text token, decoders the last non-pad token).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import nn
 
 from .errors import CheckpointError, ModelError
 from .modelcard import (
-    CARD_FILE, POOLING_TEXT, adapter_record, base_model_id, model_card, model_name, pooling, read_card_record,
+    CARD_FILE, POOLING_TEXT, adapter_record, base_model_id, model_card, model_name, read_card_record,
 )  # fmt: skip
 from .models import LoadedModel
 
@@ -66,7 +68,8 @@ def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> No
     if pm.head_kind == "linear":
         for k, v in pm.head.state_dict().items():
             tensors[f"head.{k}"] = v.detach().float().cpu().contiguous()
-    metadata = {"layout": json.dumps(asdict(pm.layout)), "model": pm.lm.name, "head": pm.head_kind}
+    metadata = {"layout": json.dumps(asdict(pm.layout)), "model": pm.lm.name, "head": pm.head_kind,
+                "pooling": pm.pooling}  # fmt: skip
     metadata.update({k: json.dumps(v) for k, v in (meta or {}).items()})
     save_file(tensors, str(path), metadata=metadata)
 
@@ -124,6 +127,7 @@ def _load_prompt_file(pm: nn.Module, path: Path, strict: bool) -> dict:
         )
     _check_model(path, meta.get("model"), pm, strict)
     _check_head_kind(path, meta.get("head", "linear"), pm)
+    _check_pooling(path, meta.get("pooling"), pm)
     head_sd = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
     if pm.head_kind == "linear":
         _check_head(path, pm.head, head_sd)
@@ -143,6 +147,13 @@ def _check_head_kind(path: Path, saved: str, pm: nn.Module) -> None:
     if saved != pm.head_kind:
         raise PromptFileError(f"{path} was saved with head={saved!r} but the model uses head={pm.head_kind!r}; "
                               f"use --head {saved}")  # fmt: skip
+
+
+def _check_pooling(path: Path, saved: str | None, pm: nn.Module) -> None:
+    """A linear head is only right on the features it was trained on; files without a record pass."""
+    if saved is not None and pm.head_kind == "linear" and saved != pm.pooling:
+        raise PromptFileError(f"{path} holds a head trained on {saved!r}-pooled features, but the model pools "
+                              f"{pm.pooling!r}; build it with pooling={saved!r} (--pooling {saved})")  # fmt: skip
 
 
 def _check_head(path: Path, head: nn.Module, head_sd: dict[str, torch.Tensor]) -> None:
@@ -330,6 +341,8 @@ def _load_adapter(pm: nn.Module, info: AdapterInfo, *, strict: bool, require_hea
         )
     _check_model(path, info.record.get("model"), pm, strict)
     _check_head_kind(path, info.record.get("head", pm.head_kind), pm)
+    if info.head is not None:
+        _check_pooling(path, info.head_meta.get("pooling") or info.record.get("pooling"), pm)
     head_sd = None
     if pm.head_kind == "linear":
         if info.head is not None:
@@ -338,7 +351,7 @@ def _load_adapter(pm: nn.Module, info: AdapterInfo, *, strict: bool, require_hea
         elif require_head:
             raise PromptFileError(
                 f"{path} has no {HEAD_FILE}, and the model's linear head would stay untrained. A linear head is "
-                f"needed: save the classifier (an nn.Linear on {POOLING_TEXT[pooling(pm.lm.arch, 'linear')]}) as "
+                f"needed: save the classifier (an nn.Linear on {POOLING_TEXT[pm.pooling]}) as "
                 f"{path / HEAD_FILE} with tensors 'weight' (C, H) and 'bias' (C,), or use --head verbalizer "
                 "(the LM's own head over the label words)"
             )

@@ -30,6 +30,42 @@ log = logging.getLogger(__name__)
 
 PromptKind = Literal["deep", "shallow"]
 HeadKind = Literal["linear", "verbalizer"]
+Pooling = Literal["cls", "mean", "mask", "last"]
+POOLINGS = ("cls", "mean", "mask", "last")
+"""Where a head reads its feature in the last hidden states (prompt positions are never pooled):
+
+* ``cls``: the first input token ([CLS]; after a shallow prompt's virtual tokens);
+* ``mean``: the mean over the input tokens (attention mask 1, special tokens included), as
+  sentence-transformers pools; the prompt's positions are excluded;
+* ``mask``: the [MASK] token (an encoder's verbalizer);
+* ``last``: the last non-pad token (decoders, right padding; a decoder's verbalizer).
+"""
+
+
+def resolve_pooling(pooling: str, lm: LoadedModel, head: str) -> Pooling:
+    """The pooling a setup asks for made explicit.
+
+    ``auto`` pools the way the model was trained: a verbalizer reads the position its LM head
+    predicts ([MASK] for encoders, the last token for decoders); a linear head reads the
+    checkpoint's own sentence pooling (:attr:`LoadedModel.trained_pooling`: ``mean`` for
+    all-MiniLM-L6-v2, read from its packaged pooling config), else [CLS] for encoders and the last
+    token for decoders. ``legacy`` is the rule of runs saved before pooling was an option (the same,
+    except that encoders' linear heads always read [CLS]); their run directories lack the field.
+    """
+    decoder = lm.arch == "decoder"
+    if head == "verbalizer":
+        want = "last" if decoder else "mask"
+        if pooling not in ("auto", "legacy", want):
+            raise ConfigError(f"head='verbalizer' reads the LM head's own position: pooling must be {want!r} "
+                              f"(or 'auto') for this {lm.arch}, got {pooling!r}")  # fmt: skip
+        return want
+    if pooling == "legacy":
+        return "last" if decoder else "cls"
+    if pooling == "auto":
+        return lm.trained_pooling or ("last" if decoder else "cls")
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {('auto', *POOLINGS)}, got {pooling!r}")
+    return pooling  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -65,6 +101,16 @@ class PromptLayout:
         return n
 
 
+INITS = ("auto", "random", "tokens", "zero")
+
+
+def auto_init(kind: str, arch: str | None) -> str:
+    """What ``init="auto"`` means for a prompt kind on a model architecture (see :class:`SoftPrompt`)."""
+    if kind != "deep" or arch is None:
+        return "random"
+    return "tokens" if arch == "decoder" else "zero"
+
+
 class SoftPrompt(nn.Module):
     """A trainable prompt θ ∈ R^D (``self.theta``), viewed through a :class:`PromptLayout`.
 
@@ -79,18 +125,24 @@ class SoftPrompt(nn.Module):
       prefix tuning from there does not recover (TREC test
       accuracy 0.354 ± 0.203 over 3 seeds at lr 1e-2, 0.38 and 0.26 at lr 1e-3 and 3e-3, against
       0.95 for a shallow prompt).
-    * ``"auto"`` (default): ``"tokens"`` for decoders' deep prefixes, ``"random"`` otherwise.
+    * ``"zero"``: every key, value (deep) or embedding (shallow) 0. A deep zero prefix is the
+      neutral start: its keys give every query the attention logit 0 and its values add nothing, so
+      the unprompted features change only through the attention mass the P positions take.
+    * ``"auto"`` (default): ``"tokens"`` for decoders' deep prefixes, ``"zero"`` for encoders' deep
+      prefixes (a start at the no-prompt features), ``"random"`` otherwise.
     """
 
     def __init__(self, layout: PromptLayout, lm: LoadedModel | None = None, *, seed: int = 0, init: str = "auto"):
         super().__init__()
         self.layout = layout
-        if init not in ("auto", "random", "tokens"):
-            raise ConfigError(f"init must be 'auto', 'random' or 'tokens', got {init!r}")
+        if init not in INITS:
+            raise ConfigError(f"init must be one of {INITS}, got {init!r}")
         if init == "auto":
-            init = "tokens" if (layout.kind == "deep" and lm is not None and lm.arch == "decoder") else "random"
+            init = auto_init(layout.kind, None if lm is None else lm.arch)
         g = torch.Generator().manual_seed(seed)
-        if layout.kind == "shallow" and lm is not None:
+        if init == "zero":
+            value = torch.zeros(layout.dim)
+        elif layout.kind == "shallow" and lm is not None:
             emb = lm.input_embeddings().weight.detach().float().cpu()
             ids = torch.randint(0, emb.shape[0], (layout.num_tokens,), generator=g)
             value = emb[ids].reshape(-1).clone()
@@ -215,6 +267,8 @@ class PromptedModel(nn.Module):
         num_labels: C.
         label_ids: verbalizer token ids (``head="verbalizer"`` only).
         prompt_dropout: dropout on θ in training mode (P-Tuning v2's prefix dropout).
+        pooling: where the head reads its feature (:data:`POOLINGS`, or ``auto`` / ``legacy``:
+            :func:`resolve_pooling`).
     """
 
     def __init__(
@@ -227,8 +281,10 @@ class PromptedModel(nn.Module):
         label_ids: list[int] | None = None,
         prompt_dropout: float = 0.1,
         head_dropout: float = 0.1,
+        pooling: str = "auto",
     ):
         super().__init__()
+        self.pooling = resolve_pooling(pooling, lm, head)
         self.lm = lm
         self.body = lm.body  # registered so .to(device) moves it; frozen
         self.prompt = prompt
@@ -286,11 +342,8 @@ class PromptedModel(nn.Module):
     def features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, thetas: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Pooled features ``(K, B, hidden)`` for K prompts ``thetas (K, D)`` over a batch ``(B, L)``.
-
-        Encoders pool the first token ([CLS]) or, with a verbalizer, the [MASK] token; decoders
-        pool the last non-pad token (right padding).
-        """
+        """Pooled features ``(K, B, hidden)`` for K prompts ``thetas (K, D)`` over a batch ``(B, L)``,
+        pooled as ``self.pooling`` says (:data:`POOLINGS`); prompt positions are never pooled."""
         if thetas is None:
             thetas = self.prompt.theta.unsqueeze(0)
         if self.training and self.prompt_dropout > 0:
@@ -315,18 +368,24 @@ class PromptedModel(nn.Module):
             soft = thetas.view(k, 1, p, -1).expand(k, b, p, -1).reshape(k * b, p, -1)
             out = self.body(inputs_embeds=torch.cat([soft, emb], dim=1), attention_mask=full_mask, use_cache=False)
             offset = p
-        hidden = out.last_hidden_state  # (K*B, L', H)
-        pos = self._pool_positions(rows_ids, rows_mask) + offset
-        pooled = hidden[torch.arange(k * b, device=hidden.device), pos]  # (K*B, H)
+        hidden = out.last_hidden_state[:, offset:]  # (K*B, L, H): the input positions only
+        if self.pooling == "mean":
+            m = rows_mask.to(hidden.dtype).unsqueeze(2)  # (K*B, L, 1)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        else:
+            pos = self._pool_positions(rows_ids, rows_mask)
+            pooled = hidden[torch.arange(k * b, device=hidden.device), pos]  # (K*B, H)
         return pooled.view(k, b, -1)
 
     def _pool_positions(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.lm.arch == "decoder":
+        """The pooled position of each row (``cls``, ``mask``, ``last``), counted from the first input token."""
+        if self.pooling == "last":
             return mask.sum(1) - 1
-        if self.head_kind == "verbalizer":
+        if self.pooling == "mask":
             is_mask = ids == self.mask_token_id
             if not bool(is_mask.any(1).all()):
-                raise ConfigError("head='verbalizer' on an encoder needs a [MASK] token in every input (apply the template)")
+                raise ConfigError("pooling='mask' (a verbalizer on an encoder) needs a [MASK] token in every input "
+                                  "(apply the template)")  # fmt: skip
             return is_mask.int().argmax(1)
         return torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
 

@@ -21,11 +21,13 @@ Per id family:
   is kept for selecting the prompt. α = 0.2: measured on SST-2 from the HandCraft start, random
   offsets at α = 0.1 leave the train accuracy unchanged (0.75), at α = 0.3 most fall to
   0.50-0.69, and at α = 1 (BBT's scale) a CMA-ES generation is a near-constant classifier.
-* ``*-MiniLM-16Shot``: MiniLM has no LM head, so a ridge probe is fitted once on the train rows
-  at the start prompt (the LM's keys/values of random tokens, ``start="tokens"``); the fitness is
-  on D_RL (the probe has seen the train rows), α = 1 (measured on SST-2, 240 evaluations: CMA-ES
-  reaches the same fitness at α = 0.3 and 1, random search a better one at 1; test accuracy
-  stays near chance either way, the 32-row fitness is overfitted).
+* ``*-MiniLM-16Shot``: MiniLM has no LM head; features are pooled as MiniLM was trained (the mean
+  of the input tokens, read from its packaged pooling config), and the head is the no-prompt
+  floor's logistic regression fitted once on the train rows at the start prompt (C chosen on
+  D_RL). The start is the neutral zero prefix (``start="zero"``: every key and value 0), so the
+  search starts at, or a little above, the no-prompt floor instead of in a hole dug by a random
+  prefix. The fitness is on D_RL (the probe has seen the train rows); α = 1 (chosen for the earlier
+  random-token start on SST-2: CMA-ES reached the same fitness at α = 0.3 and 1).
 
 Accuracy is in every step's ``info``.
 """
@@ -42,7 +44,7 @@ FEW_SHOT = {"k_shot": 16, "data_seed": 13, "projection": "bbt", "projection_dim"
             "reward": "ce"}  # fmt: skip
 DECODER_16 = {**FEW_SHOT, "model": "smollm2", "head": "verbalizer", "start": "handcraft", "reward_split": "train",
               "alpha": 0.2}  # fmt: skip
-ENCODER_16 = {**FEW_SHOT, "model": "minilm", "head": "probe", "start": "tokens", "reward_split": "rl", "alpha": 1.0}
+ENCODER_16 = {**FEW_SHOT, "model": "minilm", "head": "probe", "start": "zero", "reward_split": "rl", "alpha": 1.0}
 
 ENV_SPECS: dict[str, dict] = {
     "Tiny": {"task": "tiny", "model": "tiny-llama", "num_tokens": 4, "init": "random", "head": "planted", "sigma": 2.0},

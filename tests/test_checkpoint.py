@@ -118,7 +118,7 @@ def test_layout_is_the_documented_one(saved):
             "batches.sizes", "opt.0.exp_avg", "opt.1.exp_avg_sq"} <= set(tensors)  # fmt: skip
     assert not any(k.startswith("param.0") for k in tensors)  # the frozen embedding
     assert tensors["batches.sizes"].tolist() == [3, 2, 3]
-    assert set(doc) == {"config", "seed", "step", "phase2_step", "progress", "history", "best_acc", "phase1_best_acc",
+    assert set(doc) == {"config", "seed", "step", "phase2_step", "progress", "history", "best_acc", "best_loss", "phase1_best_acc",
                         "reward_mean", "rng_numpy", "rng_env", "optimizer", "elapsed"}  # fmt: skip
     assert doc["progress"] == {"phase_idx": 1, "done": 5, "epoch": 1, "pos": 2, "sums": {"ce": 1.25, "rl": 0.5}}
 

@@ -36,7 +36,7 @@ def prompted(lm, kind="deep", tokens=3, *, seed=1, head="linear", num_labels=2, 
     layout = PromptLayout.for_model(lm, kind, tokens)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        pm = PromptedModel(lm, SoftPrompt(layout, lm, seed=seed), head, num_labels, label_ids=label_ids)
+        pm = PromptedModel(lm, SoftPrompt(layout, lm, seed=seed, init="random"), head, num_labels, label_ids=label_ids)
     return pm.eval()
 
 

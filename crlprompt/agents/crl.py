@@ -25,7 +25,8 @@ from ..checkpoint import TrainState, load_train_state, save_train_state
 from ..distributed import all_reduce_grads_, is_main, shard_batch, world_size
 from ..losses import cross_entropy_loss, estimator_loss, info_nce_loss, sample_actions
 from ..losses.supervised import contrastive_loss, contrastive_prompts
-from ..scoring import accuracy, autocast
+from ..floors import fit_probe_head
+from ..scoring import accuracy, autocast, score_population
 from .crl_config import CRLConfig
 from .offpolicy import ReplayRLTerm
 from .racing import race_rl_term
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 
 EventCallback = Callable[[str, dict], None]
+
+#: D_RL sizes below this get a log line: accuracy steps of 1/n make epochs tie (ties go to the lower loss).
+SMALL_HOLDOUT = 50
 
 
 class CRLAgent:
@@ -111,6 +115,8 @@ class CRLAgent:
             )
             log.info("resumed from %s at step %d", checkpoint, st.step)
         resumed, t0 = st.step, time.perf_counter() - st.elapsed
+        if not resumed:
+            self._start_head()
 
         def save() -> None:
             if checkpoint and is_main():
@@ -172,6 +178,17 @@ class CRLAgent:
                 self.writer = None
         summary["resumed_from_step"] = resumed
         return summary
+
+    def _start_head(self) -> None:
+        """Fit the linear head at the start prompt (``head_init="probe"``) and say how coarse D_RL is."""
+        pm, n = self.model, len(self.setup.rl)
+        if self.cfg.head_init == "probe" and pm.head_kind == "linear":
+            fit = fit_probe_head(pm, self.setup.train, self.setup.rl)
+            log.info("head: logistic-regression probe at the start prompt (C=%g; D_RL acc %.4f, train acc %.4f)",
+                     fit.c, fit.rl_acc, fit.train_acc)  # fmt: skip
+        if 0 < n < SMALL_HOLDOUT:
+            log.info("D_RL has %d rows: its accuracy moves in steps of %.3f, so epochs often tie; ties go to the "
+                     "lower D_RL loss", n, 1 / n)  # fmt: skip
 
     def batch_loss(
         self, ids, mask, labels, phase: int, rng: np.random.Generator, weight: float = 1.0
@@ -294,16 +311,19 @@ class CRLAgent:
         """Score D_RL, record the epoch, keep the best prompt, start a new batch order."""
         st = self.state
         st.epoch += 1
-        acc = self.evaluate("rl")
-        rec = {"phase": phase, "epoch": st.epoch, "step": st.step, "rl_acc": acc, "seconds": time.perf_counter() - t0}
+        acc, loss = self._rl_scores()
+        rec = {"phase": phase, "epoch": st.epoch, "step": st.step, "rl_acc": acc, "rl_loss": loss,
+               "seconds": time.perf_counter() - t0}  # fmt: skip
         rec.update({f"train_{k}": float(v) / max(1, st.batch_pos) for k, v in st.loss_sums.items()})
         st.history.append(rec)
         self._scalar("eval/acc", acc)
         log.info("phase %d epoch %d: D_RL acc %.4f", phase, st.epoch, acc)
         for cb in self.callbacks:
             cb("epoch", rec)
-        if acc > st.best_acc:
-            st.best, st.best_acc = self._snapshot(), acc
+        if acc == 1.0 and st.best_acc == 1.0 and (st.best_loss is None or loss < st.best_loss):
+            log.info("D_RL accuracy is saturated (1.0 again at epoch %d): the lower D_RL loss (%.4f) selects", st.epoch, loss)
+        if acc > st.best_acc or (acc == st.best_acc and (st.best_loss is None or loss < st.best_loss)):
+            st.best, st.best_acc, st.best_loss = self._snapshot(), acc, loss
         st.batches, st.batch_pos, st.loss_sums = None, 0, {}
 
     def _finish(self, t0: float) -> dict:
@@ -316,6 +336,7 @@ class CRLAgent:
         if st.best is not None:
             self._restore(st.best)
         summary["rl_acc"] = st.best_acc if st.best is not None else max(st.best_acc, self.evaluate("rl"))
+        summary["rl_loss"] = st.best_loss
         summary["test_acc"] = self.evaluate("test")
         if "phase1_rl_acc" not in summary:
             summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
@@ -323,6 +344,12 @@ class CRLAgent:
         return summary
 
     # ------------------------------------------------------------------ evaluation
+    def _rl_scores(self) -> tuple[float, float]:
+        """(accuracy, mean cross-entropy) of the current prompt on D_RL: the model-selection scores."""
+        theta = self.model.prompt.theta.detach().reshape(1, -1)
+        scores = score_population(self.model, self.setup.rl, theta, max_rows=self.cfg.eval_batch_size)
+        return float(scores.reward("accuracy")[0]), float(-scores.reward("ce")[0])
+
     def evaluate(self, split: str = "rl") -> float:
         data = {"rl": self.setup.rl, "test": self.setup.test, "train": self.setup.train}[split]
         return accuracy(self.model, data, batch_size=self.cfg.eval_batch_size)

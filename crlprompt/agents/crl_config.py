@@ -9,7 +9,9 @@ from ..errors import ConfigError
 from ..losses import ESTIMATORS
 from ..losses.supervised import CONTRAST_MODES, NEGATIVE_KINDS
 
-__all__ = ["CRLConfig"]
+__all__ = ["CRLConfig", "HEAD_INITS"]
+
+HEAD_INITS = ("probe", "keep")
 
 
 @dataclass
@@ -67,6 +69,10 @@ class CRLConfig:
     """Clip the global gradient norm (None = off)."""
     eval_batch_size: int = 64
     """Batch size for scoring D_RL / test."""
+    head_init: str = "probe"
+    """How a linear head starts: probe = the no-prompt floor's logistic regression fitted on the train
+    rows at the start prompt (C chosen on D_RL; crlprompt.floors), so training starts at the floor |
+    keep = as built (seeded random) or loaded. A verbalizer head has nothing to fit."""
 
     def __post_init__(self):
         for f in ("lr", "tau", "sigma", "beta", "gamma", "phase1_epochs", "phase2_epochs", "negative_noise",
@@ -85,6 +91,8 @@ class CRLConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.prompt_dropout < 1:
             raise ConfigError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+        if self.head_init not in HEAD_INITS:
+            raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.contrast_mode not in CONTRAST_MODES:
             raise ConfigError(f"contrast_mode must be one of {CONTRAST_MODES}, got {self.contrast_mode!r}")
         if self.negative_kind not in NEGATIVE_KINDS:

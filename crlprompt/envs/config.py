@@ -22,7 +22,7 @@ from ..errors import ConfigError
 REWARD_KINDS = ("accuracy", "margin", "neg_ce")
 HEADS = ("auto", "probe", "planted", "verbalizer", "random", "checkpoint")
 PROJECTIONS = ("gaussian", "bbt", "bbt_layer")
-STARTS = ("auto", "random", "tokens", "handcraft", "handcraft_text", "checkpoint")
+STARTS = ("auto", "random", "tokens", "zero", "handcraft", "handcraft_text", "checkpoint")
 REWARD_SPLITS = ("rl", "train")
 #: Legacy keyword names still accepted by :meth:`EnvConfig.from_kwargs`.
 ALIASES = {"init_seed": "seed"}
@@ -44,15 +44,17 @@ class EnvConfig:
     setup: SetupConfig = field(default_factory=SetupConfig)
     """Task, model, prompt kind, tokens, init, data split (see :class:`crlprompt.build.SetupConfig`)."""
     head: Literal["auto", "probe", "planted", "verbalizer", "random", "checkpoint"] = "auto"
-    """Frozen classifier: probe = ridge-regression linear head fitted once on train features at the
-    initial prompt; planted = a probe fitted at a hidden random prompt θ*, after which the search
+    """Frozen classifier: probe = the no-prompt floor's logistic regression (crlprompt.floors), fitted
+    once on train features at the start prompt, C chosen on D_RL; planted = a probe fitted at a hidden random prompt θ*, after which the search
     starts from another random prompt (a synthetic problem with a known good answer); verbalizer =
     the LM's own head over the label words; random = the seeded random linear head; checkpoint =
     the head saved with ``checkpoint``. auto = checkpoint if given, else verbalizer for
     ``setup.head="verbalizer"``, else probe."""
     start: str = "auto"
     """The center the search starts from: random (N(0,1) deep prefix / random token embeddings) |
-    tokens (the LM's own keys/values of random vocabulary tokens) | handcraft (the HandCraft
+    tokens (the LM's own keys/values of random vocabulary tokens) | zero (every key/value 0: the
+    neutral start, whose features are close to the unprompted ones, so a probe start scores at the
+    no-prompt floor) | handcraft (the HandCraft
     classifier itself: a prefix of boundary tokens, the LM's keys/values or embeddings of its BOS /
     [CLS] token, before the templated input) | handcraft_text (of the HandCraft template's words) |
     ``text:<any text>`` (of that text, left-padded with boundary tokens to num_tokens) | checkpoint

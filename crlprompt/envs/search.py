@@ -15,6 +15,7 @@ import torch
 
 from ..build import Setup, build, resolve_device
 from ..errors import ConfigError, EnvError
+from ..floors import fit_probe_head
 from ..models import LoadedModel
 from ..prompts import SoftPrompt, load_prompt, text_theta
 from ..scoring import fit_probe, score_population
@@ -149,7 +150,7 @@ def apply_start(setup: Setup, config: EnvConfig) -> str:
     kind, pm = config.start_kind, setup.model
     if kind in ("setup", "checkpoint"):
         return kind  # the setup's own init; a checkpoint is loaded with its head by make_search
-    if kind in ("random", "tokens"):
+    if kind in ("random", "tokens", "zero"):
         theta, what = SoftPrompt(pm.layout, setup.lm, seed=setup.config.seed, init=kind).theta.detach(), kind
     else:
         text = start_text(setup, config)
@@ -181,8 +182,9 @@ def make_search(
                 apply_start(setup, config)  # the checkpoint's head, the start's θ
         if head == "probe":
             rows = np.arange(min(config.probe_rows, len(setup.train)))
-            acc = fit_probe(setup.model, setup.train.subset(rows))
-            log.info("fitted a ridge probe head on %d train rows (train acc %.3f)", len(rows), acc)
+            fit = fit_probe_head(setup.model, setup.train.subset(rows), setup.rl)
+            log.info("fitted a logistic-regression probe head at the start on %d train rows (C=%g chosen on D_RL; "
+                     "train acc %.3f, D_RL acc %.3f)", len(rows), fit.c, fit.train_acc, fit.rl_acc)  # fmt: skip
         elif head == "planted":
             acc = plant_head(setup, rows=config.probe_rows)
             log.info("planted a probe head at a hidden prompt (train acc %.3f); the search starts elsewhere", acc)

@@ -1,7 +1,16 @@
-"""The rows a compare run reports beside the search algorithms, per data seed: the start prompt,
-HandCraft (the template and verbalizer with no prompt, where the head is a verbalizer) and the
-gradient ceiling (prompt tuning by backprop on the same train rows, selected on the same D_RL
-rows: :class:`~crlprompt.agents.crl.CRLAgent` with β = γ = 0 from the env's start)."""
+"""The rows a compare run reports beside the search algorithms, per data seed:
+
+* the **floors**, what a user gets with no prompt (:mod:`crlprompt.floors`): ``floor`` (frozen
+  features pooled as the setup pools + a logistic regression, C chosen on D_RL), and for a
+  verbalizer head ``handcraft`` (the template and the LM's label words, zero-shot) and, on
+  decoders, ``icl`` (in-context demonstrations from the train rows);
+* ``start``: the env's start prompt with the env's head;
+* the **gradient ceiling**: prompt tuning by backprop on the same train rows with the same kind of
+  head, the epoch best on D_RL kept (ties: lower D_RL loss): ``gradient-ptv2`` (the deep prefix from
+  the env's start, Prompt v2), ``gradient-prompt-tuning`` (a shallow prompt of the same number of
+  tokens) and ``gradient``, the one of the two better on D_RL (the strongest gradient method, chosen
+  by the rule every run is selected by).
+"""
 
 from __future__ import annotations
 
@@ -13,44 +22,62 @@ import numpy as np
 import torch
 
 from ..build import build_model
+from ..floors import handcraft_floor, icl_floor, probe_floor
 from ..scoring import accuracy
+
+#: The gradient methods the ceiling is the best of: record name -> prompt kind.
+GRADIENT_METHODS = {"gradient-ptv2": "deep", "gradient-prompt-tuning": "shallow"}
 
 
 def baselines(
     search, *, seed: int = 0, grad_epochs: float = 50.0, grad_lr: float = 1e-2, skip: Collection[str] = ()
 ) -> Iterator[dict]:
-    """Records of the start prompt, HandCraft (verbalizer heads only) and the gradient ceiling
-    (those not named in ``skip``), each yielded as soon as it is scored."""
+    """Records of the floors, the start prompt and the gradient ceiling (those not named in
+    ``skip``), each yielded as soon as it is scored."""
     setup = search.setup
     center = search.center.detach()
+    free = {"seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0}
+    if "floor" not in skip and setup.model.head_kind == "linear":
+        f = probe_floor(setup)
+        yield {"algo": "floor", **free, "c": f["c"], "pooling": f["pooling"], "selected_rl_acc": f["rl_acc"],
+               "selected_test_acc": f["test_acc"]}  # fmt: skip
+    if setup.model.head_kind == "verbalizer" and "handcraft" not in skip:
+        f = handcraft_floor(setup)
+        yield {"algo": "handcraft", **free, "selected_rl_acc": f["rl_acc"], "selected_test_acc": f["test_acc"]}
+    if setup.model.head_kind == "verbalizer" and setup.lm.arch == "decoder" and "icl" not in skip:
+        f = icl_floor(setup, seed=seed)
+        yield {"algo": "icl", **free, "demos": f["demos"], "selected_rl_acc": f["rl_acc"],
+               "selected_test_acc": f["test_acc"]}  # fmt: skip
     if "start" not in skip:
         reward, _ = search.rewards(center[None], np.random.default_rng(seed))
         yield {"algo": "start", "seed": seed, "evals": 1, "example_forwards": len(search.data), "seconds": 0.0,
                "env_reward": float(reward[0]), "selected_rl_acc": accuracy(setup.model, setup.rl, theta=center),
                "selected_test_acc": accuracy(setup.model, setup.test, theta=center)}  # fmt: skip
-    if setup.model.head_kind == "verbalizer" and "handcraft" not in skip:
-        plain = build_model(setup.lm, setup.spec, prompt="shallow", num_tokens=0, head="verbalizer").to(search.model.device)
-        none = torch.zeros(0)
-        yield {"algo": "handcraft", "seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0,
-               "selected_rl_acc": accuracy(plain, setup.rl, theta=none),
-               "selected_test_acc": accuracy(plain, setup.test, theta=none)}  # fmt: skip
     if "gradient" not in skip:
-        yield {"algo": "gradient", "seed": seed, **gradient_ceiling(search, seed=seed, epochs=grad_epochs, lr=grad_lr)}
+        recs = {}
+        for name, kind in GRADIENT_METHODS.items():
+            recs[name] = {"algo": name, "seed": seed, **gradient_ceiling(search, seed=seed, epochs=grad_epochs,
+                                                                          lr=grad_lr, prompt=kind)}  # fmt: skip
+            yield recs[name]
+        best = max(recs.values(), key=lambda r: (r["selected_rl_acc"], -(r.get("rl_loss") or 0.0)))
+        yield {**best, "algo": "gradient", "method": best["algo"]}
 
 
-def gradient_ceiling(search, *, seed: int = 0, epochs: float = 50.0, lr: float = 1e-2) -> dict:
-    """Prompt tuning by backprop from the env's start (θ and, for a linear head, the head) on the
-    setup's train rows, keeping the epoch with the best D_RL accuracy: CRLAgent with β = γ = 0."""
+def gradient_ceiling(search, *, seed: int = 0, epochs: float = 50.0, lr: float = 1e-2, prompt: str = "deep") -> dict:
+    """Prompt tuning by backprop on the setup's train rows (θ and, for a linear head, the head), the
+    epoch with the best D_RL accuracy kept: CRLAgent with β = γ = 0. A deep prompt starts at the
+    env's start; a shallow one at its usual init (random token embeddings). A linear head starts
+    as the probe fitted at the start prompt (``head_init="probe"``)."""
     from ..agents.crl import CRLAgent, CRLConfig
 
     setup, c = search.setup, search.setup.config
-    pm = build_model(setup.lm, setup.spec, prompt=c.prompt_kind, num_tokens=c.num_tokens, head=c.head_kind,
-                     seed=c.seed, init="random").to(search.model.device)  # fmt: skip
-    with torch.no_grad():
-        pm.prompt.theta.copy_(search.center)
-        if pm.head_kind == "linear":
-            pm.head.load_state_dict(setup.model.head.state_dict())
-    cfg = CRLConfig(lr=lr, phase1_epochs=epochs, phase2_epochs=0, beta=0.0, gamma=0.0)
+    deep = prompt == "deep"
+    pm = build_model(setup.lm, setup.spec, prompt=prompt, num_tokens=c.num_tokens, head=c.head_kind,
+                     seed=c.seed, init="random", pooling=c.pooling).to(search.model.device)  # fmt: skip
+    if deep and search.center.numel() == pm.layout.dim:
+        with torch.no_grad():
+            pm.prompt.theta.copy_(search.center)
+    cfg = CRLConfig(lr=lr, phase1_epochs=epochs, phase2_epochs=0, beta=0.0, gamma=0.0, head_init="probe")
     crl_log = logging.getLogger(CRLAgent.__module__)
     level = crl_log.level
     crl_log.setLevel(logging.WARNING)  # one line per epoch would bury the progress bar
@@ -60,5 +87,6 @@ def gradient_ceiling(search, *, seed: int = 0, epochs: float = 50.0, lr: float =
         crl_log.setLevel(level)
     n_epochs = len(summary["history"])
     return {"evals": n_epochs, "example_forwards": summary["steps"] * cfg.batch_size + n_epochs * len(setup.rl),
-            "steps": summary["steps"], "seconds": summary["seconds"], "lr": lr, "epochs": epochs,
-            "selected_rl_acc": summary["rl_acc"], "selected_test_acc": summary["test_acc"]}  # fmt: skip
+            "steps": summary["steps"], "seconds": summary["seconds"], "lr": lr, "epochs": epochs, "prompt": prompt,
+            "selected_rl_acc": summary["rl_acc"], "rl_loss": summary.get("rl_loss"),
+            "selected_test_acc": summary["test_acc"]}  # fmt: skip

@@ -4,10 +4,11 @@ table tool over a results tree::
     python -m crlprompt.runners.compare --table results/search
 
 Records (one JSON line each) come in two files per compare run: ``results.jsonl`` (one record
-per algorithm run) and ``baselines.jsonl`` (the start prompt, HandCraft and the gradient
-ceiling). Every table row is a mean ± sample std over runs (seeds × data seeds); the normalized
-gain of a run is ``(acc − acc_start) / (acc_gradient − acc_start)`` with the start and gradient
-test accuracies of the run's own data seed.
+per algorithm run) and ``baselines.jsonl`` (the floors, the start prompt and the gradient
+ceiling: :mod:`crlprompt.runners.baselines`). Every table row is a mean ± sample std over runs
+(seeds × data seeds). Gains are measured from the **best floor** of the run's own data seed (the
+highest test accuracy among the no-prompt rows: ``floor``, ``handcraft``, ``icl``): Δ vs floor in
+points, and the normalized gain ``(acc − floor) / (gradient − floor)``. A row under the floor says so.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ import numpy as np
 
 from .common import load_results, mean_std
 
-BASELINES = ("start", "handcraft", "gradient")
-BASELINE_NAMES = {"start": "start prompt", "handcraft": "HandCraft (no prompt)", "gradient": "gradient (prompt tuning)"}
+BASELINES = ("floor", "handcraft", "icl", "start", "gradient-ptv2", "gradient-prompt-tuning", "gradient")
+BASELINE_NAMES = {
+    "floor": "floor: no prompt + logistic regression", "handcraft": "floor: HandCraft (no prompt, zero-shot)",
+    "icl": "floor: in-context demonstrations", "start": "start prompt",
+    "gradient-ptv2": "gradient: Prompt v2 (deep prefix)", "gradient-prompt-tuning": "gradient: prompt tuning (shallow)",
+    "gradient": "gradient ceiling (the better on D_RL)",
+}  # fmt: skip
+#: The rows that are a no-prompt floor (the best of them per data seed is what gains are measured from).
+FLOORS = ("floor", "handcraft", "icl")
 
 
 def load_tree(root: Path) -> tuple[list[dict], list[dict]]:
@@ -41,22 +49,31 @@ def _baseline_acc(baselines: list[dict], env_id: str, algo: str) -> dict:
     return {k: float(np.mean(v)) for k, v in by_seed.items()}
 
 
-#: The gradient ceiling must beat the start by this much for a normalized gain to mean anything:
-#: below it (the gradient run learnt nothing on that data seed) the ratio is noise over noise.
+#: The gradient ceiling must beat the best floor by this much for a normalized gain to mean anything:
+#: below it (the gradient run learnt nothing over the floor on that data seed) the ratio is noise over noise.
 MIN_GRADIENT_GAIN = 0.01
 
 
+def best_floor(baselines: list[dict], env_id: str) -> dict:
+    """data_seed -> the highest test accuracy of the no-prompt rows (:data:`FLOORS`) on it."""
+    out: dict = {}
+    for algo in FLOORS:
+        for ds, acc in _baseline_acc(baselines, env_id, algo).items():
+            out[ds] = max(out.get(ds, acc), acc)
+    return out
+
+
 def normalized_gains(runs: list[dict], baselines: list[dict]) -> list[float | None]:
-    """Per run: (test acc − start's) / (gradient's − start's) on its data seed; None when unknown or
-    when the gradient ceiling is not at least ``MIN_GRADIENT_GAIN`` above the start."""
+    """Per run: (test acc − best floor) / (gradient's − best floor) on its data seed; None when unknown
+    or when the gradient ceiling is not at least ``MIN_GRADIENT_GAIN`` above the floor."""
     out = []
     for r in runs:
-        start = _baseline_acc(baselines, r["env_id"], "start").get(r["data_seed"])
+        floor = best_floor(baselines, r["env_id"]).get(r["data_seed"])
         grad = _baseline_acc(baselines, r["env_id"], "gradient").get(r["data_seed"])
-        if start is None or grad is None or grad - start < MIN_GRADIENT_GAIN:  # no ceiling to normalise by
+        if floor is None or grad is None or grad - floor < MIN_GRADIENT_GAIN:  # no ceiling to normalise by
             out.append(None)
         else:
-            out.append((r["selected_test_acc"] - start) / (grad - start))
+            out.append((r["selected_test_acc"] - floor) / (grad - floor))
     return out
 
 
@@ -69,32 +86,40 @@ def markdown_table(runs: list[dict], baselines: list[dict] = ()) -> str:
 
 def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
     head = ("| algo | runs | action dim | evals | example-forwards | D_RL acc | test acc | Δ test vs start (points) "
-            "| normalized gain | seconds | evals/s |")  # fmt: skip
+            "| Δ test vs best floor (points) | D_RL − test gap (points) | normalized gain | seconds | evals/s |")  # fmt: skip
     data_seeds = sorted({r["data_seed"] for r in [*runs, *baselines]})
     lines = [
         f"Env `{env_id}` (data seeds {', '.join(map(str, data_seeds))}). Accuracy of the D_RL-selected prompt, "
-        "mean ± std over runs; normalized gain = (acc − start) / (gradient − start) per data seed, over the data "
-        f"seeds where the gradient gains ≥ {100 * MIN_GRADIENT_GAIN:g} point ({_ceiling_seeds(baselines, env_id)}).",
+        "mean ± std over runs; best floor = the highest no-prompt row of the data seed; a Δ vs floor below 0 "
+        "is marked **under the floor**; normalized gain = (acc − best floor) / (gradient − best floor) per data "
+        f"seed, over the data seeds where the gradient gains ≥ {100 * MIN_GRADIENT_GAIN:g} point over the floor "
+        f"({_ceiling_seeds(baselines, env_id)}).",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),
     ]  # fmt: skip
     start = _baseline_acc(baselines, env_id, "start")
+    floor = best_floor(baselines, env_id)
 
-    def delta(rs: list[dict]) -> str:
-        d = [100 * (r["selected_test_acc"] - start[r["data_seed"]]) for r in rs if r["data_seed"] in start]
+    def delta(rs: list[dict], ref: dict, mark: bool = False) -> str:
+        d = [100 * (r["selected_test_acc"] - ref[r["data_seed"]]) for r in rs if r["data_seed"] in ref]
         if not d:
             return "–"
-        return f"{np.mean(d):+.1f}" + (f" ± {np.std(d, ddof=1):.1f}" if len(d) > 1 else "")
+        text = f"{np.mean(d):+.1f}" + (f" ± {np.std(d, ddof=1):.1f}" if len(d) > 1 else "")
+        return text + (" **under the floor**" if mark and np.mean(d) < 0 else "")
+
+    def gap(rs: list[dict]) -> str:
+        return mean_std([100 * (r["selected_rl_acc"] - r["selected_test_acc"]) for r in rs], "{:+.1f}")
 
     for algo in BASELINES:
-        rs = [b for b in baselines if b["algo"] == algo]
+        rs = [b for b in baselines if b["algo"] == algo and b.get("selected_test_acc") is not None]
         if rs:
             lines.append(
                 f"| {BASELINE_NAMES[algo]} | {len(rs)} | – | {_evals(rs)} | {_forwards(rs)} "
                 f"| {mean_std([r['selected_rl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
-                f"| {delta(rs) if algo != 'start' else '–'} | {'1.00' if algo == 'gradient' else '–'} "
-                f"| {mean_std([r['seconds'] for r in rs], '{:.1f}')} | – |"
+                f"| {delta(rs, start) if algo != 'start' else '–'} "
+                f"| {delta(rs, floor, algo not in FLOORS) if algo not in FLOORS else '–'} | {gap(rs)} "
+                f"| {'1.00' if algo == 'gradient' else '–'} | {mean_std([r['seconds'] for r in rs], '{:.1f}')} | – |"
             )
     for algo, budget in sorted(dict.fromkeys((r["algo"], r["budget"]) for r in runs), key=lambda ab: ab[1]):
         rs = [r for r in runs if r["algo"] == algo and r["budget"] == budget]
@@ -102,7 +127,7 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
         lines.append(
             f"| {algo} | {len(rs)} | {rs[0]['action_dim']} | {_evals(rs)} | {_forwards(rs)} "
             f"| {mean_std([r['selected_rl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
-            f"| {delta(rs)} | {mean_std(gains, '{:.2f}') if gains else '–'} "
+            f"| {delta(rs, start)} | {delta(rs, floor, True)} | {gap(rs)} | {mean_std(gains, '{:.2f}') if gains else '–'} "
             f"| {mean_std([r['seconds'] for r in rs], '{:.1f}')} | {mean_std([r['evals_per_s'] for r in rs], '{:.1f}')} |"
         )
     return "\n".join(lines) + "\n" + separation(runs)
@@ -139,7 +164,7 @@ def separation(runs: list[dict]) -> str:
 
 
 def _ceiling_seeds(baselines: list[dict], env_id: str) -> str:
-    start, grad = _baseline_acc(baselines, env_id, "start"), _baseline_acc(baselines, env_id, "gradient")
+    start, grad = best_floor(baselines, env_id), _baseline_acc(baselines, env_id, "gradient")
     seeds = [d for d in sorted(grad) if d in start and grad[d] - start[d] >= MIN_GRADIENT_GAIN]
     return ", ".join(map(str, seeds)) or "none"
 

@@ -31,7 +31,7 @@ class Method:
     rl: bool = False
     """Keep the agent's γ (REINFORCE term) in phase 2; False sets γ = 0."""
     trains: bool = True
-    """False: evaluate the initial model only (HandCraft)."""
+    """False: evaluate the initial model only (HandCraft; the probe, whose linear head is fitted in closed form)."""
     encoder: Literal["none", "mlp", "lstm"] = "none"
     """P-Tuning v1: the shallow prompt is a prompt encoder's output (PEFT PromptEncoder, MLP or LSTM)."""
     template: str = "auto"
@@ -43,6 +43,8 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
+    # the no-prompt floor: frozen features + a logistic regression (crlprompt.floors), no prompt at all
+    "probe": Method("No prompt + LR (floor)", "shallow", "linear", trains=False),
     "handcraft": Method("HandCraft", "shallow", "verbalizer", trains=False),  # template auto: the paper's
     "handcraft-cloze": Method("HandCraft (cloze)", "shallow", "verbalizer", trains=False, template="cloze"),
     "ptv1": Method("Prompt v1", "shallow", "linear", encoder="mlp"),
@@ -53,7 +55,7 @@ METHODS: dict[str, Method] = {
     "crl-contrast": Method("+ contrastive", "deep", "linear", contrast=True),
     "crl-rl": Method("+ RL", "deep", "linear", rl=True),
 }
-MethodName = Literal["handcraft", "handcraft-cloze", "ptv1", "ptv1-lstm", "prompt-tuning", "ptv2", "crl",
+MethodName = Literal["probe", "handcraft", "handcraft-cloze", "ptv1", "ptv1-lstm", "prompt-tuning", "ptv2", "crl",
                      "crl-contrast", "crl-rl"]  # fmt: skip
 
 
@@ -70,7 +72,8 @@ class TrainConfig:
     setup: SetupConfig = field(default_factory=SetupConfig)
     """Task, model, prompt, data split (flags --task, --model, --seed, --data-seed, --num-tokens...)."""
     method: MethodName = "ptv2"
-    """handcraft (the paper's Appendix B.1 prompt + label words, zero-shot) | handcraft-cloze (the earlier cloze
+    """probe (the no-prompt floor: frozen features + logistic regression, C chosen on D_RL) |
+    handcraft (the paper's Appendix B.1 prompt + label words, zero-shot) | handcraft-cloze (the earlier cloze
     prompts) | ptv1 (P-Tuning v1: shallow prompt from an MLP prompt encoder, CE) | ptv1-lstm (LSTM encoder) |
     prompt-tuning (shallow prompt trained directly, CE) | ptv2 (deep prefix, CE) | crl (Algorithm 1) |
     crl-contrast (β only) | crl-rl (γ only)."""
@@ -154,11 +157,12 @@ def setup_from_run_config(saved: dict[str, Any]) -> SetupConfig:
     if isinstance(saved.get("setup"), dict):
         # A P-Tuning v1 encoder is a training-time reparameterisation: the saved θ is its output, a
         # plain shallow prompt (PEFT's inference mode keeps only that, too).
-        return dataclasses.replace(SetupConfig.from_dict(saved["setup"]), prompt_encoder="none")
+        return dataclasses.replace(SetupConfig.from_stored(saved["setup"]), prompt_encoder="none")
     names = {f.name for f in dataclasses.fields(SetupConfig)}
     flat = {k: v for k, v in saved.items() if k in names}
     method = saved.get("method", "ptv2")
     if method not in METHODS or "task" not in flat or "model" not in flat:
         raise ConfigError("config.json holds neither a 'setup' record nor a known legacy layout (task, model, method)")
     flat["head"] = flat.get("head", "auto") if flat.get("head") in ("linear", "verbalizer") else "auto"
+    flat["pooling"] = "legacy"  # these runs predate the option: encoders' linear heads read [CLS]
     return TrainConfig(setup=SetupConfig(**flat), method=method).resolved_setup()

@@ -24,6 +24,7 @@ from ..build import SetupConfig
 from ..data.files import read_split_file
 from ..errors import CheckpointError, CRLPromptError
 from ..prompt_io import ADAPTER_CONFIG, HEAD_FILE, PROMPT_FILE, read_adapter
+from ..prompts import POOLINGS
 from ..tasks import TASKS, PromptTemplate, Split, TaskData, TaskSpec, get_task
 from .config import setup_from_run_config
 
@@ -128,7 +129,7 @@ def _open_adapter(path: Path, over: dict) -> SavedPrompt:
     fields = {}
     if isinstance(rec.get("setup"), dict):
         try:
-            fields = dataclasses.asdict(SetupConfig.from_dict(rec["setup"]))
+            fields = dataclasses.asdict(SetupConfig.from_stored(rec["setup"]))
         except CRLPromptError as e:
             raise CheckpointError(f"{path} records a setup crl-prompt cannot read ({e})") from None
     task = over.get("task") or rec.get("task") or fields.get("task")
@@ -145,6 +146,8 @@ def _open_adapter(path: Path, over: dict) -> SavedPrompt:
                               f"linear head trained with it there (tensors 'weight' (C, H), 'bias' (C,)), or pass "
                               "--head verbalizer to score the LM's own label words")  # fmt: skip
     fields.update(task=task, model=model, head=head, prompt=info.kind, num_tokens=info.num_tokens)
+    # the card's pooling; a plain-PEFT adapter (no card) keeps the rule documented before the option
+    fields["pooling"] = rec.get("pooling") if rec.get("pooling") in POOLINGS else fields.get("pooling", "legacy")
     if "prompt_encoder" in {f.name for f in dataclasses.fields(SetupConfig)}:
         fields["prompt_encoder"] = "none"  # an adapter holds the prompt itself, whatever encoder trained it
     spec = None

@@ -73,6 +73,7 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     )  # fmt: skip
     progress = cfg.progress if progress is None else progress
     identity = {k: v for k, v in jsonable(cfg).items() if k != "progress"}  # a resume may change the display
+    setup_cfg = setup.config  # pooling and init resolved on the model
     config_text = json.dumps(identity | {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)}, indent=2)
     main = is_main()  # under torchrun, rank 0 alone writes; the others train and read
     if main:
@@ -96,8 +97,12 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
 
         t0 = time.perf_counter()
         if not cfg.method_spec.trains:
+            from ..floors import fit_probe_head
             from ..scoring import accuracy
 
+            if setup.model.head_kind == "linear":  # the probe: the no-prompt floor's logistic regression
+                fit = fit_probe_head(setup.model, setup.train, setup.rl)
+                log.info("probe: logistic regression on the frozen features, C=%g chosen on D_RL", fit.c)
             summary = {"rl_acc": accuracy(setup.model, setup.rl), "test_acc": accuracy(setup.model, setup.test),
                        "steps": 0, "history": []}  # fmt: skip
             summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Few-shot results on the pooling and neutral start of issue 19, beside the no-prompt floor.
+# Every finished run appends one JSON record (commit, versions, machine) as it ends; rerunning the
+# same command skips what is recorded, so an interrupted grid keeps what it finished.
+#
+#   scripts/floor_grid.sh repro     # probe (the floor), Prompt v2, CRL-Prompt at k = 16 on TREC and SST-2
+#   scripts/floor_grid.sh search    # CMA-ES at 1,000 evaluations on the three MiniLM 16-shot ids, then
+#                                   # random / ES / PPO / off-policy where time allows
+#   scripts/floor_grid.sh main      # the main job (full-data TREC, CRL-Prompt, seed 0)
+#
+# One torch thread per process (two processes share a 2-core CPU). Data seeds are LM-BFF's.
+set -euo pipefail
+PY="${PY:-python}"
+DATA_DIR="${DATA_DIR:-../shared/data}"
+OUT="${OUT:-runs/floor}"
+RES="${RES:-results/floor}"
+export OMP_NUM_THREADS=1 CRLPROMPT_DATA_DIR="$DATA_DIR"
+SEEDS5=(13 21 42 87 100)
+mkdir -p "$RES/repro" "$RES/search" "$RES/main_job" "$OUT"
+
+repro() {  # task epochs_per_phase: the floor, Prompt v2 and CRL-Prompt (the budgets of scripts/kshot.sh)
+  local task=$1 ep=$2
+  $PY -m crlprompt.runners.crl --tasks "$task" --models minilm --k-shots 16 --data-seeds "${SEEDS5[@]}" --seeds 0 \
+      --methods probe ptv2 crl --lr 1e-2 --rl-interval 10 --phase1-epochs "$ep" --phase2-epochs "$ep" \
+      --data-dir "$DATA_DIR" --progress False --out "$OUT/$task-k16" --results "$RES/repro/kshot.jsonl"
+}
+
+search() {  # id-prefix out-name algos data-seeds
+  $PY -m crlprompt.runners.compare --env-id "CRLPrompt/$1-MiniLM-16Shot-v0" --algos "$3" --budget 1000 --seeds 0 \
+      --data-seeds "$4" --progress False --out "$RES/search/$2-minilm-1000"
+}
+
+case "${1:-}" in
+  repro)
+    repro trec 10    # 96 rows: 3 steps per epoch, 10 + 10 epochs
+    repro sst2 30    # 32 rows: 1 step per epoch, 30 + 30 epochs
+    ;;
+  search)
+    all=13,21,42,87,100
+    search SST2 sst2 cma "$all"
+    search TREC trec cma "$all"
+    search AGNews agnews cma "$all"
+    search SST2 sst2 cma,random,es,ppo,offpolicy "$all"
+    search TREC trec cma,random,es,ppo,offpolicy "$all"
+    search AGNews agnews cma,random,es,ppo,offpolicy "$all"
+    ;;
+  main)
+    $PY -m crlprompt.runners.crl --tasks trec --models minilm --methods crl --seeds 0 --lr 1e-2 \
+        --data-dir "$DATA_DIR" --progress False --out "$OUT/main" --results "$RES/main_job/trec-minilm-crl-s0.jsonl"
+    ;;
+  *) echo "usage: $0 repro|search|main" >&2; exit 2 ;;
+esac
