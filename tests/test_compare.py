@@ -52,20 +52,29 @@ def test_records_cover_every_run_with_provenance(done):
 def test_baselines_per_data_seed_and_the_normalized_gain(done):
     out, records = done
     base = lines(out / "baselines.jsonl")
-    assert [(b["algo"], b["data_seed"]) for b in base] == [("start", 0), ("gradient", 0), ("start", 1), ("gradient", 1)]
-    grad = base[1]
-    assert grad["steps"] == 2 * 8 and grad["epochs"] == 2  # 256 train rows / batch 32 = 8 steps per epoch
+    rows = ("floor", "start", "gradient-ptv2", "gradient-prompt-tuning", "gradient")
+    assert [(b["algo"], b["data_seed"]) for b in base] == [(a, d) for d in (0, 1) for a in rows]
+    ptv2 = base[2]
+    assert ptv2["steps"] == 2 * 8 and ptv2["epochs"] == 2 and ptv2["prompt"] == "deep"  # 256 rows / batch 32
+    for d in (0, 1):  # the ceiling is the gradient method better on D_RL
+        by = {b["algo"]: b for b in base if b["data_seed"] == d}
+        better = max(("gradient-ptv2", "gradient-prompt-tuning"), key=lambda a: by[a]["selected_rl_acc"])
+        if by["gradient-ptv2"]["selected_rl_acc"] != by["gradient-prompt-tuning"]["selected_rl_acc"]:
+            assert by["gradient"]["method"] == better
+        assert by["gradient"]["selected_test_acc"] == by[by["gradient"]["method"]]["selected_test_acc"]
+        assert by["floor"]["evals"] == 0 and by["floor"]["pooling"] == "last"  # tiny-llama: a decoder
     gains = normalized_gains(records, base)
-    start = {b["data_seed"]: b["selected_test_acc"] for b in base if b["algo"] == "start"}
+    floor = {b["data_seed"]: b["selected_test_acc"] for b in base if b["algo"] == "floor"}
     top = {b["data_seed"]: b["selected_test_acc"] for b in base if b["algo"] == "gradient"}
     for r, g in zip(records, gains):
         d = r["data_seed"]
-        if top[d] == start[d]:  # no gradient gain on this data seed: the normalized gain is undefined
+        if top[d] - floor[d] < 0.01:  # the gradient does not beat the floor here: the normalized gain is undefined
             assert g is None
         else:
-            assert g == pytest.approx((r["selected_test_acc"] - start[d]) / (top[d] - start[d]))
+            assert g == pytest.approx((r["selected_test_acc"] - floor[d]) / (top[d] - floor[d]))
     table = (out / "table.md").read_text()
-    assert "| start prompt | 2 |" in table and "| gradient (prompt tuning) | 2 |" in table
+    assert "| start prompt | 2 |" in table and "| gradient ceiling (the better on D_RL) | 2 |" in table
+    assert "| floor: no prompt + logistic regression | 2 |" in table
     assert "| random | 4 | 64 | 40 |" in table and "| cma | 4 | 64 | 40 |" in table
 
 
@@ -91,7 +100,10 @@ def test_an_interrupted_run_resumes_its_missing_cells_only(done, tmp_path):
     assert got[:3] == [(r["algo"], r["seed"], r["data_seed"]) for r in map(json.loads, first)]
     assert sorted(got) == sorted((a, s, d) for d in (0, 1) for a in ("random", "cma") for s in (0, 1, 2))
     now = lines(out / "baselines.jsonl")  # only the missing gradient row of data seed 0 was added
-    assert sorted((b["algo"], b["data_seed"]) for b in now) == [("gradient", 0), ("gradient", 1), ("start", 0), ("start", 1)]
+    assert sorted((b["algo"], b["data_seed"]) for b in now) == sorted(
+        (a, d) for d in (0, 1) for a in ("floor", "start", "gradient-ptv2", "gradient-prompt-tuning", "gradient"))
+    was = [json.loads(line) for line in base if '"gradient"' in line and '"data_seed": 0' in line][0]
+    assert [b for b in now if b["algo"] == "gradient" and b["data_seed"] == 0][0]["selected_test_acc"] == was["selected_test_acc"]
     assert [json.loads(line) for line in base if '"start"' in line] == [b for b in now if b["algo"] == "start"]
     # the same run again does nothing new
     assert len(run(out, "--no-save-prompts", seeds="0,1,2")) == 12
@@ -151,20 +163,25 @@ def test_a_verbalizer_head_adds_the_handcraft_row(tmp_path):
                   "--env-kwargs", '{"head": "verbalizer", "start": "handcraft", "reward": "ce"}', "--grad-epochs", "1",
                   "--no-progress", "--no-save-prompts"])  # fmt: skip
     base = lines(tmp_path / "o" / "baselines.jsonl")
-    assert [b["algo"] for b in base] == ["start", "handcraft", "gradient"]
+    assert [b["algo"] for b in base] == ["handcraft", "icl", "start", "gradient-ptv2", "gradient-prompt-tuning", "gradient"]
     assert all(0.0 <= b["selected_test_acc"] <= 1.0 for b in base)
-    assert "| HandCraft (no prompt) | 1 |" in (tmp_path / "o" / "table.md").read_text()
+    assert base[1]["demos"] >= 2  # at least one demonstration of each class
+    text = (tmp_path / "o" / "table.md").read_text()
+    assert "| floor: HandCraft (no prompt, zero-shot) | 1 |" in text and "| floor: in-context demonstrations | 1 |" in text
 
 
 def test_markdown_table_of_synthetic_records():
     base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": 13, "selected_rl_acc": acc, "selected_test_acc": acc,
-             "seconds": 1.0, "evals": 1} for a, acc in (("start", 0.5), ("gradient", 0.9))]  # fmt: skip
+             "seconds": 1.0, "evals": 1} for a, acc in (("floor", 0.6), ("start", 0.5), ("gradient", 0.9))]  # fmt: skip
     runs = [{"env_id": "E", "algo": "cma", "seed": s, "data_seed": 13, "budget": 100, "evals": 100, "action_dim": 500,
              "selected_rl_acc": 0.8, "selected_test_acc": acc, "seconds": 2.0, "evals_per_s": 50.0,
              "example_forwards": 3200} for s, acc in ((0, 0.7), (1, 0.9))]  # fmt: skip
-    assert normalized_gains(runs, base) == pytest.approx([0.5, 1.0])
+    assert normalized_gains(runs, base) == pytest.approx([1 / 3, 1.0])  # (0.7 - 0.6) / (0.9 - 0.6), (0.9 - 0.6) / 0.3
     table = markdown_table(runs, base)
-    assert "| cma | 2 | 500 | 100 | 3200 ± 0 | 0.800 ± 0.000 | 0.800 ± 0.141 | +30.0 ± 14.1 | 0.75 ± 0.35 |" in table
+    assert ("| cma | 2 | 500 | 100 | 3200 ± 0 | 0.800 ± 0.000 | 0.800 ± 0.141 | +30.0 ± 14.1 | +20.0 ± 14.1 "
+            "| +0.0 ± 14.1 | 0.67 ± 0.47 |") in table  # fmt: skip
+    under = markdown_table([_run("cma", 0, 13, 0.55)], base)
+    assert "| -5.0 **under the floor** |" in under
 
 
 def _run(algo, seed, data_seed, test, rl=0.5, budget=100):
@@ -199,8 +216,8 @@ def test_load_tree_keeps_one_baseline_row_per_data_seed(tmp_path):
 
 def test_no_normalized_gain_where_the_gradient_ceiling_learnt_nothing():
     base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": d, "selected_rl_acc": acc, "selected_test_acc": acc,
-             "seconds": 1.0, "evals": 1} for d, a, acc in ((13, "start", 0.318), (13, "gradient", 0.316),
-                                                          (21, "start", 0.30), (21, "gradient", 0.40))]  # fmt: skip
+             "seconds": 1.0, "evals": 1} for d, a, acc in ((13, "floor", 0.318), (13, "gradient", 0.316),
+                                                          (21, "floor", 0.30), (21, "gradient", 0.40))]  # fmt: skip
     runs = [_run("cma", 0, 13, 0.51), _run("cma", 0, 21, 0.35)]
     assert normalized_gains(runs, base) == [None, pytest.approx(0.5)]  # not (0.51 - 0.318) / -0.002
-    assert "gradient gains ≥ 1 point (21)" in markdown_table(runs, base)
+    assert "gradient gains ≥ 1 point over the floor (21)" in markdown_table(runs, base)

@@ -55,7 +55,7 @@ def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
 
 def test_phase2_lr_protocol_keeps_the_best_on_d_rl(tmp_path):
     """--phase2-lrs: one run per phase-2 lr, the record of the best D_RL accuracy, every point kept."""
-    agent = CRLConfig(phase1_epochs=0.5, phase2_epochs=1, lr=1e-2, rl_interval=1)
+    agent = CRLConfig(phase1_epochs=0.5, phase2_epochs=1, lr=1e-2, rl_interval=1, head_init="keep")  # a random head: the rates differ
     cfg = tiny_kshot(tmp_path / "out", methods=("crl",), k_shots=(), data_seeds=(0,), tag="paper-lr",
                      phase2_lrs=(1e-3, 1e-1), agent=agent)  # fmt: skip
     (rec,) = reproduce(cfg)

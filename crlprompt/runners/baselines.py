@@ -53,12 +53,13 @@ def baselines(
         yield {"algo": "start", "seed": seed, "evals": 1, "example_forwards": len(search.data), "seconds": 0.0,
                "env_reward": float(reward[0]), "selected_rl_acc": accuracy(setup.model, setup.rl, theta=center),
                "selected_test_acc": accuracy(setup.model, setup.test, theta=center)}  # fmt: skip
-    if "gradient" not in skip:
+    if "gradient" not in skip:  # a method row already recorded is trained again (same seed, same result), not re-yielded
         recs = {}
         for name, kind in GRADIENT_METHODS.items():
             recs[name] = {"algo": name, "seed": seed, **gradient_ceiling(search, seed=seed, epochs=grad_epochs,
                                                                           lr=grad_lr, prompt=kind)}  # fmt: skip
-            yield recs[name]
+            if name not in skip:
+                yield recs[name]
         best = max(recs.values(), key=lambda r: (r["selected_rl_acc"], -(r.get("rl_loss") or 0.0)))
         yield {**best, "algo": "gradient", "method": best["algo"]}
 

@@ -109,7 +109,8 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
         return text + (" **under the floor**" if mark and np.mean(d) < 0 else "")
 
     def gap(rs: list[dict]) -> str:
-        return mean_std([100 * (r["selected_rl_acc"] - r["selected_test_acc"]) for r in rs], "{:+.1f}")
+        g = [100 * (r["selected_rl_acc"] - r["selected_test_acc"]) for r in rs]
+        return f"{np.mean(g):+.1f}" + (f" ± {np.std(g, ddof=1):.1f}" if len(g) > 1 else "")
 
     for algo in BASELINES:
         rs = [b for b in baselines if b["algo"] == algo and b.get("selected_test_acc") is not None]
