@@ -6,7 +6,9 @@
 #   scripts/floor_grid.sh repro     # probe (the floor), Prompt v2, CRL-Prompt at k = 16 on TREC and SST-2
 #   scripts/floor_grid.sh search    # CMA-ES at 1,000 evaluations on the three MiniLM 16-shot ids, then
 #                                   # random / ES / PPO / off-policy where time allows
-#   scripts/floor_grid.sh main      # the main job (full-data TREC, CRL-Prompt, seed 0)
+#   scripts/floor_grid.sh smollm2   # CMA-ES at 1,000 evaluations on SST2- and TREC-SmolLM2-16Shot (3 data seeds)
+#   scripts/floor_grid.sh main      # the main job (full-data TREC, CRL-Prompt, seed 0), as the README runs it
+#   scripts/floor_grid.sh full      # full-data TREC / MiniLM: the floor and Prompt v2 (seed 0)
 #
 # One torch thread per process (two processes share a 2-core CPU). Data seeds are LM-BFF's.
 set -euo pipefail
@@ -16,7 +18,7 @@ OUT="${OUT:-runs/floor}"
 RES="${RES:-results/floor}"
 export OMP_NUM_THREADS=1 CRLPROMPT_DATA_DIR="$DATA_DIR"
 SEEDS5=(13 21 42 87 100)
-mkdir -p "$RES/repro" "$RES/search" "$RES/main_job" "$OUT"
+mkdir -p "$RES/repro" "$RES/search" "$RES/main_job" "$RES/full" "$OUT"
 
 repro() {  # task epochs_per_phase: the floor, Prompt v2 and CRL-Prompt (the budgets of scripts/kshot.sh)
   local task=$1 ep=$2
@@ -25,9 +27,10 @@ repro() {  # task epochs_per_phase: the floor, Prompt v2 and CRL-Prompt (the bud
       --data-dir "$DATA_DIR" --progress False --out "$OUT/$task-k16" --results "$RES/repro/kshot.jsonl"
 }
 
-search() {  # id-prefix out-name algos data-seeds
-  $PY -m crlprompt.runners.compare --env-id "CRLPrompt/$1-MiniLM-16Shot-v0" --algos "$3" --budget 1000 --seeds 0 \
-      --data-seeds "$4" --progress False --out "$RES/search/$2-minilm-1000"
+search() {  # id-prefix out-name algos data-seeds [model]
+  local model=${5:-MiniLM}
+  $PY -m crlprompt.runners.compare --env-id "CRLPrompt/$1-$model-16Shot-v0" --algos "$3" --budget 1000 --seeds 0 \
+      --data-seeds "$4" --progress False --out "$RES/search/$2-${model,,}-1000"
 }
 
 case "${1:-}" in
@@ -44,9 +47,22 @@ case "${1:-}" in
     search TREC trec cma,random,es,ppo,offpolicy "$all"
     search AGNews agnews cma,random,es,ppo,offpolicy "$all"
     ;;
-  main)
-    $PY -m crlprompt.runners.crl --tasks trec --models minilm --methods crl --seeds 0 --lr 1e-2 \
-        --data-dir "$DATA_DIR" --progress False --out "$OUT/main" --results "$RES/main_job/trec-minilm-crl-s0.jsonl"
+  smollm2)
+    search SST2 sst2 cma 13,21,42 SmolLM2
+    search TREC trec cma 13,21,42 SmolLM2
     ;;
-  *) echo "usage: $0 repro|search|main" >&2; exit 2 ;;
+  main)
+    # the README's main job, exactly as the README gives it; its final record (metrics.jsonl) is kept
+    rm -rf runs/main
+    cmd="crl-prompt --threads 1 train --task trec --model minilm --method crl --lr 1e-2 --out runs/main"
+    $PY -m crlprompt.cli ${cmd#crl-prompt }
+    tail -n 1 runs/main/metrics.jsonl | $PY -c "import json, sys; r = json.loads(sys.stdin.read()); \
+r['command'] = sys.argv[1]; print(json.dumps(r))" "$cmd" > "$RES/main_job/trec-minilm-crl-s0.jsonl"
+    ;;
+  full)
+    # full-data TREC / MiniLM beside the main job: the floor and Prompt v2 (Table 1's budget: 3 + 2 epochs)
+    $PY -m crlprompt.runners.crl --tasks trec --models minilm --methods probe ptv2 --seeds 0 --lr 1e-2 \
+        --data-dir "$DATA_DIR" --progress False --out "$OUT/full" --results "$RES/full/table1.jsonl"
+    ;;
+  *) echo "usage: $0 repro|search|smollm2|main|full" >&2; exit 2 ;;
 esac

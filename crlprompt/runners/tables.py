@@ -10,7 +10,10 @@ shallow prompt tuning (now ``prompt-tuning``), their ``handcraft`` used the cloz
 
 Paired comparisons: a method and Prompt v2 that share (task, model, k, data seed, training seed)
 form a pair; the table gives the mean paired difference with a 95% t confidence interval over
-the pairs and a verdict that says whether the interval excludes 0.
+the pairs and a verdict that says whether the interval excludes 0. Two runs pair only if their configs
+agree in all but their methods' own fields (:func:`config_mismatch`); a refused pair is named under its
+table. Where ``probe`` records (the no-prompt floor) exist, each few-shot row is also set against the
+floor of its data seeds, and a table gives every trained method against it.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import numpy as np
 
 from .common import load_results, mean_std
 from .config import METHODS
+from .pairing import Refused, floor_pairs, pairs, refusal_note, scored_runs, trains
+from .pairing import config_mismatch  # noqa: F401  (the pairing rule, read as tables.config_mismatch)
 
 TASK_ORDER = ("agnews", "trec", "sst2", "empathetic_dialogues")
 TASK_NAMES = {"agnews": "AG News", "trec": "TREC", "sst2": "SST-2", "empathetic_dialogues": "EmpDial"}
 TABLE1_METHODS = ("handcraft", "ptv1", "ptv2", "crl")
-TABLE1_ROWS = ("handcraft", "handcraft-cloze", "ptv1", "ptv1-lstm", "prompt-tuning", "ptv2", "crl")
+TABLE1_ROWS = ("probe", "handcraft", "handcraft-cloze", "ptv1", "ptv1-lstm", "prompt-tuning", "ptv2", "crl")
 ABLATION_METHODS = ("ptv2", "crl-contrast", "crl-rl", "crl")
 METHOD_NAMES = {name: m.title for name, m in METHODS.items()}
 ABLATION_NAMES = {"ptv2": "v2 only", "crl-contrast": "+ contrastive", "crl-rl": "+ RL", "crl": "full (CRL-Prompt)"}
@@ -113,42 +118,56 @@ def verdict(low: float, high: float, name: str, base: str) -> str:
     return "no difference detected"
 
 
-def _runs(results: list[dict], group: tuple, method: str, tag: str) -> list[dict]:
-    """The scored runs of ``method`` under ``tag`` in one (task, model, k) group."""
-    return [r for r in results if (r["task"], r["model"], r["k_shot"]) == group and r["method"] == method
-            and r["tag"] == tag and r.get("test_acc") is not None]  # fmt: skip
+def floor_verdict(low: float, high: float) -> str:
+    """Where the 95% CI [low, high] of method − floor lies: wholly above 0, wholly below, or across it."""
+    if math.isnan(low):
+        return "too few data seeds"
+    return "above the floor" if low > 0 else "under the floor" if high < 0 else "not separated from the floor"
 
 
-def _pairs(results: list[dict], group: tuple, method: str, tag: str, base: str) -> tuple[list[float], list[float]]:
-    """Matched test accuracies (method, base) of one (task, model, k) group over (data seed, seed)."""
-    def acc(meth, t):
-        return {(r["data_seed"], r["seed"]): r["test_acc"] for r in _runs(results, group, meth, t)}
-
-    base_tag = tag if any(r["method"] == base and r["tag"] == tag for r in results) else ""  # a protocol pairs within it
-    a, b = acc(method, tag), acc(base, base_tag)
-    keys = sorted(set(a) & set(b))
-    return [a[k] for k in keys], [b[k] for k in keys]
+def floor_delta(by_seed: dict[int, tuple[float, float]], scale: float = 1.0) -> tuple[str, str]:
+    """(``Δ [95% CI]``, verdict) of method − floor over the data seeds of ``by_seed`` (times ``scale``)."""
+    m, lo, hi = t_ci([scale * (x - y) for x, y in by_seed.values()])
+    digits = 1 if scale == 100 else 3
+    ci = f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]" if len(by_seed) > 1 else f"{m:+.{digits}f}"
+    return ci, floor_verdict(lo, hi)
 
 
 def kept_phase1(results: list[dict], group: tuple, method: str, tag: str) -> str:
     """``kept/n``: how many of the method's runs ended on their phase-1 (CE-only) prompt, because no
     phase-2 epoch beat it on D_RL; such a run equals Prompt v2 whenever Prompt v2 keeps it too."""
-    recs = [r for r in _runs(results, group, method, tag) if r.get("phase1_rl_acc") is not None]
+    recs = [r for r in scored_runs(results, group, method, tag) if r.get("phase1_rl_acc") is not None]
     kept = sum(r["rl_acc"] == r["phase1_rl_acc"] and r["test_acc"] == r["phase1_test_acc"] for r in recs)
     return f"{kept}/{len(recs)}" if recs else "–"
 
 
+def _label(group: tuple, name: str) -> str:
+    """How a refusal or floor note names a row: ``TREC minilm 16 CRL-Prompt``."""
+    task, model, k = group
+    return f"{TASK_NAMES.get(task, task)} {model} {k or 'full'} {name}".rstrip()
+
+
+def _group_order(group: tuple) -> tuple:
+    return TASK_ORDER.index(group[0]) if group[0] in TASK_ORDER else 9, group[1], group[2] or 10**9
+
+
 def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"), base: str = "ptv2", tag: str = "") -> str:
     """Rows = (task, model, k, method): both accuracies, the paired difference method − base with its
-    95% CI over (data seed × training seed) pairs, wins/ties/losses, and a verdict (runs of one ``tag``)."""
+    95% CI over (data seed × training seed) pairs, wins/ties/losses, and a verdict (runs of one ``tag``);
+    where ``probe`` records exist, also the floor of the pairs' data seeds and method − floor."""
     groups = sorted({(r["task"], r["model"], r["k_shot"]) for r in results if r["method"] == base and r["tag"] == tag},
-                    key=lambda g: (TASK_ORDER.index(g[0]) if g[0] in TASK_ORDER else 9, g[1], g[2] or 10**9))  # fmt: skip
-    lines = [f"| Task | Model | k | Method | n pairs | {METHOD_NAMES.get(base, base)} | Method acc | Δ = method − "
-             f"{METHOD_NAMES.get(base, base)} [95% CI] | W/T/L | phase-1 prompt kept | Verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                    key=_group_order)  # fmt: skip
+    floor = any(r["method"] == "probe" for r in results)
+    bname = METHOD_NAMES.get(base, base)
+    lines = [f"| Task | Model | k | Method | n pairs | {bname} | Method acc | Δ = method − {bname} [95% CI] | W/T/L | "
+             "phase-1 prompt kept | Verdict |" + (" Floor (data seeds) | Δ vs floor [95% CI] | vs floor |" if floor else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + "---|---|---|" * floor]  # fmt: skip
+    refused: Refused = {}
+    refused_floor: Refused = {}
+    notes = []
     for group in groups:
         for meth in methods:
-            a, b = _pairs(results, group, meth, tag, base)
+            a, b, keys = pairs(results, group, meth, tag, base, refused, _label(group, METHOD_NAMES.get(meth, meth)))
             if not a:
                 continue
             d = [x - y for x, y in zip(a, b)]
@@ -159,8 +178,45 @@ def paired_table(results: list[dict], methods=("crl", "crl-contrast", "crl-rl"),
             task, model, k = group
             lines.append(f"| {TASK_NAMES.get(task, task)} | {model} | {k or 'full'} | {METHOD_NAMES.get(meth, meth)} | "
                          f"{len(d)} | {mean_std(b)} | {mean_std(a)} | {ci} | {wtl} | {kept} | "
-                         f"{verdict(lo, hi, METHOD_NAMES.get(meth, meth), METHOD_NAMES.get(base, base))} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+                         f"{verdict(lo, hi, METHOD_NAMES.get(meth, meth), bname)} |")  # fmt: skip
+            if floor:
+                label = _label(group, METHOD_NAMES.get(meth, meth))
+                fp = floor_pairs(results, group, meth, tag, refused_floor, label, keys)  # the row's runs only
+                lines[-1] += (f" {np.mean([y for _, y in fp.values()]):.3f} ({len(fp)}) | "
+                              f"{' | '.join(floor_delta(fp))} |" if fp else " – | – | no floor record |")  # fmt: skip
+        fp = floor_pairs(results, group, base, tag, refused_floor, _label(group, bname)) if floor else {}
+        if fp:
+            ci, word = floor_delta(fp)
+            notes.append(f"{bname} vs the floor, {_label(group, '')}: Δ {ci} over {len(fp)} data "
+                         f"seed{'s' * (len(fp) != 1)}, {word}.\n")  # fmt: skip
+    notes += [refusal_note(refused, bname), refusal_note(refused_floor, "the floor")]
+    return "\n".join(lines) + "\n" + ("\n" + "".join(notes) if any(notes) else "")
+
+
+def floor_table(results: list[dict], base: str = "ptv2") -> str:
+    """Rows = (task, model, k, method) for each trained method (Prompt v2 and CRL-Prompt first, untagged and
+    under each protocol tag): method − the no-prompt floor in test points, paired by data seed, with its 95%
+    CI over the data seeds (the issue's targets: Prompt v2 and CRL-Prompt at k = 16 above the floor by >= 10
+    points on TREC and >= 3 on SST-2)."""
+    groups = sorted({(r["task"], r["model"], r["k_shot"]) for r in results if r["method"] == "probe"}, key=_group_order)
+    tags = [""] + sorted({r["tag"] for r in results if r["tag"] and r["method"] == base})
+    order = [base, "crl"] + [m for m, spec in METHODS.items() if spec.trains and m not in (base, "crl")]
+    lines = ["| Task | Model | k | Method | n pairs (data seeds) | Floor | Method acc | Δ = method − floor, points "
+             "[95% CI] | Verdict |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    refused: Refused = {}
+    for group in groups:
+        for tag in tags:
+            for meth in order:
+                name = METHOD_NAMES.get(meth, meth) + (f" (`{tag}`)" if tag else "")
+                fp = floor_pairs(results, group, meth, tag, refused, _label(group, name))
+                if fp:
+                    method_acc, floor_acc = (100 * np.mean([v[i] for v in fp.values()]) for i in (0, 1))
+                    task, model, k = group
+                    lines.append(f"| {TASK_NAMES.get(task, task)} | {model} | {k or 'full'} | {name} | {len(fp)} | "
+                                 f"{floor_acc:.1f} | {method_acc:.1f} | {' | '.join(floor_delta(fp, scale=100))} |")  # fmt: skip
+    note = refusal_note(refused, "the floor")
+    return ("\n".join(lines) + "\n\nTest accuracy in %, each a mean over data seeds of the mean over training seeds; "
+            "a run's floor is the probe record of its data seed (and seed, else seed 0).\n" + note)  # fmt: skip
 
 
 def sweep_table(results: list[dict], base: str = "ptv2") -> str:
@@ -170,13 +226,15 @@ def sweep_table(results: list[dict], base: str = "ptv2") -> str:
     variants = defaultdict(list)
     protocols = {r["tag"] for r in results if r["method"] == base}  # tags paired within themselves (paired_table)
     for r in results:
-        if r["tag"] and r["tag"] not in protocols:
+        if r["tag"] and r["tag"] not in protocols and trains(r):  # a tagged floor is no variant
             variants[(r["task"], r["model"], r["k_shot"], r["method"], r["tag"])].append(r)
     lines = ["| Task | k | Variant | β | γ | N | estimator (K) | contrast | n pairs | Δ vs Prompt v2 [95% CI] | "
              "seed std of Prompt v2 | Verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    refused: Refused = {}
     for (task, model, k, meth, tag), recs in sorted(variants.items(), key=lambda kv: str(kv[0])):
         agent = (recs[0].get("config") or {}).get("agent", {})
-        a, b = _pairs(results, (task, model, k), meth, tag, base)
+        label = f"{TASK_NAMES.get(task, task)} {k or 'full'} {tag}"
+        a, b, _ = pairs(results, (task, model, k), meth, tag, base, refused, label)
         if not a:
             continue
         d = [x - y for x, y in zip(a, b)]
@@ -190,7 +248,8 @@ def sweep_table(results: list[dict], base: str = "ptv2") -> str:
                      f"{agent.get('rl_interval')} | {agent.get('rl_estimator')} ({agent.get('rl_samples')}) | "
                      f"{(recs[0].get('contrast_mode') or '–')} | {len(d)} | {ci} | "
                      f"{'–' if math.isnan(spread) else f'{spread:.3f}'} | {beyond} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    note = refusal_note(refused, METHOD_NAMES.get(base, base))
+    return "\n".join(lines) + "\n" + ("\n" + note if note else "")
 
 
 def lr_note(results: list[dict], tag: str) -> str:
@@ -264,7 +323,7 @@ def report(paths: list[Path]) -> str:
         if abl and title.startswith("Full"):
             out += ["## Full data: Table 2 (ablation)\n", table(recs, tasks, abl, ABLATION_METHODS, ABLATION_NAMES)]
             out += ["## Full data: paired differences with Prompt v2\n", paired_table(recs)]
-    if any(r["tag"] for r in full_all):
+    if any(r["tag"] and trains(r) for r in full_all):
         out += ["## Full data: sweep (tagged variants)\n", sweep_table(full_all)]
     if few:
         out += few_shot_sections(few) + [f"Wall-clock: {wall_clock(few)}.\n"]
@@ -276,10 +335,12 @@ def few_shot_sections(few: list[dict], base: str = "ptv2") -> list[str]:
     ``base`` runs carry too, paired within itself), then the sweep of the other tags."""
     protocols = sorted({r["tag"] for r in few if r["tag"] and r["method"] == base})
     out = ["## Few-shot: paired differences with Prompt v2\n", paired_table(few, base=base)]
+    if any(r["method"] == "probe" for r in few):
+        out += ["## Few-shot: against the no-prompt floor\n", floor_table(few, base=base)]
     for tag in protocols:
         out += [f"## Few-shot, protocol `{tag}`: paired differences with Prompt v2\n", lr_note(few, tag),
                 paired_table(few, base=base, tag=tag)]  # fmt: skip
-    if any(r["tag"] and r["tag"] not in protocols for r in few):
+    if any(r["tag"] and r["tag"] not in protocols and trains(r) for r in few):
         out += ["## Few-shot sweep (tagged variants)\n", sweep_table(few, base=base)]
     return out
 
