@@ -8,12 +8,13 @@ prompts; ``PromptSearch.rewards(prompts) -> (K,)`` rewards and accuracies.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..build import Setup, build, resolve_device
+from ..build import Setup, build, build_model, resolve_device
 from ..errors import ConfigError, EnvError
 from ..floors import fit_probe_head
 from ..models import LoadedModel
@@ -101,6 +102,40 @@ class PromptSearch:
         """The prompt vector an action evaluates (float32 ``(D,)``), for agents and export."""
         a = self.check_actions(action, None)
         return self.perturb(a)[0].cpu().numpy()
+
+    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
+        """Score one prompt on a whole split: ``{"accuracy", "loss", "n", "split"}`` (loss = mean CE).
+
+        The prompt is ``center + σ A action`` for an ``action``, else ``prompt``: a θ vector ``(D,)``
+        or a saved prompt (a prompt file, run directory or PEFT adapter, scored with its own head),
+        else the current center. ``split``: test | rl (D_RL) | train. Counts no evaluation."""
+        splits = {"test": self.setup.test, "rl": self.setup.rl, "train": self.setup.train}
+        if split not in splits:
+            raise EnvError(f"split must be one of {tuple(splits)}, got {split!r}")
+        data = splits[split]
+        if len(data) == 0:
+            raise EnvError(f"the {split} split is empty (SST-2's test rows need data_dir=<dir with sst2/dev.tsv>)")
+        if action is not None and prompt is not None:
+            raise EnvError("pass an action or a prompt, not both")
+        model = self.model
+        if action is not None:
+            theta = self.check_prompts(self.perturb(self.check_actions(action, None)))[0]
+        elif isinstance(prompt, (str, os.PathLike)):
+            c = self.setup.config
+            model = build_model(self.setup.lm, self.setup.spec, prompt=c.prompt_kind, num_tokens=c.num_tokens,
+                                head=c.head_kind, pooling=c.pooling).to(self.model.device)  # fmt: skip
+            load_prompt(model, prompt)
+            theta = model.prompt.theta.detach()
+        elif prompt is not None:
+            theta = torch.as_tensor(np.asarray(prompt) if not torch.is_tensor(prompt) else prompt.detach(),
+                                    dtype=torch.float32).reshape(-1)  # fmt: skip
+            if theta.shape != (self.dim,) or not torch.isfinite(theta).all():
+                raise EnvError(f"prompt must be a finite vector of shape ({self.dim},), got {tuple(theta.shape)}")
+        else:
+            theta = self.center
+        scores = score_population(model, data, theta.to(model.device).reshape(1, -1), max_rows=self.max_rows)
+        return {"accuracy": float(scores.reward("accuracy")[0]), "loss": float(-scores.reward("ce")[0]),
+                "n": len(data), "split": split}  # fmt: skip
 
     def rewards(self, prompts: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(reward, accuracy), each ``(K,)``, on all of D_RL or a minibatch drawn from ``rng``."""

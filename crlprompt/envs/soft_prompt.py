@@ -111,6 +111,11 @@ class SoftPromptEnv(gym.Env):
     def prompt_for(self, action: Any) -> np.ndarray:
         return self.search.prompt_for(action)
 
+    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
+        """Accuracy and loss of the prompt of ``action`` (or a θ / saved ``prompt``, else the center) on
+        a whole split: ``{"accuracy", "loss", "n", "split"}``; see :meth:`PromptSearch.evaluate`."""
+        return self.search.evaluate(action, prompt=prompt, split=split)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if options and "center" in options:

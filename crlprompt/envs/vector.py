@@ -48,6 +48,11 @@ class SoftPromptVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
 
+    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
+        """Accuracy and loss of one prompt (one action ``(d,)``, a θ or a saved prompt, else the center) on a
+        whole split: ``{"accuracy", "loss", "n", "split"}``; see :meth:`PromptSearch.evaluate`."""
+        return self.search.evaluate(action, prompt=prompt, split=split)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if options and "center" in options:

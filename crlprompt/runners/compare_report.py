@@ -115,8 +115,11 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
     for algo in BASELINES:
         rs = [b for b in baselines if b["algo"] == algo and b.get("selected_test_acc") is not None]
         if rs:
+            name = BASELINE_NAMES[algo]
+            if algo == "gradient" and any("method" not in r for r in rs):  # records from before the best-of-two ceiling
+                name = "gradient (Prompt v2 from the start only)"
             lines.append(
-                f"| {BASELINE_NAMES[algo]} | {len(rs)} | – | {_evals(rs)} | {_forwards(rs)} "
+                f"| {name} | {len(rs)} | – | {_evals(rs)} | {_forwards(rs)} "
                 f"| {mean_std([r['selected_rl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
                 f"| {delta(rs, start) if algo != 'start' else '–'} "
                 f"| {delta(rs, floor, algo not in FLOORS) if algo not in FLOORS else '–'} | {gap(rs)} "

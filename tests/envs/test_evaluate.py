@@ -1,0 +1,42 @@
+"""``env.unwrapped.evaluate``: a found prompt scored on any split in one call (an action, a θ, a saved prompt)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import crlprompt  # noqa: F401  (registers the ids)
+from crlprompt.errors import EnvError
+from crlprompt.scoring import accuracy
+
+
+def test_evaluate_scores_an_action_a_theta_and_a_saved_prompt(tmp_path):
+    env = gym.make("CRLPrompt/Tiny-Proj64-v0")
+    s = env.unwrapped.search
+    a = np.random.default_rng(0).uniform(-1, 1, env.action_space.shape).astype(np.float32)
+    theta = env.unwrapped.prompt_for(a)
+    by_action = env.unwrapped.evaluate(a, split="test")
+    want = accuracy(s.model, s.setup.test, theta=torch.as_tensor(theta))
+    assert by_action["accuracy"] == pytest.approx(want) and by_action["n"] == len(s.setup.test)
+    assert env.unwrapped.evaluate(prompt=theta, split="test") == by_action
+    start = env.unwrapped.evaluate(split="rl")  # the center
+    assert start["accuracy"] == pytest.approx(accuracy(s.model, s.setup.rl, theta=s.center)) and start["loss"] > 0
+    from crlprompt.prompt_io import save_prompt
+
+    with torch.no_grad():
+        s.model.prompt.theta.copy_(torch.as_tensor(theta))
+    save_prompt(s.model, tmp_path / "p.safetensors")
+    assert env.unwrapped.evaluate(prompt=str(tmp_path / "p.safetensors"), split="test")["accuracy"] == pytest.approx(want)
+    vec = gym.make_vec("CRLPrompt/Tiny-Proj64-v0", num_envs=4, vectorization_mode="vector_entry_point")
+    assert vec.unwrapped.evaluate(a, split="test")["accuracy"] == pytest.approx(want)
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"split": "dev"}, "split must be one of"),
+                                           ({"prompt": np.zeros(3)}, "shape"),
+                                           ({"prompt": np.full(1, np.nan)}, "finite")])  # fmt: skip
+def test_evaluate_refuses_bad_input(kw, match):
+    env = gym.make("CRLPrompt/Tiny-Proj64-v0")
+    with pytest.raises(EnvError, match=match):
+        env.unwrapped.evaluate(**kw)
