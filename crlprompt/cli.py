@@ -17,6 +17,7 @@ USAGE = """usage: crl-prompt [--threads N] {train,eval,reproduce,compare} [--hel
   compare    RL algorithms side by side on a registered env id (equal evaluation budgets)
 
   --threads N   torch CPU threads (default: $OMP_NUM_THREADS, else half the CPUs, at least 1)
+  --version     print the version and exit
 
 Try it in 10 seconds (tiny random model, synthetic task, no downloads):
   crl-prompt train --task tiny --model tiny-llama --method crl --num-tokens 4 --phase1-epochs 1 \\
@@ -46,7 +47,8 @@ def train_main(argv: list[str]) -> dict:
     from .runners.common import parse_config, setup_logging
     from .runners.train import TrainConfig, run
 
-    cfg = parse_config(TrainConfig, argv, "Train and evaluate one method on one task/model.", "crl-prompt train")
+    cfg = _friendly(lambda: parse_config(TrainConfig, argv, "Train and evaluate one method on one task/model.",
+                                         "crl-prompt train"))  # fmt: skip
     setup_logging()
     rec = _friendly(lambda: run(cfg))
     from .distributed import is_main
@@ -64,7 +66,8 @@ def eval_main(argv: list[str]) -> dict:
     from .runners.common import parse_config, setup_logging
     from .runners.train import EvalConfig, evaluate_checkpoint
 
-    cfg = parse_config(EvalConfig, argv, "Re-evaluate a run directory's prompt on a split.", "crl-prompt eval")
+    cfg = _friendly(lambda: parse_config(EvalConfig, argv, "Re-evaluate a run directory's prompt on a split.",
+                                         "crl-prompt eval"))  # fmt: skip
     setup_logging()
     res = _friendly(lambda: evaluate_checkpoint(cfg.checkpoint, cfg.split, cfg.device, cfg.data_dir,
                                                   task=cfg.task, model=cfg.model, head=cfg.head))
@@ -112,6 +115,14 @@ def main(argv: list[str] | None = None):
     from .runners.common import set_threads
 
     threads, argv = _pop_threads(list(sys.argv[1:] if argv is None else argv))
+    if argv[:1] == ["--version"]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"crl-prompt {version('crl-prompt')}")
+        except PackageNotFoundError:  # run from a source tree that was not installed
+            print("crl-prompt (not installed: no version metadata)")
+        raise SystemExit(0)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         raise SystemExit(0 if argv else 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -61,7 +62,77 @@ def parse_config(cls: type[T], argv: list[str] | None, description: str | None =
     import tyro
 
     argv = _bool_values_to_flags(cls, list(sys.argv[1:] if argv is None else argv))
-    return tyro.cli(cls, args=argv, description=description, prog=prog, config=(tyro.conf.OmitArgPrefixes,))
+    try:
+        with _unboxed(cls):
+            return tyro.cli(cls, args=argv, description=description, prog=prog, config=(tyro.conf.OmitArgPrefixes,))
+    except _Refused as r:  # a config's own validation: the caller prints it as one line (exit code 2)
+        raise r.error from None
+
+
+class _Refused(Exception):
+    """A config's :class:`~crlprompt.errors.CRLPromptError`, carried past tyro (which boxes every ValueError
+    raised while it builds a dataclass) so that every subcommand reports bad settings the same way."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+@contextlib.contextmanager
+def _unboxed(cls: type):
+    """While tyro builds ``cls`` (and the config dataclasses nested in it), their ``__post_init__``
+    raise :class:`_Refused` instead of the ValueError tyro would turn into a box of help text."""
+    import typing
+
+    from ..errors import CRLPromptError
+
+    found: list[type] = []
+
+    def visit(c: Any) -> None:
+        if dataclasses.is_dataclass(c) and isinstance(c, type) and c not in found:
+            found.append(c)
+            try:
+                hints = typing.get_type_hints(c)
+            except Exception:  # an annotation that does not resolve: its nested configs stay boxed
+                hints = {}
+            for t in hints.values():
+                visit(t)
+
+    visit(cls)
+    saved = {c: c.__dict__["__post_init__"] for c in found if "__post_init__" in c.__dict__}
+
+    def wrap(orig):
+        def __post_init__(self):
+            try:
+                orig(self)
+            except CRLPromptError as e:
+                raise _Refused(e) from None
+
+        return __post_init__
+
+    try:
+        for c, orig in saved.items():
+            c.__post_init__ = wrap(orig)
+        yield
+    finally:
+        for c, orig in saved.items():
+            c.__post_init__ = orig
+
+
+def check_out_dir(path: Path | str, flag: str = "--out") -> Path:
+    """Refuse an output directory that cannot be one before anything is loaded: a file, or a path
+    whose nearest existing parent is not a writable directory (the directory itself is made later)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file; pass a directory path")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: {parent} is a file, so the directory cannot be made; pass another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {parent} is not writable; pass a directory you can write to")
+    return path
 
 
 def default_threads() -> int:

@@ -35,7 +35,9 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from .algos import OFFPOLICY_ALGORITHMS
-from .common import append_jsonl, jsonable, load_results, machine, parse_config, setup_logging, versions
+from .common import (
+    append_jsonl, check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +274,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     from .compare_report import markdown_table, plot_curves
     from .launch import run_cells
 
+    check_out_dir(cfg.out)  # a file, or under a file or an unwritable directory: refused before anything loads
     options = _env_options(cfg.env_id)
     env_kwargs, algo_kwargs = json.loads(cfg.env_kwargs), json.loads(cfg.algo_kwargs)
     runs, base = _open_out(cfg)  # reads only: nothing is written before the preflight below passes

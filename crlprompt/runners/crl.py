@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,8 @@ from typing import Literal
 from ..agents.crl import CRLConfig
 from ..build import SetupConfig
 from ..distributed import is_main
-from ..errors import ConfigError, ModelError
-from .common import append_jsonl, jsonable, load_results, machine, parse_config, setup_logging, versions
+from ..errors import ConfigError, CRLPromptError, ModelError
+from .common import append_jsonl, check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions
 from .config import METHODS, TrainConfig
 from .launch import run_cells
 from .tables import ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, few_shot_sections, normalize, table
@@ -91,9 +92,19 @@ class ReproduceConfig:
     """With --launcher ray: CPUs (and torch threads) per run."""
 
     def __post_init__(self):
+        from ..tasks import TASKS
+
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
             raise ConfigError(f"unknown methods {bad}; choose from {tuple(METHODS)}")
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise ConfigError(f"unknown tasks {bad or list(self.tasks)}; choose from {tuple(TASKS)}")
+        if not self.models or not self.seeds:
+            raise ConfigError("--models and --seeds need at least one value each")
+        if isinstance(self.out, str):
+            self.out = Path(self.out)
+        check_out_dir(self.out)
         if self.phase2_lrs and not self.tag:
             raise ConfigError("--phase2-lrs selects runs by D_RL: name the protocol with --tag (e.g. --tag paper-lr) "
                               "so its records are kept apart from fixed-lr runs")  # fmt: skip
@@ -210,7 +221,17 @@ def _run_cell_pair(pair: tuple[ReproduceConfig, Cell]) -> dict:
 
 
 def reproduce(cfg: ReproduceConfig) -> list[dict]:
+    made = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _reproduce(cfg)
+    except CRLPromptError:
+        if made and not any(cfg.out.rglob("*.jsonl")):  # nothing was recorded: leave nothing behind
+            shutil.rmtree(cfg.out, ignore_errors=True)
+        raise
+
+
+def _reproduce(cfg: ReproduceConfig) -> list[dict]:
     results_path = cfg.results or cfg.out / "results.jsonl"
     results = load_results(results_path)
     done = {record_cell(r) for r in results}
@@ -235,9 +256,16 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
 
 
 def main(argv: list[str] | None = None):
-    cfg = parse_config(ReproduceConfig, argv, __doc__.split("\n\n")[0], "crl-prompt reproduce")
-    setup_logging()
-    return reproduce(cfg)
+    """``crl-prompt reproduce``: bad settings are one line on stderr and exit code 2, nothing written."""
+    import sys
+
+    try:
+        cfg = parse_config(ReproduceConfig, argv, __doc__.split("\n\n")[0], "crl-prompt reproduce")
+        setup_logging()
+        return reproduce(cfg)
+    except CRLPromptError as e:
+        print(f"crl-prompt reproduce: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..checkpoint import STATE_FILE
 from ..distributed import barrier, default_device, is_main
 from ..errors import CheckpointError, ConfigError
-from .common import jsonable, setup_logging, versions  # noqa: F401  (setup_logging re-exported for the CLI)
+from .common import check_out_dir, jsonable, setup_logging, versions  # noqa: F401  (setup_logging re-exported for the CLI)
 from .config import METHODS, EvalConfig, Method, TrainConfig, get_method, setup_from_run_config  # noqa: F401
 
 log = logging.getLogger("crlprompt")
@@ -41,9 +41,31 @@ def _prepare_out(out: Path, config_text: str, resume: bool) -> tuple[Path, bool]
     same = (tmp / "config.json").is_file() and (tmp / "config.json").read_text() == config_text
     if resume and same and (tmp / STATE_FILE).is_file():
         return tmp, True
+    if (tmp / STATE_FILE).is_file():  # an interrupted run of other settings (or --no-resume): say what is dropped
+        why = "--no-resume was given" if same else f"its settings differ ({_config_diff(tmp / 'config.json', config_text)})"
+        log.warning("discarding the interrupted run in %s and starting afresh: %s", tmp, why)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp, False
+
+
+def _config_diff(old_file: Path, new_text: str) -> str:
+    """The top-level and nested config keys whose values differ, as ``a.b: old -> new`` (at most 5)."""
+    try:
+        old = json.loads(old_file.read_text())
+    except (OSError, ValueError):
+        return "its config.json is unreadable"
+    new = json.loads(new_text)
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(old), flat(new)
+    diff = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
 
 
 def _finish_out(tmp: Path, out: Path) -> None:
@@ -60,6 +82,7 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     from ..prompts import PROMPT_FILE, save_peft_adapter, save_prompt
 
     agent_cfg = cfg.agent_config()  # validates
+    check_out_dir(cfg.out)  # a file, or under a file or an unwritable directory: refused before loading anything
     if cfg.out.exists() and any(cfg.out.iterdir()) and not cfg.overwrite:  # fail before loading anything
         raise ConfigError(f"--out {cfg.out} exists and is not empty; choose another --out or pass --overwrite")
     setup_cfg = cfg.resolved_setup()
