@@ -30,7 +30,6 @@ resume must match.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError  # re-exported: crlprompt.checkpoint.CheckpointError
+from .prompt_io import tensor_digest
 
 STATE_FILE = "state.safetensors"
 FORMAT = "crlprompt-state-v1"
@@ -88,14 +88,7 @@ class TrainState:
 
 
 def _digest(tensors: dict[str, torch.Tensor], doc: str) -> str:
-    h = hashlib.sha256()
-    for k in sorted(tensors):
-        t = tensors[k].contiguous()
-        h.update(k.encode())
-        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    h.update(doc.encode())
-    return h.hexdigest()
+    return tensor_digest(tensors, doc)
 
 
 def save_state(path: str | Path, tensors: dict[str, torch.Tensor], doc: dict) -> None:

@@ -21,6 +21,7 @@ runs before the option pooled (encoders the first text token, decoders the last 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -59,6 +60,27 @@ class PromptFileError(CheckpointError, ModelError):
     """
 
 
+# ---------------------------------------------------------------------- integrity
+def tensor_digest(tensors: dict[str, torch.Tensor], extra: str = "") -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes (sorted by name), then ``extra``: what a
+    prompt file, a head file, an adapter's weights and a training state carry to refuse a flipped byte."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def _check_digest(path: Path, tensors: dict[str, torch.Tensor], want: str | None, extra: str = "") -> None:
+    """Refuse a file whose recorded checksum does not match its content (files written before checksums pass)."""
+    if want is not None and tensor_digest(tensors, extra) != want:
+        raise PromptFileError(f"{path} failed its checksum: the file was changed or damaged after it was written; "
+                              "restore it or retrain")  # fmt: skip
+
+
 # ---------------------------------------------------------------------- prompt files
 def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> None:
     """Write θ and the head (if it has parameters) as safetensors, with the layout in its metadata."""
@@ -71,6 +93,7 @@ def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> No
     metadata = {"layout": json.dumps(asdict(pm.layout)), "model": pm.lm.name, "head": pm.head_kind,
                 "pooling": pm.pooling}  # fmt: skip
     metadata.update({k: json.dumps(v) for k, v in (meta or {}).items()})
+    metadata["sha256"] = tensor_digest(tensors, metadata["layout"])
     save_file(tensors, str(path), metadata=metadata)
 
 
@@ -112,6 +135,7 @@ def _load_prompt_file(pm: nn.Module, path: Path, strict: bool) -> dict:
     layout = meta.get("layout")
     if layout is None or "theta" not in tensors:
         raise PromptFileError(f"{path} is not a crl-prompt prompt file (no layout/theta); pass a checkpoint written by crl-prompt")
+    _check_digest(path, tensors, meta.get("sha256"), layout)
     try:
         saved = type(pm.layout)(**json.loads(layout))
     except Exception:
@@ -227,8 +251,10 @@ def save_peft_adapter(
     if pm.head_kind == "linear":
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in pm.head.state_dict().items()}
         meta = {"format": "crl-prompt-head", "pooling": record["pooling"], "model": lm.name,
-                "labels": json.dumps(record.get("labels"))}  # fmt: skip
+                "labels": json.dumps(record.get("labels")), "sha256": tensor_digest(tensors)}  # fmt: skip
         save_file(tensors, str(out / HEAD_FILE), metadata=meta)
+    weights, _ = _read_safetensors(out / ADAPTER_WEIGHTS)
+    record["adapter_sha256"] = tensor_digest(weights)  # PEFT writes that file; the card keeps its checksum
     (out / CARD_FILE).write_text(model_card(record, model.peft_config["default"].peft_type.value))
     return out
 
@@ -293,6 +319,8 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         raise PromptFileError(f"{path} has no {ADAPTER_WEIGHTS}" + (" (adapter_model.bin is a pickle, never loaded: "
                               "re-save with safe_serialization=True)" if pickled else ""))  # fmt: skip
     tensors, _ = _read_safetensors(weights, safe_open)
+    record = read_card_record(path)
+    _check_digest(weights, tensors, record.get("adapter_sha256"))
     weight = tensors.get("prompt_embeddings")
     p, width = config["num_virtual_tokens"], config["token_dim"]
     if peft_type == "PREFIX_TUNING":
@@ -302,16 +330,19 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         got = None if weight is None else f"{tuple(weight.shape)} {weight.dtype}"
         raise PromptFileError(f"{weights} should hold a finite float prompt_embeddings of shape {(p, width)} "
                               f"(from {ADAPTER_CONFIG}), got {got}; the adapter is damaged")  # fmt: skip
-    info = AdapterInfo(path, peft_type, PEFT_KINDS[peft_type], config, weight.float(), record=read_card_record(path))
+    info = AdapterInfo(path, peft_type, PEFT_KINDS[peft_type], config, weight.float(), record=record)
     if (path / HEAD_FILE).is_file():
         head, info.head_meta = _read_safetensors(path / HEAD_FILE, safe_open)
+        _check_digest(path / HEAD_FILE, head, info.head_meta.get("sha256"))
         info.head = {k if k.startswith("linear.") else f"linear.{k}": v for k, v in head.items()}
         if set(info.head) != {"linear.weight", "linear.bias"}:
             raise PromptFileError(f"{path / HEAD_FILE} holds {sorted(head)}; a head is 'weight' (C, H) and 'bias' (C,)")
     return info
 
 
-def _read_safetensors(path: Path, safe_open) -> tuple[dict[str, torch.Tensor], dict]:
+def _read_safetensors(path: Path, safe_open=None) -> tuple[dict[str, torch.Tensor], dict]:
+    if safe_open is None:
+        from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
