@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -33,7 +34,7 @@ from .build import SetupConfig, build, build_model, resolve_device, template_for
 from .checkpoint import jsonable
 from .data.files import parse_label
 from .data.splits import split_rl
-from .errors import ConfigError, DataError
+from .errors import ConfigError, CRLPromptError, DataError
 from .floors import fit_probe_head
 from .models import load_model
 from .prompt_io import ADAPTER_DIR, PROMPT_FILE, load_prompt, save_peft_adapter, save_prompt
@@ -44,6 +45,19 @@ from .scoring import accuracy, autocast
 from .tasks import TASKS, Split, TaskData, TaskSpec, get_task
 
 _OWN = ("task", "model", "num_tokens", "seed")  # SetupConfig fields that are PromptClassifier arguments
+
+
+log = logging.getLogger("crlprompt")
+
+
+def _log_to_stderr() -> None:
+    """Show crl-prompt's progress lines (INFO) on stderr when the user has configured no logging at all,
+    as ``crl-prompt`` does; a user's own logging configuration is left alone."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 class PromptClassifier:
@@ -105,7 +119,12 @@ class PromptClassifier:
         """Train a fresh prompt (and head) on the rows; D_RL (reward and model selection) is
         ``validation=(texts, labels)``, else a seeded ``rl_fraction`` holdout of the rows."""
         train = self._rows(texts, labels, "fit")
+        present = sorted({int(y) for y in train.labels})
+        if len(present) < 2:
+            raise DataError(f"fit: every row has the label {self.labels[present[0]]!r}; a classifier needs rows of at "
+                            "least two classes. Fix: add rows of the other labels")  # fmt: skip
         cfg, agent_cfg = self.config.resolved_setup(), self.config.agent_config()
+        _log_to_stderr()
         if validation is None:
             train, rl = split_rl(train, cfg.rl_fraction, cfg.data_seed)
         else:
@@ -131,12 +150,27 @@ class PromptClassifier:
         }  # fmt: skip
         return self
 
-    def evaluate(self, texts: Sequence[str], labels: Sequence[Any]) -> dict:
-        """Accuracy on the rows: ``{"accuracy", "n"}``. They become the run's test split (``save``)."""
+    def evaluate(self, texts: Sequence[str], labels: Sequence[Any], *, as_test: bool | None = None) -> dict:
+        """Accuracy on the rows: ``{"accuracy", "n"}``.
+
+        Held-out rows become the run's test split (what ``save`` writes and ``crl-prompt eval`` scores
+        as "test"); rows that share texts with the training or D_RL rows do not (``as_test=True``
+        forces it, ``as_test=False`` never stores), and replacing an earlier test split is logged."""
         test = self._rows(texts, labels, "evaluate")
         acc = accuracy(self._fitted(), self._encode(test))
-        self.splits["test"] = test
-        self.record.update(test_acc=acc, n_test=len(test))
+        seen = set(self.splits["train"].texts if "train" in self.splits else ()) | set(
+            self.splits["rl"].texts if "rl" in self.splits else ())
+        overlap = sum(t in seen for t in test.texts)
+        store = as_test if as_test is not None else overlap == 0
+        if as_test is None and overlap:
+            log.warning("evaluate: %d of %d rows are training or D_RL rows; not kept as the run's test split "
+                        "(pass as_test=True to keep them anyway)", overlap, len(test))  # fmt: skip
+        if store:
+            if "test" in self.splits and list(self.splits["test"].texts) != list(test.texts):
+                log.info("evaluate: these %d rows replace the %d rows kept as the run's test split", len(test),
+                         len(self.splits["test"]))  # fmt: skip
+            self.splits["test"] = test
+            self.record.update(test_acc=acc, n_test=len(test))
         return {"accuracy": acc, "n": len(test)}
 
     @torch.inference_mode()
@@ -196,13 +230,23 @@ class PromptClassifier:
     ) -> "PromptClassifier":  # fmt: skip
         """A classifier from a run directory (saved here or by ``crl-prompt train``) or a PEFT adapter
         directory; ``task``, ``model``, ``head`` and ``labels`` supply what a plain-PEFT adapter does not record."""
-        saved = open_checkpoint(path, task=task, model=model, head=head)
+        try:
+            saved = open_checkpoint(path, task=task, model=model, head=head)
+        except CRLPromptError as e:  # the checkpoint reader speaks CLI flags; here they are keyword arguments
+            raise type(e)(str(e).replace("pass --task NAME", "pass task=NAME").replace("pass --model NAME", "pass model=NAME")
+                          .replace("pass --head verbalizer", "pass head='verbalizer'")) from None  # fmt: skip
         cfg = saved.setup
         spec = saved.spec
         if spec is None and cfg.task in TASKS:
             spec = get_task(cfg.task)
         if labels is not None:
-            spec = custom_spec(cfg.task, tuple(str(x) for x in labels))
+            if cfg.task in TASKS:  # a built-in task's name: its templates, these label names
+                builtin = get_task(cfg.task)
+                if len(labels) != builtin.num_labels:
+                    raise ConfigError(f"labels has {len(labels)} names, task {cfg.task!r} has {builtin.num_labels} classes")
+                spec = dataclasses.replace(builtin, label_names=tuple(str(x) for x in labels))
+            else:
+                spec = custom_spec(cfg.task, tuple(str(x) for x in labels))
         if spec is None:
             raise ConfigError(f"{path} does not record its labels (task {cfg.task!r}); pass labels=[...]")
         method = saved.config.get("method") or "ptv2"
@@ -215,7 +259,8 @@ class PromptClassifier:
                   progress)  # fmt: skip
         clf.lm = load_model(cfg.model)
         clf.model = build_model(clf.lm, spec.with_template(cfg.template), prompt=cfg.prompt_kind,
-                                num_tokens=cfg.num_tokens, head=cfg.head_kind, seed=cfg.seed, init=cfg.init)  # fmt: skip
+                                num_tokens=cfg.num_tokens, head=cfg.head_kind, seed=cfg.seed, init=cfg.init,
+                                pooling=cfg.pooling)  # fmt: skip
         clf.model.to(clf.device)
         load_prompt(clf.model, saved.path)
         clf.model.eval()

@@ -81,6 +81,31 @@ def _check_digest(path: Path, tensors: dict[str, torch.Tensor], want: str | None
                               "restore it or retrain")  # fmt: skip
 
 
+def checkpoint_layout(path: str | Path) -> tuple[str, int] | None:
+    """``(prompt kind, virtual tokens)`` a saved prompt holds (a prompt file, a run directory or a PEFT
+    adapter), read from its metadata or config alone; None when the path holds none of them."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / PROMPT_FILE).is_file():
+            return checkpoint_layout(path / PROMPT_FILE)
+        for adapter in (path, path / ADAPTER_DIR):
+            if (adapter / ADAPTER_CONFIG).is_file():
+                try:
+                    cfg = json.loads((adapter / ADAPTER_CONFIG).read_text())
+                    return PEFT_KINDS[cfg["peft_type"]], int(cfg["num_virtual_tokens"])
+                except (ValueError, KeyError, TypeError):
+                    return None
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            layout = json.loads((f.metadata() or {})["layout"])
+        return layout["kind"], int(layout["num_tokens"])
+    except Exception:  # not a prompt file: load_prompt says what is wrong with it
+        return None
+
+
 # ---------------------------------------------------------------------- prompt files
 def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> None:
     """Write θ and the head (if it has parameters) as safetensors, with the layout in its metadata."""

@@ -183,6 +183,13 @@ class EnvConfig:
                 )
         if isinstance(setup, dict):
             setup = SetupConfig.from_dict(setup)
+        ckpt = env_kw.get("checkpoint")
+        if ckpt:  # the prompt's shape is the checkpoint's (a registered id's num_tokens would not fit it)
+            from ..prompt_io import checkpoint_layout
+
+            layout = checkpoint_layout(ckpt)
+            if layout is not None:
+                setup_kw["prompt"], setup_kw["num_tokens"] = layout
         base = setup if setup is not None else SetupConfig()
         return cls(setup=dataclasses.replace(base, **setup_kw), **env_kw)
 

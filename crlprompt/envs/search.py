@@ -26,6 +26,21 @@ from .projection import Projection, activation_scales
 log = logging.getLogger(__name__)
 
 
+#: the keys ``reset(options=...)`` understands
+RESET_OPTIONS = ("center",)
+
+
+def check_reset_options(options: Any) -> None:
+    """Refuse reset options this env does not know (a misspelt ``"centre"`` would otherwise be ignored)."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise EnvError(f"reset options must be a dict, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise EnvError(f"unknown reset option(s) {unknown}; this env understands {list(RESET_OPTIONS)}")
+
+
 class PromptSearch:
     """The frozen scorer and the search space of one env (see :class:`EnvConfig` for the options)."""
 

@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .config import EnvConfig
-from .search import PromptSearch, resolve_search
+from .search import PromptSearch, check_reset_options, resolve_search
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 class SoftPromptEnv(gym.Env):
-    """Search a soft prompt for a frozen language model; the reward is accuracy on D_RL.
+    """Search a soft prompt for a frozen language model; the reward scores it on D_RL (accuracy by default).
 
     ## Description
     A frozen LM with a soft prompt θ ∈ R^D (deep prefix or shallow) and a frozen classification
@@ -52,9 +52,12 @@ class SoftPromptEnv(gym.Env):
     The task is a bandit (one step) by default, so the observation carries no state to exploit.
 
     ## Rewards
-    ``reward="accuracy"`` (default, as in the paper): fraction of D_RL (or of a seeded minibatch
-    of ``reward_batch_size`` rows drawn with ``self.np_random``) classified correctly by P'.
-    Denser options: ``"margin"`` (mean true-class logit margin) and ``"neg_ce"`` (mean log p(y)).
+    ``reward="accuracy"`` (the default of :class:`EnvConfig`, as in the paper): fraction of D_RL (or
+    of a seeded minibatch of ``reward_batch_size`` rows drawn with ``self.np_random``) classified
+    correctly by P'. Denser options (:data:`crlprompt.scoring.REWARDS`): ``"ce"`` (mean log p(y), ≤ 0;
+    **the registered 16-shot ids use it**, so their rewards are negative), ``"hinge"``, ``"margin"``,
+    ``"softmax_diff"``. ``info["accuracy"]`` is always the accuracy. ``env.unwrapped.evaluate(...)``
+    scores any prompt on a whole split (test included).
 
     ## Starting State
     The center is the initial prompt (seeded random, or ``checkpoint``'s), or whatever
@@ -118,6 +121,7 @@ class SoftPromptEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        check_reset_options(options)
         if options and "center" in options:
             self.search.set_center(options["center"])
             self._base_center = self.search.center.clone()

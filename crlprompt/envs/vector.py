@@ -11,7 +11,7 @@ from gymnasium.vector.utils import batch_space
 
 from ..errors import ConfigError
 from .config import EnvConfig
-from .search import PromptSearch, resolve_search
+from .search import PromptSearch, check_reset_options, resolve_search
 
 
 class SoftPromptVectorEnv(VectorEnv):
@@ -55,6 +55,7 @@ class SoftPromptVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        check_reset_options(options)
         if options and "center" in options:
             self.search.set_center(options["center"])
         return np.zeros((self.num_envs, 2), np.float32), {}

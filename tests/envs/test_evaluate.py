@@ -40,3 +40,20 @@ def test_evaluate_refuses_bad_input(kw, match):
     env = gym.make("CRLPrompt/Tiny-Proj64-v0")
     with pytest.raises(EnvError, match=match):
         env.unwrapped.evaluate(**kw)
+
+
+def test_unknown_reset_options_are_refused():
+    env = gym.make("CRLPrompt/Tiny-Proj64-v0")
+    with pytest.raises(EnvError, match="unknown reset option.*centre"):
+        env.reset(seed=0, options={"centre": np.zeros(3)})
+    env.reset(seed=0, options={"center": env.unwrapped.search.center.numpy()})  # the known one still works
+
+
+def test_a_checkpoint_brings_its_own_prompt_shape(tmp_path):
+    from crlprompt.build import SetupConfig, build
+    from crlprompt.prompt_io import save_prompt
+
+    setup = build(SetupConfig(task="tiny", model="tiny-llama", num_tokens=3, prompt="shallow"))
+    save_prompt(setup.model, tmp_path / "p.safetensors")
+    env = gym.make("CRLPrompt/Tiny-v0", checkpoint=str(tmp_path / "p.safetensors"), head="checkpoint")
+    assert env.unwrapped.search.model.layout.num_tokens == 3 and env.unwrapped.search.model.layout.kind == "shallow"
