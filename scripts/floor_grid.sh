@@ -6,6 +6,7 @@
 #   scripts/floor_grid.sh repro     # probe (the floor), Prompt v2, CRL-Prompt at k = 16 on TREC and SST-2
 #   scripts/floor_grid.sh search    # CMA-ES at 1,000 evaluations on the three MiniLM 16-shot ids, then
 #                                   # random / ES / PPO / off-policy where time allows
+#   scripts/floor_grid.sh search-one TREC trec cma    # one id and algorithm list (to split the grid)
 #   scripts/floor_grid.sh smollm2   # CMA-ES at 1,000 evaluations on SST2- and TREC-SmolLM2-16Shot (3 data seeds)
 #   scripts/floor_grid.sh main      # the main job (full-data TREC, CRL-Prompt, seed 0), as the README runs it
 #   scripts/floor_grid.sh full      # full-data TREC / MiniLM: the floor and Prompt v2 (seed 0)
@@ -18,7 +19,7 @@ OUT="${OUT:-runs/floor}"
 RES="${RES:-results/floor}"
 export OMP_NUM_THREADS=1 CRLPROMPT_DATA_DIR="$DATA_DIR"
 SEEDS5=(13 21 42 87 100)
-mkdir -p "$RES/repro" "$RES/search" "$RES/main_job" "$RES/full" "$OUT"
+mkdir -p "$RES/repro" "$RES/search" "$RES/full" results/main_job "$OUT"
 
 repro() {  # task epochs_per_phase: the floor, Prompt v2 and CRL-Prompt (the budgets of scripts/kshot.sh)
   local task=$1 ep=$2
@@ -38,14 +39,13 @@ case "${1:-}" in
     repro trec 10    # 96 rows: 3 steps per epoch, 10 + 10 epochs
     repro sst2 30    # 32 rows: 1 step per epoch, 30 + 30 epochs
     ;;
-  search)
+  search)   # everything, one process: CMA-ES first on every task, then the other algorithms
     all=13,21,42,87,100
-    search SST2 sst2 cma "$all"
-    search TREC trec cma "$all"
-    search AGNews agnews cma "$all"
-    search SST2 sst2 cma,random,es,ppo,offpolicy "$all"
-    search TREC trec cma,random,es,ppo,offpolicy "$all"
-    search AGNews agnews cma,random,es,ppo,offpolicy "$all"
+    for t in SST2:sst2 TREC:trec AGNews:agnews; do search "${t%%:*}" "${t##*:}" cma "$all"; done
+    for t in SST2:sst2 TREC:trec AGNews:agnews; do search "${t%%:*}" "${t##*:}" cma,random,es,ppo,offpolicy "$all"; done
+    ;;
+  search-one)  # one id and algorithm list, e.g. `search-one TREC trec cma` (two processes split the grid this way)
+    search "$2" "$3" "$4" 13,21,42,87,100
     ;;
   smollm2)
     search SST2 sst2 cma 13,21,42 SmolLM2
@@ -57,12 +57,12 @@ case "${1:-}" in
     cmd="crl-prompt --threads 1 train --task trec --model minilm --method crl --lr 1e-2 --out runs/main"
     $PY -m crlprompt.cli ${cmd#crl-prompt }
     tail -n 1 runs/main/metrics.jsonl | $PY -c "import json, sys; r = json.loads(sys.stdin.read()); \
-r['command'] = sys.argv[1]; print(json.dumps(r))" "$cmd" > "$RES/main_job/trec-minilm-crl-s0.jsonl"
+r['command'] = sys.argv[1]; print(json.dumps(r))" "$cmd" > results/main_job/trec-minilm-crl-s0.jsonl
     ;;
   full)
     # full-data TREC / MiniLM beside the main job: the floor and Prompt v2 (Table 1's budget: 3 + 2 epochs)
     $PY -m crlprompt.runners.crl --tasks trec --models minilm --methods probe ptv2 --seeds 0 --lr 1e-2 \
         --data-dir "$DATA_DIR" --progress False --out "$OUT/full" --results "$RES/full/table1.jsonl"
     ;;
-  *) echo "usage: $0 repro|search|smollm2|main|full" >&2; exit 2 ;;
+  *) echo "usage: $0 repro|search|search-one ID NAME ALGOS|smollm2|main|full" >&2; exit 2 ;;
 esac

@@ -39,7 +39,7 @@ BLOCKS: dict[str, tuple[list[str], int]] = {
     "offpolicy": (["benchmarks/offpolicy_table.py", "results/offpolicy"], 1),
     "verdict": (["-m", "crlprompt.runners.verdict", "results/floor"], 0),
     "floor-few-shot": ([*TABLES, "results/floor/repro"], 1),
-    "floor-full": ([*TABLES, "results/floor/full", "results/floor/main_job"], 1),
+    "floor-full": ([*TABLES, "results/floor/full", "results/main_job"], 1),
     "floor-search": (["-m", "crlprompt.runners.compare", "--table", "results/floor/search"], 0),
 }
 #: figures of the results pages: arguments of ``python -m crlprompt.runners.plots``
