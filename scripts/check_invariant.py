@@ -10,7 +10,8 @@ holds the SHA-256 of the best prompt's bytes with the best reward, the same of t
 the evaluations spent and a digest of the history: two checkouts print the same lines exactly
 when every θ, reward and curve is bit-identical. Algorithms whose optional dependency is missing
 are listed as skipped. ARS runs with ``n_delta=4`` (a population of 8 policies) so that 40 is a
-whole number of its updates.
+whole number of its updates. ``VARIANTS`` adds rows with options whose code paths the defaults do
+not take (anchors, trust regions, a moving center, paired races...).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +31,18 @@ ENV_ID = "CRLPrompt/Tiny-Proj64-v0"
 ENV_KWARGS = {"sigma": 1.0, "reward": "hinge"}
 BUDGET, NUM_ENVS, SEEDS = 40, 8, (0, 1)
 ALGO_KWARGS = {"ars": {"n_delta": 4}}
+#: options whose code paths the defaults do not take, run as extra rows ``name{options}``
+VARIANTS = {
+    "random": [{"scale": 0.5, "include_center": False}],
+    "es": [{"anchor_kl": 0.5}, {"move_center": True}],
+    "cma": [{"popsize": 16, "sigma0": 0.5}],
+    "ppo": [{"anchor_kl": 0.1, "n_steps": 8, "batch_size": 8}],
+    "offpolicy": [{"max_kl": 0.1, "mixture": False}],
+    "gp": [{"acquisition": "qucb", "trust_region": False}],
+    "racing": [{"around_best": True}, {"rule": "paired"}],
+    "anchor": [{"rollback_tol": 0.5, "max_kl": 0.5}],
+    "td3": [{"gradient_steps": 2, "learning_starts": 8}],
+}
 #: the optional modules each algorithm needs
 NEEDS = {"cma": "cma", "cma-diag": "cma", "ppo": "stable_baselines3", "sac": "stable_baselines3",
          "td3": "stable_baselines3", "crossq": "sb3_contrib", "ars": "sb3_contrib", "gp": "botorch"}  # fmt: skip
@@ -78,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         if module is not None and importlib.util.find_spec(module) is None:
             print(f"{name:10s} skipped: {module} is not installed")
             continue
-        for seed in SEEDS:
-            agent, env = table[name](ENV_ID, {**ENV_KWARGS, "setup": setup}, seed, num_envs=NUM_ENVS,
-                                     **ALGO_KWARGS.get(name, {}))  # fmt: skip
-            result = agent.learn(BUDGET)
-            env.close()
-            print(f"{name:10s} seed {seed}  {fingerprint(result)}", flush=True)
+        for options in [{}, *VARIANTS.get(name, [])]:
+            label = name + (json.dumps(options, sort_keys=True) if options else "")
+            for seed in SEEDS:
+                agent, env = table[name](ENV_ID, {**ENV_KWARGS, "setup": setup}, seed, num_envs=NUM_ENVS,
+                                         **{**ALGO_KWARGS.get(name, {}), **options})  # fmt: skip
+                result = agent.learn(BUDGET)
+                env.close()
+                print(f"{label:10s} seed {seed}  {fingerprint(result)}", flush=True)
     return 0
 
 
