@@ -109,7 +109,8 @@ class CRLAgent:
 
         Summary keys: ``rl_acc``/``test_acc`` (best-on-D_RL prompt after both phases),
         ``phase1_rl_acc``/``phase1_test_acc`` (best within phase 1 = the Prompt v1/v2 result),
-        ``seconds``, ``steps``, ``history``, ``resumed_from_step``.
+        ``seconds``, ``steps``, ``history``, ``resumed_from_step``, ``eval_seconds`` (the wall time of
+        the final test / D_RL evaluations, after ``seconds``).
         """
         from tqdm.auto import tqdm
 
@@ -358,8 +359,8 @@ class CRLAgent:
         st.batches, st.batch_pos, st.loss_sums = None, 0, {}
 
     def _finish(self, t0: float) -> dict:
-        st = self.state
-        summary = {"steps": st.step, "seconds": time.perf_counter() - t0, "history": st.history}
+        st, start = self.state, time.perf_counter()
+        summary = {"steps": st.step, "seconds": start - t0, "history": st.history}
         if st.phase1_best is not None and self.cfg.phase2_epochs > 0:
             self._restore(st.phase1_best)
             summary["phase1_rl_acc"] = st.phase1_best_acc
@@ -372,6 +373,7 @@ class CRLAgent:
         if "phase1_rl_acc" not in summary:
             summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
         self._scalar("eval/test_acc", summary["test_acc"])
+        summary["eval_seconds"] = time.perf_counter() - start
         return summary
 
     # ------------------------------------------------------------------ evaluation
