@@ -243,10 +243,10 @@ def check_budget(budget: Any, per_update: int, what: str) -> int:
 class SearchAgent(ABC):
     """The bookkeeping every env-based search agent shares, around its own search loop.
 
-    ``learn(budget, callback)`` checks the budget, runs :meth:`_search` and returns a
-    :class:`SearchResult`. The loop reports each batch it had scored with :meth:`_observe`
+    ``learn(budget, callback)`` checks the budget, runs :meth:`run_search` and returns a
+    :class:`SearchResult`. The loop reports each batch it had scored with :meth:`observe`
     (evaluations, best action and prompt, history) and, once the agent has updated, with
-    :meth:`_emit` (a :class:`SearchEvent` to the callbacks; False from one stops the loop).
+    :meth:`emit` (a :class:`SearchEvent` to the callbacks; False from one stops the loop).
     :class:`AskTellAgent` is the loop for agents that own it; the Stable-Baselines3 agents
     subclass this class directly, since SB3's ``learn`` drives their loop and calls back into
     these two methods (from the env wrapper and an SB3 callback).
@@ -281,8 +281,8 @@ class SearchAgent(ABC):
         return check_budget(budget, self.evals_per_update, self.update_text)
 
     @abstractmethod
-    def _search(self, budget: int) -> None:
-        """Spend at most ``budget`` evaluations, calling :meth:`_observe` and :meth:`_emit`."""
+    def run_search(self, budget: int) -> None:
+        """Spend at most ``budget`` evaluations, calling :meth:`observe` and :meth:`emit`."""
 
     def finish(self) -> tuple[np.ndarray, float]:
         """``(final prompt (D,), its reward)`` after the search; default: the best prompt."""
@@ -297,7 +297,7 @@ class SearchAgent(ABC):
         budget = self.check_budget(budget)
         start = time.perf_counter()
         self._start_run(event_callbacks(callback, callbacks))
-        self._search(budget)
+        self.run_search(budget)
         if not self.history_every_batch and self.history and self.history[-1][0] != self.evals:
             self.history.append((self.evals, self.best_reward))
         final_prompt, final_reward = self.finish()
@@ -320,12 +320,15 @@ class SearchAgent(ABC):
             self.best_prompt = self.scorer.prompt_for(self.best_action)
         return self.best_prompt
 
-    def _observe(self, actions: np.ndarray, rewards: np.ndarray, *, accuracies: np.ndarray | None = None,
+    def observe(self, actions: np.ndarray, rewards: np.ndarray, *, accuracies: np.ndarray | None = None,
                  spent: int | None = None, best: tuple[int, float] | None = None) -> None:  # fmt: skip
         """Count a scored batch ``actions (n, d)`` with ``rewards (n,)``: ``spent`` evaluations (default n),
         the best so far (``best``: the batch's best ``(index, reward)``, default its argmax)."""
         self.evals += len(actions) if spent is None else spent
-        i, r = (int(np.argmax(rewards)), float(rewards[int(np.argmax(rewards))])) if best is None else best
+        if best is None:
+            i = int(np.argmax(rewards))
+            best = (i, float(rewards[i]))
+        i, r = best
         improved = r > self.best_reward
         if improved:
             self.best_action, self.best_reward = np.asarray(actions[i], np.float32).copy(), r
@@ -334,7 +337,7 @@ class SearchAgent(ABC):
             self.history.append((self.evals, self.best_reward))
         self._last = (np.asarray(rewards), accuracies)
 
-    def _emit(self, diagnostics: dict[str, Any] | None = None) -> bool:
+    def emit(self, diagnostics: dict[str, Any] | None = None) -> bool:
         """Send the last observed batch's :class:`SearchEvent` to the callbacks; False: stop."""
         if not self._callbacks:
             return True
@@ -375,9 +378,9 @@ class AskTellAgent(SearchAgent):
         return self.evals + self.next_batch_size() <= budget
 
     def evaluate(self, actions: np.ndarray) -> np.ndarray:
-        """Score ``actions (n, d)`` through the env and :meth:`_observe` them; ``(n,)`` rewards."""
+        """Score ``actions (n, d)`` through the env and :meth:`observe` them; ``(n,)`` rewards."""
         rewards = self.scorer(actions)  # (n,), one batched forward per K actions
-        self._observe(actions, rewards, accuracies=self.scorer.accuracies)
+        self.observe(actions, rewards, accuracies=self.scorer.accuracies)
         return rewards
 
     def done(self) -> bool:
@@ -389,12 +392,12 @@ class AskTellAgent(SearchAgent):
         """Context around the whole loop; default: none."""
         yield
 
-    def _search(self, budget: int) -> None:
+    def run_search(self, budget: int) -> None:
         self.scorer.reset(seed=self.seed)
         with self.session():
             self.start()
             while self.fits(budget):
                 actions = self.ask()
                 rewards = self.evaluate(actions)
-                if not self._emit(self.tell(actions, rewards)) or self.done():
+                if not self.emit(self.tell(actions, rewards)) or self.done():
                     break

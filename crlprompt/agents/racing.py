@@ -128,7 +128,7 @@ class RacingSearch(AskTellAgent):
         self.races.append(res)
         self.example_forwards += res.example_forwards
         spent = math.ceil(self.example_forwards / len(self.search.data)) - self.evals
-        self._observe(actions, res.means, spent=spent, best=(res.winner, res.reward))
+        self.observe(actions, res.means, spent=spent, best=(res.winner, res.reward))
         return res.means
 
     def tell(self, actions: np.ndarray, rewards: np.ndarray) -> dict:

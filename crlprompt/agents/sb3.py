@@ -40,7 +40,7 @@ class _Tracker(gym.Wrapper):
         action = np.asarray(action, np.float32)
         obs, reward, terminated, truncated, info = self.env.step(action)
         acc = info.get("accuracy")
-        self.agent._observe(action[None], np.array([reward], np.float64),
+        self.agent.observe(action[None], np.array([reward], np.float64),
                             accuracies=None if acc is None else np.array([acc], np.float64))  # fmt: skip
         return obs, reward, terminated, truncated, info
 
@@ -147,7 +147,7 @@ class PPOPromptAgent(SearchAgent):
     def update_text(self) -> str:
         return "1 (one env step)"
 
-    def _search(self, budget: int) -> None:
+    def run_search(self, budget: int) -> None:
         """Train PPO for exactly ``budget`` env steps (prompt evaluations)."""
         from stable_baselines3.common.callbacks import BaseCallback
 
@@ -156,7 +156,7 @@ class PPOPromptAgent(SearchAgent):
         class _Stop(BaseCallback):
             def _on_step(self) -> bool:
                 kl = {} if agent.anchor_kl is None or not agent.anchor.kls else {"kl_to_anchor": agent.anchor.kls[-1]}
-                if not agent._emit(kl):
+                if not agent.emit(kl):
                     return False
                 return agent.evals < budget  # stop mid-rollout at the budget
 

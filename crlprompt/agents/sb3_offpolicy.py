@@ -208,7 +208,7 @@ class SB3OffPolicyAgent(SearchAgent):
             raise ConfigError(f"buffer_size must be an int >= num_envs={k}, got {buffer_size!r}")
         self.env, self.algo, self.buffer_size = env, algo, buffer_size
         super().__init__(env, seed)
-        self.vec = PromptVecEnv(env, observer=lambda a, r, acc: self._observe(a, r, accuracies=acc))
+        self.vec = PromptVecEnv(env, observer=lambda a, r, acc: self.observe(a, r, accuracies=acc))
         self.model = self._build(
             algo, k, seed=seed, gradient_steps=gradient_steps or k, learning_starts=learning_starts or 2 * k,
             buffer_size=buffer_size, batch_size=batch_size, learning_rate=learning_rate,
@@ -266,7 +266,7 @@ class SB3OffPolicyAgent(SearchAgent):
             )
         return budget
 
-    def _search(self, budget: int) -> None:
+    def run_search(self, budget: int) -> None:
         """Train for ``budget`` evaluations (whole vector steps of K)."""
         from stable_baselines3.common.callbacks import BaseCallback
 
@@ -274,7 +274,7 @@ class SB3OffPolicyAgent(SearchAgent):
 
         class _Stop(BaseCallback):
             def _on_step(self) -> bool:
-                if not agent._emit():
+                if not agent.emit():
                     return False
                 return agent.evals + k <= budget
 
