@@ -13,9 +13,9 @@ interrupted run resumes. One process, ``torch.set_num_threads(1)``.
   defaults: σ = 2, accuracy; 512 evaluations; offpolicy, SAC, TD3, anchor, random) and
   ``CRLPrompt/TREC-MiniLM-16Shot-v0`` (its registered search space, rewards on a 32-row minibatch
   of D_RL; 160 evaluations; offpolicy, SAC). The GP bandit is left out: its rounds cost 2-10 s
-  each on this CPU (about 5 minutes a run at 512 evaluations). Every prompt the agent has scored goes through the env's
-  ``PromptSearch.rewards``; a tap there keeps the best-scored prompt, and at checkpoints of the
-  budget its *test* accuracy is measured (the agents are not changed). "Evaluations to reach ES"
+  each on this CPU (about 5 minutes a run at 512 evaluations). A callback reads the agent's
+  event after each batch (evaluations so far, the best prompt so far) and at checkpoints of the
+  budget measures that prompt's *test* accuracy (the agents are not changed). "Evaluations to reach ES"
   is the first checkpoint at which the agent's mean test accuracy over seeds reaches ES's at the
   full budget.
 * **(b) racing best-of-16 on a real D_RL** (``racing.jsonl``): 16 prompts (actions N(0, I) of the
@@ -74,60 +74,49 @@ def stamp() -> dict:
 
 # ----------------------------------------------------------------------------- (a)
 class Tap:
-    """Wraps ``search.rewards``: counts evaluations, keeps the best-scored prompt, and measures its
-    test accuracy at each checkpoint (a batch may cross one: it is recorded at the batch's end)."""
+    """A :class:`~crlprompt.agents.SearchEvent` callback: keeps the best prompt so far and measures
+    its test accuracy at each checkpoint (a batch may cross one: it is recorded at the batch's end)."""
 
-    def __init__(self, search, budget: int, checkpoints, test_acc):
-        self.search, self.inner, self.budget = search, search.rewards, budget
+    def __init__(self, checkpoints, test_acc):
         self.todo, self.test_acc = sorted(checkpoints), test_acc
         self.evals, self.best, self.best_r, self.points, self._cache = 0, None, -math.inf, [], (None, None)
-        search.rewards = self
 
-    def __call__(self, prompts, rng):
-        reward, acc = self.inner(prompts, rng)
-        if self.evals < self.budget:  # the agents' extra evaluation of their final prompt is not counted
-            self.evals += prompts.shape[0]
-            i = int(reward.argmax())
-            if float(reward[i]) > self.best_r:
-                self.best, self.best_r = prompts[i].detach().clone(), float(reward[i])
-            while self.todo and self.evals >= self.todo[0]:
-                self.points.append({"evals": self.todo.pop(0), "best_reward": self.best_r, "test_acc": self._test()})
-        return reward, acc
+    def __call__(self, event) -> None:
+        self.evals = event.evals
+        if event.best_reward > self.best_r:
+            self.best, self.best_r = event.best_prompt.copy(), event.best_reward
+        while self.todo and self.evals >= self.todo[0]:
+            self.points.append({"evals": self.todo.pop(0), "best_reward": self.best_r, "test_acc": self._test()})
 
     def _test(self) -> float:
         if self._cache[0] is not self.best:  # the best prompt changed since the last checkpoint
             self._cache = (self.best, self.test_acc(self.best))
         return self._cache[1]
 
-    def close(self) -> None:
-        self.search.rewards = self.inner
-
 
 def run_search(part: str, algo: str, seed: int, setup) -> dict:
     import numpy as np
+    import torch
 
+    from crlprompt.agents import registry
     from crlprompt.agents.base import search_of
-    from crlprompt.runners.compare import ALGORITHMS
     from crlprompt.scoring import accuracy
 
     env_id, env_kwargs, _, budget, checkpoints = SEARCH[part]
-    agent, env = ALGORITHMS[algo](env_id, {**env_kwargs, "setup": setup}, seed, num_envs=NUM_ENVS)
+    agent, env = registry.get_spec(algo).build(env_id, {**env_kwargs, "setup": setup}, seed, num_envs=NUM_ENVS)
     search = search_of(env)
-    test = lambda p: accuracy(setup.model, setup.test, theta=p)  # noqa: E731
-    tap = Tap(search, budget, checkpoints, test)
+    test = lambda p: accuracy(setup.model, setup.test, theta=torch.as_tensor(p))  # noqa: E731
+    tap = Tap(checkpoints, test)
     t = time.perf_counter()
-    try:
-        result = agent.learn(budget)
-    finally:
-        tap.close()
+    result = agent.learn(budget, callback=tap)
     seconds = time.perf_counter() - t
-    final_test = test(__import__("torch").as_tensor(result.final_prompt))
+    final_test = test(result.final_prompt)
     env.close()
     return {"part": part, "env_id": env_id, "env_kwargs": env_kwargs, "algo": algo, "seed": seed, "budget": budget,
             "evals": result.evals, "tapped_evals": tap.evals, "seconds": seconds, "points": tap.points,
             "history": result.history, "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
             "final_test_acc": final_test, "center_test_acc": test(search.center),
-            "best_prompt_match": bool(np.allclose(tap.best.cpu().numpy(), result.best_prompt, atol=1e-5))
+            "best_prompt_match": bool(np.allclose(tap.best, result.best_prompt, atol=1e-5))
             if tap.best is not None else None}  # fmt: skip
 
 
@@ -168,24 +157,15 @@ def run_crl(task: str, estimator: str, seed: int) -> dict:
 
     setup = build(SetupConfig(task=task, model="minilm", k_shot=16, data_seed=13, seed=seed))
     cfg = CRLConfig(**CRL_CONFIG, rl_estimator=estimator, **CRL_ESTIMATOR_KW[estimator])
-    agent = CRLAgent(setup, cfg, seed=seed, progress=False)
-    rl_seconds, records = [0.0], []
-    inner = agent._rl_loss
-
-    def timed(rng):  # the RL term's wall-clock: sampling, scoring (env step or race) and the loss
-        t = time.perf_counter()
-        out = inner(rng)
-        rl_seconds[0] += time.perf_counter() - t
-        return out
-
-    agent._rl_loss = timed
-    agent.callbacks.append(lambda event, rec: records.append(rec) if event == "rl" else None)
+    records = []  # "rl" records; their "seconds": the RL term's wall time (sampling, env step or race, the loss)
+    agent = CRLAgent(setup, cfg, seed=seed, progress=False,
+                     callbacks=[lambda ev: records.append(ev.diagnostics) if ev.kind == "rl" else None])  # fmt: skip
     t = time.perf_counter()
     summary = agent.learn()
     seconds = time.perf_counter() - t
     return {"part": "c", "task": task, "model": "minilm", "k_shot": 16, "data_seed": 13, "estimator": estimator,
             "seed": seed, "config": {**CRL_CONFIG, **CRL_ESTIMATOR_KW[estimator]}, "seconds": seconds,
-            "rl_seconds": rl_seconds[0], "rl_updates": len(records), "rl_records": records,
+            "rl_seconds": sum(r["seconds"] for r in records), "rl_updates": len(records), "rl_records": records,
             "test_acc": summary["test_acc"], "rl_acc": summary["rl_acc"], "phase1_test_acc": summary["phase1_test_acc"],
             "train_rows": len(setup.train), "rl_rows": len(setup.rl), "test_rows": len(setup.test)}  # fmt: skip
 

@@ -3,9 +3,10 @@
 
 Each case is ``CRLAgent(setup, CRLConfig(phase1_epochs=0, phase2_epochs=e)).learn()`` for exactly
 ``--steps`` phase-2 optimizer steps (default 201: RL updates at phase-2 steps 0, 100, 200), from
-the same initial prompt/head, same batches. The agent's D_RL/test evaluations (common to both) are
-timed and subtracted; the RL updates (``CRLAgent._rl_loss``: env reset to θ, sample, one D_RL
-scoring, the REINFORCE loss) are timed directly. Cases run interleaved, ``--repeats`` times; medians.
+the same initial prompt/head, same batches. The agent's final D_RL/test evaluations (common to both;
+the summary's ``eval_seconds``) are subtracted; the RL updates (env reset to θ, sample, one D_RL
+scoring, the REINFORCE loss) are timed by the agent itself (each ``"rl"`` event's ``seconds``,
+between device syncs). Cases run interleaved, ``--repeats`` times; medians.
 
 Three overhead figures:
 * run overhead      (training time with γ) / (training time with γ = 0) − 1: what the wall clock
@@ -67,28 +68,20 @@ def main(argv=None):
     def run(name):
         pm.load_state_dict(init, strict=False)
         cfg = CRLConfig(lr=args.lr, phase1_epochs=0.0, phase2_epochs=epochs, beta=0.3, rl_interval=interval, **cases[name])
-        agent = CRLAgent(setup, cfg, seed=0, progress=False)
-        ev, rl = C.Clock(device), C.Clock(device)
-        inner_eval, inner_rl = agent.evaluate, agent._rl_loss
-
-        def timed_eval(split="rl"):
-            with ev:
-                return inner_eval(split)
-
-        def timed_rl(rng):
-            with rl:
-                return inner_rl(rng)
-
-        agent.evaluate, agent._rl_loss = timed_eval, timed_rl
+        rl_times = []  # each RL update's wall time, from the agent's "rl" events
+        agent = CRLAgent(setup, cfg, seed=0, progress=False,
+                         callbacks=[lambda ev: rl_times.append(ev.diagnostics["seconds"]) if ev.kind == "rl" else None])
         summary, raw = C.timed_learn(agent, device, steps)
+        ev_total, rl_total = summary["eval_seconds"], sum(rl_times)
         r = results[name]
-        r["train"].append(raw - ev.total)
-        r["eval"].append(ev.total)
-        r["rl"].append(rl.total)
-        r["rl_calls"].append(rl.count)
-        r["rl_each"].append(rl.times)
-        each = ", ".join(f"{t:.2f}" for t in rl.times)
-        print(f"{name}: {raw:.1f} s raw, {ev.total:.1f} s eval, {rl.total:.2f} s in {rl.count} RL updates ({each})", file=sys.stderr)
+        r["train"].append(raw - ev_total)
+        r["eval"].append(ev_total)
+        r["rl"].append(rl_total)
+        r["rl_calls"].append(len(rl_times))
+        r["rl_each"].append(rl_times)
+        each = ", ".join(f"{t:.2f}" for t in rl_times)
+        print(f"{name}: {raw:.1f} s raw, {ev_total:.1f} s eval, {rl_total:.2f} s in {len(rl_times)} RL updates ({each})",
+              file=sys.stderr)  # fmt: skip
 
     # warm-up: a few steps of the γ > 0 case (builds the env lazily inside the agent, as a real run does)
     pm.load_state_dict(init, strict=False)

@@ -29,7 +29,8 @@ _LAZY = {
     "accuracy": "scoring", "score_population": "scoring",
     "EnvConfig": "envs", "SoftPromptEnv": "envs", "SoftPromptVectorEnv": "envs", "PromptSearch": "envs",
     "CRLAgent": "agents", "CRLConfig": "agents", "ESAgent": "agents", "RandomSearch": "agents",
-    "PPOPromptAgent": "agents", "SearchResult": "agents",
+    "PPOPromptAgent": "agents", "SearchResult": "agents", "SearchAgent": "agents", "AskTellAgent": "agents",
+    "SearchEvent": "agents", "register_agent": "agents",
     "PromptClassifier": "api", "TaskData": "tasks", "Split": "tasks",
 }  # fmt: skip
 
@@ -53,7 +54,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .agents import CRLAgent, CRLConfig, ESAgent, PPOPromptAgent, RandomSearch, SearchResult  # noqa: F401
+    from .agents import (  # noqa: F401
+        AskTellAgent,
+        CRLAgent,
+        CRLConfig,
+        ESAgent,
+        PPOPromptAgent,
+        RandomSearch,
+        SearchAgent,
+        SearchEvent,
+        SearchResult,
+        register_agent,
+    )
     from .api import PromptClassifier  # noqa: F401
     from .build import Setup, SetupConfig, build  # noqa: F401
     from .envs import EnvConfig, PromptSearch, SoftPromptEnv, SoftPromptVectorEnv  # noqa: F401

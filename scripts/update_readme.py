@@ -30,6 +30,7 @@ TABLES = ["-m", "crlprompt.runners.tables"]
 
 #: block name -> (table tool arguments after ``python``, how many '#' to add to the tool's headings)
 BLOCKS: dict[str, tuple[list[str], int]] = {
+    "algorithms": (["-m", "crlprompt.runners.compare", "--algorithms"], 0),  # the agent registry's table
     "main-job": ([*TABLES, "--runs", "results/main_job"], 0),
     "full": ([*TABLES, "results/paper_grid_h100.jsonl", "results/smollm2_ptv2_token_init_h100.jsonl",
               "results/smollm2_crl_token_init_cpu.jsonl"], 2),  # fmt: skip

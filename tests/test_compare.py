@@ -145,13 +145,10 @@ def test_other_settings_in_the_same_out_are_refused_until_overwrite(done, tmp_pa
 
 
 def test_the_registry_takes_a_new_algorithm_in_one_line(tmp_path, monkeypatch):
-    from crlprompt.agents import RandomSearch
+    from crlprompt.agents import RandomSearch, register_agent, registry
 
-    def wide_random(env_id, env_kwargs, seed, *, num_envs, **kw):
-        env = compare._vector_env(env_id, env_kwargs, num_envs)
-        return RandomSearch(env, seed=seed, scale=3.0, **kw), env
-
-    monkeypatch.setitem(compare.ALGORITHMS, "wide", wide_random)
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))  # leave the real one as it was
+    register_agent("wide", RandomSearch, scale=3.0)
     records = compare.main(["--env-id", TINY, "--algos", "wide", "--budget", "20", "--out", str(tmp_path / "o"),
                             "--no-baselines", "--no-progress", "--no-save-prompts"])  # fmt: skip
     assert [r["algo"] for r in records] == ["wide"] and records[0]["evals"] == 20

@@ -120,7 +120,7 @@ def test_batch_loss_is_ce_plus_gamma_rl(setup):
     agent.state.phase2_step = 2  # the third phase-2 step (t = 3 = N): RL on
     loss, parts, rl = agent.batch_loss(ids, mask, labels, 2, np.random.default_rng(9))
     assert set(parts) == {"ce", "rl"}
-    assert set(rl) == {"reward", "reward_max", "grad_norm"} and rl["grad_norm"] > 0
+    assert set(rl) == {"reward", "reward_max", "grad_norm", "seconds"} and rl["grad_norm"] > 0 and rl["seconds"] >= 0
     assert_close(loss, parts["ce"] + gamma * parts["rl"])
     loss.backward()
     total = theta.grad.clone()
@@ -241,6 +241,27 @@ def test_learn_summary_and_callbacks(setup):
     for r in rl:
         assert 0.0 <= r["reward"] <= r["reward_max"] <= 1.0
         assert math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0
+
+
+def test_callbacks_also_take_search_events(setup):
+    """The search agents' protocol: one-argument callbacks get SearchEvents of kind "rl" and "epoch"."""
+    from crlprompt.agents import SearchEvent
+
+    cfg = small_learn_config(phase1_epochs=1.0, phase2_epochs=1.0, rl_interval=3, rl_samples=2, rl_estimator="baseline")
+    short, events = [], []
+    out = CRLAgent(setup, cfg, seed=0, progress=False,
+                   callbacks=[lambda kind, rec: short.append((kind, rec)), events.append]).learn()  # fmt: skip
+    assert all(isinstance(e, SearchEvent) for e in events) and [e.kind for e in events] == [k for k, _ in short]
+    assert [e.diagnostics for e in events] == [r for _, r in short]  # the same records
+    rl = [e for e in events if e.kind == "rl"]
+    assert [e.evals for e in rl] == [2, 4]  # K = 2 samples per RL step
+    for e in rl:
+        assert e.rewards.shape == e.accuracies.shape == (2,) and e.best_reward >= e.rewards.max()
+        assert e.diagnostics["seconds"] >= 0 and e.diagnostics["reward"] == pytest.approx(e.rewards.mean())
+    assert [e.best_reward for e in rl] == sorted(e.best_reward for e in rl)
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert [e.rewards[0] for e in epochs] == [h["rl_acc"] for h in out["history"]]
+    assert epochs[-1].best_reward == out["rl_acc"] and out["eval_seconds"] >= 0
 
 
 def test_beta_gamma_zero_is_plain_prompt_tuning(setup):

@@ -21,13 +21,25 @@ def run_example(name: str, *args: str, timeout: int = 600) -> str:
 
 
 def test_every_example_is_tested():
-    tested = {"custom_env_compare.py", "swap_ppo_for_bandit.py", "sb3_sac.py", "quickstart.py", "peft_interop.py"}
+    tested = {"custom_env_compare.py", "swap_ppo_for_bandit.py", "sb3_sac.py", "quickstart.py", "peft_interop.py",
+              "custom_agent.py"}  # fmt: skip
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
 def test_custom_env_compare(tmp_path):
     out = run_example("custom_env_compare.py", str(tmp_path / "cmp"))
     assert (tmp_path / "cmp" / "results.jsonl").is_file() and "|" in out
+
+
+def test_custom_agent_is_registered_and_compared(tmp_path):
+    """An agent defined outside the package, registered in one line, runs through crl-prompt compare."""
+    import json
+
+    out = run_example("custom_agent.py", str(tmp_path / "cmp"))
+    records = [json.loads(x) for x in (tmp_path / "cmp" / "results.jsonl").read_text().splitlines()]
+    assert [r["algo"] for r in records] == ["hill", "random"] and all(r["evals"] == 40 for r in records)
+    assert "| hill | 1 |" in out and "HillClimber alone: best env reward" in out
+    assert [ln.split()[0] for ln in out.splitlines() if " evals: best " in ln] == ["8", "16", "24", "32", "40"]
 
 
 def test_swap_ppo_for_bandit():

@@ -398,7 +398,7 @@ def test_permuting_whole_prefix_tokens_changes_nothing_which_is_why_values_are_r
 
     lm = load_model("tiny-bert")
     layout = PromptLayout.for_model(lm, "deep", 4)
-    pm = PromptedModel(lm, SoftPrompt(layout, lm, seed=3), "linear", 2).eval()
+    pm = PromptedModel(lm, SoftPrompt(layout, lm, seed=3, init="random"), "linear", 2).eval()
     ids, mask, _ = make_batch(lm)
     theta = pm.prompt.theta.detach()
     whole = theta.view(*layout.shape)[torch.tensor([2, 0, 3, 1])].reshape(1, -1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 
 from ..errors import ConfigError
 from ..losses import centered_ranks
-from .base import ActionScorer, Callback, SearchResult, check_budget
+from .base import AskTellAgent
 
 
 class AnchorRule:
@@ -66,7 +65,7 @@ def project_to_ball(m: np.ndarray, anchor: np.ndarray, radius: float) -> np.ndar
     return m if gap <= radius else anchor + (m - anchor) * (radius / gap)
 
 
-class AnchoredPolicyAgent:
+class AnchoredPolicyAgent(AskTellAgent):
     """A Gaussian policy N(m, noise_std² I) held in a trust region around an adaptive anchor.
 
     Follows StablePrompt (Kwon et al., EMNLP 2024), whose Adaptive PPO (APPO) measures the
@@ -103,7 +102,12 @@ class AnchoredPolicyAgent:
             noise_std·sqrt(2·max_kl) around the anchor's mean).
         rollback_tol: the drop of r(m) below r_A that triggers a rollback (reward units).
         seed: seeds the noise and the env.
+
+    Events carry the round's verdict (``anchor``: measure, move, rollback, hold), ``anchor_reward``
+    r_A and ``kl_to_anchor`` after the step.
     """
+
+    algo = "anchor"
 
     def __init__(
         self,
@@ -116,7 +120,7 @@ class AnchoredPolicyAgent:
         rollback_tol: float = 0.0,
         seed: int = 0,
     ):
-        self.scorer = ActionScorer(env)
+        super().__init__(env, seed)
         k = self.scorer.batch
         self.batch = batch or (k if self.scorer.vector else 16)
         if not (isinstance(self.batch, int) and self.batch >= 3 and self.batch % k == 0):
@@ -128,7 +132,7 @@ class AnchoredPolicyAgent:
                 raise ConfigError(f"{name} must be a finite number > 0, got {v!r}")
         AnchorRule(rollback_tol)  # validates
         self.noise_std, self.lr, self.max_kl = float(noise_std), float(lr), float(max_kl)
-        self.rollback_tol, self.seed = float(rollback_tol), seed
+        self.rollback_tol = float(rollback_tol)
         self.anchor_moves = 0
         """Times the anchor moved to the mean in the last ``learn``."""
         self.rollbacks = 0
@@ -138,53 +142,51 @@ class AnchoredPolicyAgent:
         self.mean_action: np.ndarray | None = None
         self.anchor_action: np.ndarray | None = None
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
-        """Spend ``budget // batch`` rounds; return the best sample and the anchor."""
-        budget = check_budget(budget, self.batch, f"one round of batch={self.batch}")
-        start = time.perf_counter()
-        rng = np.random.default_rng(self.seed)
-        d, n = self.scorer.action_dim, self.batch - 1
-        self.scorer.reset(seed=self.seed)
-        m, anchor = np.zeros(d), np.zeros(d)  # float64 means in action units; m starts at the anchor
-        rule = AnchorRule(self.rollback_tol)
-        adam_m, adam_v, t = np.zeros(d), np.zeros(d), 0
-        b1, b2 = 0.9, 0.999
-        radius = self.noise_std * math.sqrt(2 * self.max_kl)
-        best_a, best_r = np.zeros(d, np.float32), -np.inf
-        evals, history = 0, []
-        while evals + self.batch <= budget:
-            eps = rng.standard_normal((n, d))  # (n, d)
-            actions = np.concatenate([m[None], m + self.noise_std * eps]).astype(np.float32)  # row 0: the mean
-            rewards = self.scorer(actions)  # (batch,)
-            evals += self.batch
-            i = int(np.argmax(rewards))
-            if rewards[i] > best_r:
-                best_a, best_r = actions[i].copy(), float(rewards[i])
-            history.append((evals, best_r))
+    @property
+    def evals_per_update(self) -> int:
+        return self.batch
 
-            verdict = rule.observe(float(rewards[0]), evals)
-            if verdict == "move":
-                anchor = m.copy()
-            elif verdict == "rollback":
-                m = anchor.copy()
-                adam_m, adam_v, t = np.zeros(d), np.zeros(d), 0
-                if callback is not None and callback(evals, best_r) is False:
-                    break
-                continue  # no step: the samples were drawn around the rejected mean
+    @property
+    def update_text(self) -> str:
+        return f"batch={self.batch} (one round)"
+
+    def start(self) -> None:
+        d = self.scorer.action_dim
+        self.rng = np.random.default_rng(self.seed)
+        self.m, self._anchor_m = np.zeros(d), np.zeros(d)  # float64 means in action units; m starts at the anchor
+        self.rule = AnchorRule(self.rollback_tol)
+        self._adam = (np.zeros(d), np.zeros(d), 0)  # first and second moments, step count
+
+    def ask(self) -> np.ndarray:
+        self._eps = self.rng.standard_normal((self.batch - 1, self.scorer.action_dim))  # (n, d)
+        return np.concatenate([self.m[None], self.m + self.noise_std * self._eps]).astype(np.float32)  # row 0: the mean
+
+    def tell(self, actions: np.ndarray, rewards: np.ndarray) -> dict:
+        eps, n, b1, b2 = self._eps, self.batch - 1, 0.9, 0.999
+        verdict = self.rule.observe(float(rewards[0]), self.evals)
+        if verdict == "move":
+            self._anchor_m = self.m.copy()
+        elif verdict == "rollback":
+            self.m = self._anchor_m.copy()
+            self._adam = (np.zeros_like(self.m), np.zeros_like(self.m), 0)
+        if verdict != "rollback":  # a rollback takes no step: the samples were drawn around the rejected mean
             w = centered_ranks(torch.from_numpy(rewards[1:])).numpy().astype(np.float64)  # (n,)
             grad = (w @ eps) / (n * self.noise_std)  # (d,) ascent direction
+            adam_m, adam_v, t = self._adam
             t += 1
             adam_m = b1 * adam_m + (1 - b1) * grad
             adam_v = b2 * adam_v + (1 - b2) * grad**2
-            m = m + self.lr * (adam_m / (1 - b1**t)) / (np.sqrt(adam_v / (1 - b2**t)) + 1e-8)
-            m = project_to_ball(m, anchor, radius)  # the trust region is measured to the anchor
-            if callback is not None and callback(evals, best_r) is False:
-                break
+            self._adam = (adam_m, adam_v, t)
+            m = self.m + self.lr * (adam_m / (1 - b1**t)) / (np.sqrt(adam_v / (1 - b2**t)) + 1e-8)
+            radius = self.noise_std * math.sqrt(2 * self.max_kl)
+            self.m = project_to_ball(m, self._anchor_m, radius)  # the trust region is measured to the anchor
+        gap = self.m - self._anchor_m
+        return {"anchor": verdict, "anchor_reward": self.rule.reward,
+                "kl_to_anchor": float(gap @ gap) / (2 * self.noise_std**2)}  # fmt: skip
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        """The anchor and its measured reward r_A (no extra evaluation)."""
+        rule = self.rule
         self.anchor_moves, self.rollbacks, self.moves = len(rule.moves), rule.rollbacks, rule.moves
-        r_anchor = rule.reward
-        self.mean_action, self.anchor_action = m.astype(np.float32), anchor.astype(np.float32)
-        return SearchResult(
-            best_prompt=self.scorer.prompt_for(best_a), best_reward=best_r,
-            final_prompt=self.scorer.prompt_for(self.anchor_action), final_reward=r_anchor,
-            history=history, evals=evals, seconds=time.perf_counter() - start, algo="anchor",
-        )  # fmt: skip
+        self.mean_action, self.anchor_action = self.m.astype(np.float32), self._anchor_m.astype(np.float32)
+        return self.scorer.prompt_for(self.anchor_action), rule.reward

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .base import ActionScorer, Callback, SearchResult, check_budget
+from .base import AskTellAgent
 from .limits import require_action_dim
 
 #: GP fits above this action dimension are refused (use a ``-Proj`` id).
@@ -26,7 +27,7 @@ def _require_botorch():
         raise ImportError("GPBanditAgent needs BoTorch: pip install botorch") from e
 
 
-class GPBanditAgent:
+class GPBanditAgent(AskTellAgent):
     """Batch Bayesian optimisation of the env's reward over a box of actions.
 
     Follows batch BO with a GP surrogate (BoTorch ``SingleTaskGP`` + ``qLogExpectedImprovement``,
@@ -57,7 +58,11 @@ class GPBanditAgent:
             q·d coordinates jointly; its default of 200 iterations costs ~20 s a round at q = 16,
             d = 64 on one CPU core, 50 about 0.3 s).
         seed: seeds the design, the optimiser and the env.
+
+    Events carry the trust region's side ``length`` after the round.
     """
+
+    algo = "gp-bandit"
 
     def __init__(
         self,
@@ -76,7 +81,7 @@ class GPBanditAgent:
         seed: int = 0,
     ):
         _require_botorch()
-        self.scorer = ActionScorer(env)
+        super().__init__(env, seed)
         k = self.scorer.batch
         require_action_dim(self.scorer.action_dim, MAX_GP_ACTION_DIM, "GPBanditAgent (a GP fit on the action)")
         self.batch = batch or (k if self.scorer.vector else 8)
@@ -97,7 +102,7 @@ class GPBanditAgent:
                 raise ConfigError(f"{name} must be a positive int, got {v!r}")
         self.bound, self.acquisition, self.beta = float(bound), acquisition, float(beta)
         self.trust_region, self.max_history = trust_region, max_history
-        self.num_restarts, self.raw_samples, self.maxiter, self.seed = num_restarts, raw_samples, maxiter, seed
+        self.num_restarts, self.raw_samples, self.maxiter = num_restarts, raw_samples, maxiter
         self.lengths: list[float] = []
         """Trust-region side length (unit-cube units) used at each round of the last ``learn``."""
 
@@ -105,6 +110,10 @@ class GPBanditAgent:
     def evals_per_update(self) -> int:
         """The fewest evaluations a ``learn`` spends: the initial design."""
         return self.n_init
+
+    @property
+    def update_text(self) -> str:
+        return f"n_init={self.n_init} (the initial design)"
 
     def _to_action(self, x: torch.Tensor) -> np.ndarray:
         return ((2 * x - 1) * self.bound).numpy().astype(np.float32)  # unit cube -> [-bound, bound]
@@ -153,47 +162,51 @@ class GPBanditAgent:
             )  # fmt: skip
         return cand.detach()
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
-        """Score ``n_init`` Sobol points, then rounds of ``batch`` acquired points, within ``budget``."""
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """BoTorch draws from torch's global generator: a private, seeded state for the whole search."""
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            yield
+
+    def start(self) -> None:
+        d = self.scorer.action_dim
+        self.length = 0.8  # TuRBO-1's initial side (its l_min 0.5**7, l_max 1.6 in tell)
+        self._tol = (max(4, math.ceil(d / self.batch)), 3)  # failures to halve, successes to double
+        self._fails = self._succs = 0
+        self.lengths = []
+        self.x: torch.Tensor | None = None  # (n, d) points scored, in the unit cube
+        self.y: torch.Tensor | None = None  # (n,) their rewards
+
+    def next_batch_size(self) -> int:
+        return self.n_init if self.y is None else self.batch
+
+    def ask(self) -> np.ndarray:
         from torch.quasirandom import SobolEngine
 
-        budget = check_budget(budget, self.n_init, f"the initial design of n_init={self.n_init} points")
-        start = time.perf_counter()
-        d = self.scorer.action_dim
-        self.scorer.reset(seed=self.seed)
-        length, l_min, l_max = 0.8, 0.5**7, 1.6  # TuRBO-1's defaults
-        fail_tol, succ_tol = max(4, math.ceil(d / self.batch)), 3
-        fails = succs = 0
-        self.lengths = []
-        with torch.random.fork_rng():  # BoTorch draws from torch's global generator
-            torch.manual_seed(self.seed)
-            x = SobolEngine(d, scramble=True, seed=self.seed).draw(self.n_init, dtype=torch.float64)  # (n, d)
-            x[0] = 0.5  # the center, a = 0
-            y = torch.from_numpy(self.scorer(self._to_action(x)))  # (n,)
-            evals, history = self.n_init, [(self.n_init, float(y.max()))]
-            stop = callback is not None and callback(evals, float(y.max())) is False
-            while not stop and evals + self.batch <= budget:
-                self.lengths.append(length)
-                cand = self._propose(x, y, length)  # (q, d)
-                r = torch.from_numpy(self.scorer(self._to_action(cand)))
-                evals += self.batch
-                improved = float(r.max()) > float(y.max()) + 1e-3 * abs(float(y.max()))
-                x, y = torch.cat([x, cand]), torch.cat([y, r])
-                history.append((evals, float(y.max())))
-                if self.trust_region:
-                    succs, fails = (succs + 1, 0) if improved else (0, fails + 1)
-                    if succs == succ_tol:
-                        length, succs = min(2 * length, l_max), 0
-                    elif fails == fail_tol:
-                        length, fails = length / 2, 0
-                    if length < l_min:  # collapsed: start a fresh region (the data is kept)
-                        length = 0.8
-                stop = callback is not None and callback(evals, float(y.max())) is False
-        i = int(y.argmax())
-        best_a = self._to_action(x[i : i + 1])[0]
-        best_prompt = self.scorer.prompt_for(best_a)
-        return SearchResult(
-            best_prompt=best_prompt, best_reward=float(y[i]), final_prompt=best_prompt.copy(),
-            final_reward=float(y[i]), history=history, evals=evals, seconds=time.perf_counter() - start,
-            algo="gp-bandit",
-        )  # fmt: skip
+        if self.y is None:  # the initial design
+            d = self.scorer.action_dim
+            self._cand = SobolEngine(d, scramble=True, seed=self.seed).draw(self.n_init, dtype=torch.float64)  # (n, d)
+            self._cand[0] = 0.5  # the center, a = 0
+        else:
+            self.lengths.append(self.length)
+            self._cand = self._propose(self.x, self.y, self.length)  # (q, d)
+        return self._to_action(self._cand)
+
+    def tell(self, actions: np.ndarray, rewards: np.ndarray) -> dict:
+        r = torch.from_numpy(rewards)
+        if self.y is None:
+            self.x, self.y = self._cand, r
+            return {"length": self.length}
+        improved = float(r.max()) > float(self.y.max()) + 1e-3 * abs(float(self.y.max()))
+        self.x, self.y = torch.cat([self.x, self._cand]), torch.cat([self.y, r])
+        if self.trust_region:
+            fail_tol, succ_tol = self._tol
+            self._succs, self._fails = (self._succs + 1, 0) if improved else (0, self._fails + 1)
+            if self._succs == succ_tol:
+                self.length, self._succs = min(2 * self.length, 1.6), 0
+            elif self._fails == fail_tol:
+                self.length, self._fails = self.length / 2, 0
+            if self.length < 0.5**7:  # collapsed: start a fresh region (the data is kept)
+                self.length = 0.8
+        return {"length": self.length}

@@ -1,27 +1,89 @@
-"""What every env-based search agent shares: its result, and scoring actions through the env API.
+"""What every env-based search agent shares: the search loop, its result and its events.
 
-Agents here (random search, ES, SB3 PPO) see the soft-prompt environment only through the
-Gymnasium API: ``reset(seed=..., options={"center": θ})``, ``step(action)`` and
-``env.unwrapped.prompt_for(action)`` to turn their best action into a prompt. A *budget* is a
-number of prompt evaluations (one evaluation = one prompt scored on D_RL or on a minibatch),
-so algorithms with different batch shapes compare at equal cost.
+Agents here see the soft-prompt environment only through the Gymnasium API:
+``reset(seed=..., options={"center": θ})``, ``step(action)`` and ``env.unwrapped.prompt_for(action)``
+to turn an action into a prompt. A *budget* is a number of prompt evaluations (one evaluation = one
+prompt scored on D_RL or on a minibatch), so algorithms with different batch shapes compare at
+equal cost.
+
+:class:`SearchAgent` owns what every search shares: budget accounting, the best prompt so far, the
+history ``(evaluations, best reward)``, the :class:`SearchResult` and a :class:`SearchEvent` per
+batch to the callbacks. :class:`AskTellAgent` adds the loop itself, so that an algorithm is its
+``ask`` (the next batch of actions) and ``tell`` (what it learns from their rewards)::
+
+    while the next batch fits in the budget:
+        actions = agent.ask()                     # (n, d)
+        rewards = env rewards of the actions      # (n,), one batched forward per K actions
+        best, history <- actions, rewards
+        diagnostics = agent.tell(actions, rewards)
+        callbacks(SearchEvent(...)); stop if one returns False
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Callable
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
 from ..errors import ConfigError
 
-#: ``callback(evals, best_reward)`` after each batch of evaluations; returning ``False`` stops early.
-Callback = Callable[[int, float], "bool | None"]
+
+@dataclass(frozen=True)
+class SearchEvent:
+    """What an agent reports to its callbacks: after each batch of evaluations (``kind="batch"``),
+    and from :class:`~crlprompt.agents.CRLAgent` after each RL step (``"rl"``) and epoch (``"epoch"``)."""
+
+    kind: str
+    """``"batch"`` (a search agent's batch), ``"rl"`` or ``"epoch"`` (CRLAgent)."""
+    evals: int
+    """Prompt evaluations spent so far."""
+    best_reward: float
+    """The best reward so far (an epoch event: the best D_RL accuracy so far)."""
+    rewards: np.ndarray
+    """``(n,)`` the rewards of this batch (racing: each candidate's mean on the rows it was raced on;
+    an epoch event: the current prompt's D_RL accuracy)."""
+    accuracies: np.ndarray | None = None
+    """``(n,)`` their D_RL accuracies where the env reports them (``info["accuracy"]``), else None."""
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    """The agent's own plain values: ESS, KL to an anchor, CMA's sigma, the RL term's seconds..."""
+    best_prompt: np.ndarray | None = None
+    """``(D,)`` the best prompt so far (the agent's own array: copy it to keep it)."""
+    algo: str = ""
+
+
+#: ``callback(event)`` after each batch; returning ``False`` stops early. A function of two
+#: arguments is called as ``callback(evals, best_reward)`` (the short form).
+Callback = Callable[[SearchEvent], "bool | None"] | Callable[[int, float], "bool | None"]
+
+
+def takes_two_arguments(fn: Callable) -> bool:
+    """True when ``fn`` needs exactly two positional arguments (the short callback forms)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: give it the event
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params) == 2
+
+
+def event_callbacks(callback: Callback | None = None, callbacks: Iterable[Callback] = ()) -> list[Callable]:
+    """``callback`` and ``callbacks`` as functions of a :class:`SearchEvent`."""
+    out = []
+    for cb in ([] if callback is None else [callback]) + list(callbacks):
+        if not callable(cb):
+            raise ConfigError(f"a callback must be callable, got {cb!r}")
+        out.append((lambda ev, cb=cb: cb(ev.evals, ev.best_reward)) if takes_two_arguments(cb) else cb)
+    return out
 
 
 @dataclass
@@ -130,6 +192,8 @@ class ActionScorer:
 
     def __init__(self, env: gym.Env | gym.vector.VectorEnv):
         self.env = env
+        self.accuracies: np.ndarray | None = None
+        """``(n,)`` the env's ``info["accuracy"]`` of the last call's actions (None if it has none)."""
         self.vector = isinstance(env.unwrapped, gym.vector.VectorEnv)
         self.batch = env.num_envs if self.vector else 1
         space = env.single_action_space if self.vector else env.action_space
@@ -144,15 +208,17 @@ class ActionScorer:
         n = len(actions)
         if n % self.batch:
             raise ConfigError(f"{n} actions do not split into steps of the vector env's {self.batch} sub-envs")
-        out = np.empty(n, np.float64)
+        out, acc = np.empty(n, np.float64), np.full(n, np.nan)
         for i in range(0, n, self.batch):
             if self.vector:
-                _, r, *_ = self.env.step(actions[i : i + self.batch])
+                _, r, _, _, info = self.env.step(actions[i : i + self.batch])
                 out[i : i + self.batch] = r
             else:
                 self.env.reset()
-                _, r, *_ = self.env.step(actions[i])
+                _, r, _, _, info = self.env.step(actions[i])
                 out[i] = r
+            acc[i : i + self.batch] = info.get("accuracy", np.nan)
+        self.accuracies = None if np.isnan(acc).all() else acc
         return out
 
     def score_one(self, action: np.ndarray) -> float:
@@ -168,6 +234,170 @@ class ActionScorer:
 
 
 def check_budget(budget: Any, per_update: int, what: str) -> int:
-    if not (isinstance(budget, (int, np.integer)) and budget >= per_update):
-        raise ConfigError(f"budget must be an int >= {per_update} ({what}), got {budget!r}")
+    """``budget`` as an int, or a :class:`ConfigError` when it is not an int >= ``per_update``."""
+    if isinstance(budget, bool) or not (isinstance(budget, (int, np.integer)) and budget >= per_update):
+        raise ConfigError(f"budget must be an int >= {what}, got {budget!r}; raise the budget or make the update smaller")
     return int(budget)
+
+
+class SearchAgent(ABC):
+    """The bookkeeping every env-based search agent shares, around its own search loop.
+
+    ``learn(budget, callback)`` checks the budget, runs :meth:`run_search` and returns a
+    :class:`SearchResult`. The loop reports each batch it had scored with :meth:`observe`
+    (evaluations, best action and prompt, history) and, once the agent has updated, with
+    :meth:`emit` (a :class:`SearchEvent` to the callbacks; False from one stops the loop).
+    :class:`AskTellAgent` is the loop for agents that own it; the Stable-Baselines3 agents
+    subclass this class directly, since SB3's ``learn`` drives their loop and calls back into
+    these two methods (from the env wrapper and an SB3 callback).
+
+    A subclass sets ``algo`` and ``evals_per_update`` (the fewest evaluations one update spends:
+    the compare runner checks budgets with it) and may override :meth:`finish` (the final prompt;
+    default: the best one). During and after ``learn``, ``evals``, ``history``, ``best_action``,
+    ``best_prompt`` and ``best_reward`` say where the search stands.
+    """
+
+    algo: ClassVar[str] = ""
+    history_every_batch: ClassVar[bool] = True
+    """True: a history point after every batch; False: only when the best improves, and at the end
+    (the SB3 agents, whose batches are single env steps)."""
+
+    def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int = 0):
+        self.scorer = ActionScorer(env)
+        self.seed = seed
+        self._start_run()
+
+    @property
+    @abstractmethod
+    def evals_per_update(self) -> int:
+        """The fewest prompt evaluations one update spends (a ``learn`` budget must cover it)."""
+
+    @property
+    def update_text(self) -> str:
+        """What one update is, for the budget error: ``"popsize=20 (one generation)"``."""
+        return f"{self.evals_per_update} (one update of {type(self).__name__})"
+
+    def check_budget(self, budget: Any) -> int:
+        return check_budget(budget, self.evals_per_update, self.update_text)
+
+    @abstractmethod
+    def run_search(self, budget: int) -> None:
+        """Spend at most ``budget`` evaluations, calling :meth:`observe` and :meth:`emit`."""
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        """``(final prompt (D,), its reward)`` after the search; default: the best prompt."""
+        return self._best_prompt().copy(), self.best_reward
+
+    def learn(self, budget: int, callback: Callback | None = None, callbacks: Iterable[Callback] = ()) -> SearchResult:
+        """Spend at most ``budget`` prompt evaluations (whole updates) and return the best and final prompts.
+
+        ``callback`` and each of ``callbacks`` get a :class:`SearchEvent` after each batch (a
+        function of two arguments gets ``(evals, best_reward)``); one returning False stops the run.
+        """
+        budget = self.check_budget(budget)
+        start = time.perf_counter()
+        self._start_run(event_callbacks(callback, callbacks))
+        self.run_search(budget)
+        if not self.history_every_batch and self.history and self.history[-1][0] != self.evals:
+            self.history.append((self.evals, self.best_reward))
+        final_prompt, final_reward = self.finish()
+        return SearchResult(
+            best_prompt=self._best_prompt(), best_reward=self.best_reward, final_prompt=final_prompt,
+            final_reward=final_reward, history=list(self.history), evals=self.evals,
+            seconds=time.perf_counter() - start, algo=self.algo,
+        )  # fmt: skip
+
+    def _start_run(self, callbacks: list[Callable] | None = None) -> None:
+        """Zero the bookkeeping: ``evals``, ``history``, ``best_action`` / ``best_prompt`` / ``best_reward``."""
+        self.evals, self.history = 0, []
+        self.best_action: np.ndarray = np.zeros(self.scorer.action_dim, np.float32)
+        self.best_reward, self.best_prompt = -math.inf, None
+        self._callbacks = callbacks or []
+        self._last: tuple[np.ndarray, np.ndarray | None] = (np.empty(0), None)
+
+    def _best_prompt(self) -> np.ndarray:
+        if self.best_prompt is None:  # nothing scored beat -inf: the best action is still 0
+            self.best_prompt = self.scorer.prompt_for(self.best_action)
+        return self.best_prompt
+
+    def observe(self, actions: np.ndarray, rewards: np.ndarray, *, accuracies: np.ndarray | None = None,
+                 spent: int | None = None, best: tuple[int, float] | None = None) -> None:  # fmt: skip
+        """Count a scored batch ``actions (n, d)`` with ``rewards (n,)``: ``spent`` evaluations (default n),
+        the best so far (``best``: the batch's best ``(index, reward)``, default its argmax)."""
+        self.evals += len(actions) if spent is None else spent
+        if best is None:
+            i = int(np.argmax(rewards))
+            best = (i, float(rewards[i]))
+        i, r = best
+        improved = r > self.best_reward
+        if improved:
+            self.best_action, self.best_reward = np.asarray(actions[i], np.float32).copy(), r
+            self.best_prompt = self.scorer.prompt_for(self.best_action)
+        if improved or self.history_every_batch:
+            self.history.append((self.evals, self.best_reward))
+        self._last = (np.asarray(rewards), accuracies)
+
+    def emit(self, diagnostics: dict[str, Any] | None = None) -> bool:
+        """Send the last observed batch's :class:`SearchEvent` to the callbacks; False: stop."""
+        if not self._callbacks:
+            return True
+        rewards, accuracies = self._last
+        event = SearchEvent("batch", self.evals, self.best_reward, rewards, accuracies, diagnostics or {},
+                            self._best_prompt(), self.algo)  # fmt: skip
+        return not any([cb(event) is False for cb in self._callbacks])  # every callback sees the event
+
+
+class AskTellAgent(SearchAgent):
+    """A search agent that owns its loop: :meth:`ask` for actions, :meth:`tell` their rewards.
+
+    ``learn`` resets the env with the agent's seed, calls :meth:`start`, then, while the next batch
+    fits in the budget: ``actions = ask()`` (``(n, d)`` float32), scores them through the env
+    (:meth:`evaluate`), records the best and the history, ``tell(actions, rewards)`` (which may
+    return diagnostics for the event), emits the event, and ends early when a callback returns
+    False or :meth:`done` says so. :meth:`session` wraps the whole loop (e.g. a private torch
+    random state).
+    """
+
+    def start(self) -> None:
+        """Set up the search state (random streams, policy) at the start of ``learn``."""
+
+    @abstractmethod
+    def ask(self) -> np.ndarray:
+        """The next batch of actions ``(n, d)`` float32 to score."""
+
+    @abstractmethod
+    def tell(self, actions: np.ndarray, rewards: np.ndarray) -> dict[str, Any] | None:
+        """Learn from the batch's ``rewards (n,)``; return diagnostics for the event (or None)."""
+
+    def next_batch_size(self) -> int:
+        """Evaluations the next ``ask`` will cost (default: ``evals_per_update``)."""
+        return self.evals_per_update
+
+    def fits(self, budget: int) -> bool:
+        """Whether the next batch fits in what is left of ``budget``."""
+        return self.evals + self.next_batch_size() <= budget
+
+    def evaluate(self, actions: np.ndarray) -> np.ndarray:
+        """Score ``actions (n, d)`` through the env and :meth:`observe` them; ``(n,)`` rewards."""
+        rewards = self.scorer(actions)  # (n,), one batched forward per K actions
+        self.observe(actions, rewards, accuracies=self.scorer.accuracies)
+        return rewards
+
+    def done(self) -> bool:
+        """True to end the search before the budget is spent (after the batch's event)."""
+        return False
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Context around the whole loop; default: none."""
+        yield
+
+    def run_search(self, budget: int) -> None:
+        self.scorer.reset(seed=self.seed)
+        with self.session():
+            self.start()
+            while self.fits(budget):
+                actions = self.ask()
+                rewards = self.evaluate(actions)
+                if not self.emit(self.tell(actions, rewards)) or self.done():
+                    break

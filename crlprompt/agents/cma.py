@@ -17,14 +17,13 @@ Why pycma (the ``cma`` package) rather than ``cmaes`` or ``evotorch``:
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from ..errors import ConfigError
-from .base import ActionScorer, Callback, SearchResult
+from .base import AskTellAgent
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def _import_cma():
     return cma
 
 
-class CMAAgent:
+class CMAAgent(AskTellAgent):
     """CMA-ES (Hansen and Ostermeier 2001) on the env's action, via pycma's ask/tell interface.
 
     Each generation asks CMA for ``popsize`` actions, scores them with the env (a vector env of
@@ -80,7 +79,7 @@ class CMAAgent:
         seed: int = 0,
     ):
         _import_cma()  # fail here, not after the env is built and the caller waits on learn()
-        self.scorer = ActionScorer(env)
+        super().__init__(env, seed)
         k = self.scorer.batch
         if popsize is None:
             popsize = k if self.scorer.vector and k >= 2 else 20
@@ -139,43 +138,39 @@ class CMAAgent:
         }
         return cma.CMAEvolutionStrategy(np.zeros(d), self.sigma0, opts)
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
-        """Run ``budget // popsize`` generations (one evaluation per action) and return the best
-        prompt and CMA's final mean (``final_reward`` costs one extra evaluation, not counted)."""
-        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < self.popsize:
-            raise ConfigError(
-                f"budget must be an int >= popsize={self.popsize} (one generation of evaluations), got {budget!r}; "
-                "raise the budget or lower popsize"
-            )
-        start = time.perf_counter()
-        d = self.scorer.action_dim
-        self.scorer.reset(seed=self.seed)
-        es = self.es = self._strategy(d)
+    @property
+    def evals_per_update(self) -> int:
+        return self.popsize
+
+    @property
+    def update_text(self) -> str:
+        return f"popsize={self.popsize} (one generation of evaluations)"
+
+    @property
+    def algo(self) -> str:  # type: ignore[override]
+        return "cma-diag" if self.diagonal else "cma"
+
+    def start(self) -> None:
+        self.es = self._strategy(self.scorer.action_dim)
         self.stop_reason = {}
-        best_a, best_r = np.zeros(d, np.float32), -np.inf
-        evals, history = 0, []
-        for _ in range(int(budget) // self.popsize):
-            xs = es.ask()  # popsize arrays (d,) float64
-            actions = np.asarray(xs, dtype=np.float32)  # (popsize, d): what the env evaluates
-            rewards = self.scorer(actions)  # (popsize,), popsize / K env steps
-            es.tell(xs, (-rewards).tolist())  # CMA minimizes
-            evals += self.popsize
-            i = int(np.argmax(rewards))
-            if rewards[i] > best_r:
-                best_a, best_r = actions[i].copy(), float(rewards[i])
-            history.append((evals, best_r))
-            if callback is not None and callback(evals, best_r) is False:
-                break
-            if es.stop():
-                self.stop_reason = dict(es.stop())
-                log.info("CMA stopped after %d evaluations: %s", evals, self.stop_reason)
-                break
-        self.mean_action = np.asarray(es.result.xfavorite, dtype=np.float64)
+
+    def ask(self) -> np.ndarray:
+        self._xs = self.es.ask()  # popsize arrays (d,) float64
+        return np.asarray(self._xs, dtype=np.float32)  # (popsize, d): what the env evaluates
+
+    def tell(self, actions: np.ndarray, rewards: np.ndarray) -> dict:
+        self.es.tell(self._xs, (-rewards).tolist())  # CMA minimizes
+        return {"sigma": float(self.es.sigma)}
+
+    def done(self) -> bool:
+        if self.es.stop():
+            self.stop_reason = dict(self.es.stop())
+            log.info("CMA stopped after %d evaluations: %s", self.evals, self.stop_reason)
+            return True
+        return False
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        """CMA's final mean and its reward (one extra evaluation, not counted in ``evals``)."""
+        self.mean_action = np.asarray(self.es.result.xfavorite, dtype=np.float64)
         mean = self.mean_action.astype(np.float32)
-        final_r = self.scorer.score_one(mean)
-        return SearchResult(
-            best_prompt=self.scorer.prompt_for(best_a), best_reward=best_r,
-            final_prompt=self.scorer.prompt_for(mean), final_reward=final_r,
-            history=history, evals=evals, seconds=time.perf_counter() - start,
-            algo="cma-diag" if self.diagonal else "cma",
-        )  # fmt: skip
+        return self.scorer.prompt_for(mean), self.scorer.score_one(mean)

@@ -24,17 +24,20 @@ from ..build import Setup
 from ..checkpoint import TrainState, load_train_state, save_train_state
 from ..distributed import all_reduce_grads_, is_main, shard_batch, world_size
 from ..losses import cross_entropy_loss, estimator_loss, info_nce_loss, sample_actions
+from ..losses.offpolicy import ReplayRLTerm
+from ..losses.race import race_rl_term
 from ..losses.supervised import contrastive_loss, contrastive_prompts
 from ..floors import fit_probe_head
 from ..scoring import accuracy, autocast, score_population
+from .base import SearchEvent, takes_two_arguments
 from .crl_config import CRLConfig
-from .offpolicy import ReplayRLTerm
-from .racing import race_rl_term
 
 log = logging.getLogger(__name__)
 
 
-EventCallback = Callable[[str, dict], None]
+#: ``cb(event)`` with a :class:`~crlprompt.agents.base.SearchEvent` (``kind`` "rl" or "epoch"), or
+#: the short form ``cb(kind, record)``.
+EventCallback = Callable[[SearchEvent], None] | Callable[[str, dict], None]
 
 #: D_RL sizes below this get a log line: accuracy steps of 1/n make epochs tie (ties go to the lower loss).
 SMALL_HOLDOUT = 50
@@ -48,7 +51,17 @@ class CRLAgent:
         config: hyperparameters.
         seed: seeds torch (dropout, noise) and numpy (batch order, RL samples).
         log_dir: TensorBoard directory (``train/``, ``rl/``, ``eval/`` scalars), or None.
-        callbacks: functions ``cb(event, record)`` called with ``"epoch"`` and ``"rl"`` records.
+        callbacks: functions called after each RL step and each epoch, with the search agents'
+            protocol: ``cb(event)`` gets a :class:`~crlprompt.agents.base.SearchEvent` whose
+            ``kind`` is ``"rl"`` (``rewards``/``accuracies``: the K samples' rewards and D_RL
+            accuracies; ``evals``: RL evaluations so far, K per RL step; ``best_reward``: the best
+            sample reward this process has seen; ``diagnostics``: the record below) or ``"epoch"``
+            (``rewards``: the epoch's D_RL accuracy; ``best_reward``: the best D_RL accuracy so far;
+            ``best_prompt``: None). A function of two arguments is called ``cb(kind, record)``:
+            ``"rl"`` records hold ``step``, ``reward``, ``reward_max``, ``grad_norm``, ``seconds``
+            (the RL term's wall time) and the estimator's own (``ess``, ``buffer``, ``truncated``;
+            ``race_forwards``); ``"epoch"`` records are the entries of the summary's ``history``.
+            Return values are ignored (training does not stop early).
         progress: show a tqdm bar.
 
     ``learn()`` is the whole of Algorithm 1; where it stands (steps, phase, epoch, batch order,
@@ -77,6 +90,7 @@ class CRLAgent:
             log_dir, progress = None, False
         self.log_dir = log_dir
         self.callbacks = list(callbacks)
+        self._best_rl_reward = -math.inf  # for "rl" events (not checkpointed: a resumed run starts again)
         self.progress = progress
         self.writer = None  # opened by learn(), which knows the step it resumes from
         self.env = None
@@ -95,7 +109,8 @@ class CRLAgent:
 
         Summary keys: ``rl_acc``/``test_acc`` (best-on-D_RL prompt after both phases),
         ``phase1_rl_acc``/``phase1_test_acc`` (best within phase 1 = the Prompt v1/v2 result),
-        ``seconds``, ``steps``, ``history``, ``resumed_from_step``.
+        ``seconds``, ``steps``, ``history``, ``resumed_from_step``, ``eval_seconds`` (the wall time of
+        the final test / D_RL evaluations, after ``seconds``).
         """
         from tqdm.auto import tqdm
 
@@ -237,7 +252,11 @@ class CRLAgent:
         t = self.state.phase2_step + 1  # this step's number within phase 2, counted from 1
         if not (phase == 2 and cfg.gamma > 0 and t % cfg.rl_interval == 0):
             return loss, parts, None
+        _sync(theta.device)  # the RL term's wall time excludes the CE forward queued before it
+        start = time.perf_counter()
         parts["rl"], rl = self._rl_loss(rng)
+        _sync(theta.device)
+        rl["seconds"] = time.perf_counter() - start
         # The RL term's own contribution to the gradient (not CE's): γ·‖∇θ L_RL‖.
         (g,) = torch.autograd.grad(parts["rl"], theta, retain_graph=True)
         rl["grad_norm"] = cfg.gamma * float(g.norm())
@@ -250,11 +269,14 @@ class CRLAgent:
         env.reset(options={"center": theta.detach()})
         actions = sample_actions(rng, cfg.rl_samples, theta.numel(), cfg.rl_estimator)  # (K, D) ~ N(0, I)
         samples = env.search.perturb(torch.as_tensor(actions, device=theta.device))  # (K, D) = θ + σa
+        self._rl_batch = None  # (rewards (K,), accuracies (K,) or None) for the "rl" event
         if cfg.rl_estimator == "race":  # ranks from a race on growing subsets of D_RL: fewer example-forwards
             rewards, loss, extra = race_rl_term(env.search, theta, samples, cfg.sigma, rng)
+            self._rl_batch = (rewards.double().numpy(), None)
         else:
-            _, reward, *_ = env.step(actions[0] if cfg.rl_samples == 1 else actions)
+            _, reward, _, _, info = env.step(actions[0] if cfg.rl_samples == 1 else actions)
             rewards = torch.as_tensor(np.atleast_1d(reward), dtype=torch.float32)  # (K,)
+            self._rl_batch = (np.atleast_1d(reward).astype(np.float64), np.atleast_1d(info["accuracy"]).astype(np.float64))
             loss, extra = (self.replay(theta, samples, rewards, st.reward_mean) if cfg.rl_estimator == "replay" else
                            (estimator_loss(theta, samples, rewards, cfg.sigma, cfg.rl_estimator, st.reward_mean), {}))
         mean_r = float(rewards.mean())
@@ -303,9 +325,18 @@ class CRLAgent:
             rec = {"step": self.state.step, **rl}
             self._scalar("rl/reward", rec["reward"])
             self._scalar("rl/grad_norm", rec["grad_norm"])
-            for cb in self.callbacks:
-                cb("rl", rec)
+            rewards, accs = self._rl_batch
+            self._best_rl_reward = max(self._best_rl_reward, float(rewards.max()))
+            evals = self.state.phase2_step // self.cfg.rl_interval * self.cfg.rl_samples  # K per RL step so far
+            self._notify("rl", rec, SearchEvent("rl", evals, self._best_rl_reward, rewards, accs, rec, None, "crl"))
         bar.update(1)
+
+    def _notify(self, kind: str, rec: dict, event: SearchEvent) -> None:
+        for cb in self.callbacks:
+            if takes_two_arguments(cb):
+                cb(kind, rec)
+            else:
+                cb(event)
 
     def _end_epoch(self, phase: int, t0: float) -> None:
         """Score D_RL, record the epoch, keep the best prompt, start a new batch order."""
@@ -318,8 +349,9 @@ class CRLAgent:
         st.history.append(rec)
         self._scalar("eval/acc", acc)
         log.info("phase %d epoch %d: D_RL acc %.4f", phase, st.epoch, acc)
-        for cb in self.callbacks:
-            cb("epoch", rec)
+        evals = st.phase2_step // self.cfg.rl_interval * self.cfg.rl_samples if self.cfg.gamma > 0 else 0
+        self._notify("epoch", rec, SearchEvent("epoch", evals, max(st.best_acc, acc), np.array([acc]), np.array([acc]),
+                                               rec, None, "crl"))  # fmt: skip
         if acc == 1.0 and st.best_acc == 1.0 and (st.best_loss is None or loss < st.best_loss):
             log.info("D_RL accuracy is saturated (1.0 again at epoch %d): the lower D_RL loss (%.4f) selects", st.epoch, loss)
         if acc > st.best_acc or (acc == st.best_acc and (st.best_loss is None or loss < st.best_loss)):
@@ -327,8 +359,8 @@ class CRLAgent:
         st.batches, st.batch_pos, st.loss_sums = None, 0, {}
 
     def _finish(self, t0: float) -> dict:
-        st = self.state
-        summary = {"steps": st.step, "seconds": time.perf_counter() - t0, "history": st.history}
+        st, start = self.state, time.perf_counter()
+        summary = {"steps": st.step, "seconds": start - t0, "history": st.history}
         if st.phase1_best is not None and self.cfg.phase2_epochs > 0:
             self._restore(st.phase1_best)
             summary["phase1_rl_acc"] = st.phase1_best_acc
@@ -341,6 +373,7 @@ class CRLAgent:
         if "phase1_rl_acc" not in summary:
             summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
         self._scalar("eval/test_acc", summary["test_acc"])
+        summary["eval_seconds"] = time.perf_counter() - start
         return summary
 
     # ------------------------------------------------------------------ evaluation
@@ -362,3 +395,9 @@ class CRLAgent:
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued CUDA work (timing only; called on RL steps, which sync on their rewards anyway)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import gymnasium as gym
 import numpy as np
 import torch
@@ -11,10 +9,10 @@ import torch
 from ..errors import ConfigError
 from ..losses import centered_ranks, estimator_loss, sample_actions
 from .anchor import AnchorRule, project_to_ball
-from .base import ActionScorer, Callback, SearchResult, check_budget
+from .base import AskTellAgent
 
 
-class ESAgent:
+class ESAgent(AskTellAgent):
     """OpenAI-ES (Salimans et al. 2017) on the env's action: a Gaussian policy N(m, noise_std² I).
 
     Each update draws ``pop`` antithetic pairs ``m ± noise_std·ε_j`` (2·pop actions), scores them
@@ -46,7 +44,12 @@ class ESAgent:
             result's ``final_prompt`` is then the anchor. Not with ``move_center``.
         rollback_tol: see ``anchor_kl``.
         seed: seeds the noise and the env (minibatch draws).
+
+    Events carry ``mean_reward`` (the population's) and, with ``anchor_kl``, the anchor's verdict
+    and ``kl_to_anchor``.
     """
+
+    algo = "es"
 
     def __init__(
         self,
@@ -62,7 +65,7 @@ class ESAgent:
         rollback_tol: float = 0.0,
         seed: int = 0,
     ):
-        self.scorer = ActionScorer(env)
+        super().__init__(env, seed)
         k = self.scorer.batch
         self.pop = pop or (max(1, k // 2) if self.scorer.vector else 16)
         if self.pop < 1 or (2 * self.pop) % k:
@@ -84,67 +87,63 @@ class ESAgent:
         self.anchor: AnchorRule | None = None
         """The last ``learn``'s anchor bookkeeping (``moves``, ``rollbacks``, ``reward``), with ``anchor_kl``."""
         self.anchor_action: np.ndarray | None = None
-        self.seed = seed
         self.mean_action: np.ndarray | None = None
         """The mean action m after ``learn`` (0 with ``move_center``: the env's center is the mean)."""
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
-        """Run ``budget // (2·pop)`` updates (one evaluation per sampled action)."""
-        n = 2 * self.pop
-        budget = check_budget(budget, n, f"one update of 2*pop={n} evaluations")
-        start = time.perf_counter()
-        rng = np.random.default_rng(self.seed)
-        d = self.scorer.action_dim
-        self.scorer.reset(seed=self.seed)
-        m = torch.zeros(d, dtype=torch.float64, requires_grad=True)  # mean action
-        opt = torch.optim.Adam([m], lr=self.lr, betas=self.betas, eps=self.eps)
-        best_prompt, best_r = self.scorer.prompt_for(m.detach().numpy()), -np.inf
-        evals, history = 0, []
-        rule = self.anchor = None if self.anchor_kl is None else AnchorRule(self.rollback_tol)
-        anchor = np.zeros(d)  # m_A (action units), with anchor_kl
-        for _ in range(budget // n):
-            noise = torch.from_numpy(sample_actions(rng, n, d, "antithetic", dtype=np.float64))  # (2·pop, d): ±ε
-            samples = m.detach() + self.noise_std * noise  # (2·pop, d)
-            actions = samples.numpy().astype(np.float32)
-            rewards = self.scorer(actions)  # (2·pop,)
-            evals += n
-            i = int(np.argmax(rewards))
-            if rewards[i] > best_r:
-                best_prompt, best_r = self.scorer.prompt_for(actions[i]), float(rewards[i])
-            history.append((evals, best_r))
-            if rule is not None:
-                verdict = rule.observe(float(rewards.mean()), evals)  # smoothed reward at m
-                if verdict == "move":
-                    anchor = m.detach().numpy().copy()
-                elif verdict == "rollback":  # back to the anchor, fresh moments, no step with these samples
-                    with torch.no_grad():
-                        m.copy_(torch.from_numpy(anchor))
-                    opt = torch.optim.Adam([m], lr=self.lr, betas=self.betas, eps=self.eps)
-                    if callback is not None and callback(evals, best_r) is False:
-                        break
-                    continue
+    @property
+    def evals_per_update(self) -> int:
+        return 2 * self.pop
 
-            ranks = centered_ranks(torch.from_numpy(rewards)).double()  # (2·pop,) in [-0.5, 0.5]
-            opt.zero_grad(set_to_none=True)
-            estimator_loss(m, samples, ranks, self.noise_std, "antithetic").backward()  # ∇m = -g
-            opt.step()
-            if rule is not None:  # the trust region is measured to the anchor, not to the last mean
-                radius = self.noise_std * np.sqrt(2 * self.anchor_kl)
+    @property
+    def update_text(self) -> str:
+        return f"2*pop={2 * self.pop} (one update)"
+
+    def start(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        d = self.scorer.action_dim
+        self.m = torch.zeros(d, dtype=torch.float64, requires_grad=True)  # mean action
+        self.opt = torch.optim.Adam([self.m], lr=self.lr, betas=self.betas, eps=self.eps)
+        self.anchor = None if self.anchor_kl is None else AnchorRule(self.rollback_tol)
+        self._anchor_m = np.zeros(d)  # m_A (action units), with anchor_kl
+
+    def ask(self) -> np.ndarray:
+        n = 2 * self.pop
+        noise = torch.from_numpy(sample_actions(self.rng, n, self.scorer.action_dim, "antithetic", dtype=np.float64))
+        self._samples = self.m.detach() + self.noise_std * noise  # (2·pop, d): m ± noise_std·ε
+        return self._samples.numpy().astype(np.float32)
+
+    def tell(self, actions: np.ndarray, rewards: np.ndarray) -> dict:
+        m, rule = self.m, self.anchor
+        diagnostics = {"mean_reward": float(rewards.mean())}
+        if rule is not None:
+            verdict = diagnostics["anchor"] = rule.observe(float(rewards.mean()), self.evals)  # smoothed reward at m
+            if verdict == "move":
+                self._anchor_m = m.detach().numpy().copy()
+            elif verdict == "rollback":  # back to the anchor, fresh moments, no step with these samples
                 with torch.no_grad():
-                    m.copy_(torch.from_numpy(project_to_ball(m.detach().numpy(), anchor, radius)))
-            if self.move_center:
-                # Actions are affine in the prompt, so re-centering on the mean keeps Adam's moments valid.
-                self.scorer.reset(center=self.scorer.prompt_for(m.detach().numpy()))
-                with torch.no_grad():
-                    m.zero_()
-            if callback is not None and callback(evals, best_r) is False:
-                break
-        self.mean_action = m.detach().numpy().copy()
-        self.anchor_action = None if rule is None else anchor.astype(np.float32)
-        final = self.mean_action if rule is None else anchor  # with an anchor, the anchor is the result
-        final_prompt = self.scorer.prompt_for(final)
-        final_r = self.scorer.score_one(final.astype(np.float32))
-        return SearchResult(
-            best_prompt=best_prompt, best_reward=best_r, final_prompt=final_prompt, final_reward=final_r,
-            history=history, evals=evals, seconds=time.perf_counter() - start, algo="es",
-        )  # fmt: skip
+                    m.copy_(torch.from_numpy(self._anchor_m))
+                self.opt = torch.optim.Adam([m], lr=self.lr, betas=self.betas, eps=self.eps)
+                return diagnostics
+        ranks = centered_ranks(torch.from_numpy(rewards)).double()  # (2·pop,) in [-0.5, 0.5]
+        self.opt.zero_grad(set_to_none=True)
+        estimator_loss(m, self._samples, ranks, self.noise_std, "antithetic").backward()  # ∇m = -g
+        self.opt.step()
+        if rule is not None:  # the trust region is measured to the anchor, not to the last mean
+            radius = self.noise_std * np.sqrt(2 * self.anchor_kl)
+            with torch.no_grad():
+                m.copy_(torch.from_numpy(project_to_ball(m.detach().numpy(), self._anchor_m, radius)))
+            gap = m.detach().numpy() - self._anchor_m
+            diagnostics["kl_to_anchor"] = float(gap @ gap) / (2 * self.noise_std**2)
+        if self.move_center:
+            # Actions are affine in the prompt, so re-centering on the mean keeps Adam's moments valid.
+            self.scorer.reset(center=self.scorer.prompt_for(m.detach().numpy()))
+            with torch.no_grad():
+                m.zero_()
+        return diagnostics
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        """The mean (or, with ``anchor_kl``, the anchor) and its reward: one extra evaluation, not counted."""
+        self.mean_action = self.m.detach().numpy().copy()
+        self.anchor_action = None if self.anchor is None else self._anchor_m.astype(np.float32)
+        final = self.mean_action if self.anchor is None else self._anchor_m  # with an anchor, the anchor is the result
+        return self.scorer.prompt_for(final), self.scorer.score_one(final.astype(np.float32))

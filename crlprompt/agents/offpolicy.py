@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 import gymnasium as gym
@@ -11,14 +10,20 @@ import torch
 
 from ..errors import ConfigError
 from ..losses import centered_ranks
-from ..losses.offpolicy import behaviour_log_prob, importance_weighted_pg_loss, importance_weights, isotropic_log_prob
-from .base import ActionScorer, Callback, SearchResult, check_budget
+from ..losses.offpolicy import (
+    MAX_BUFFER_BYTES,
+    ReplayRLTerm,
+    behaviour_log_prob,
+    importance_weighted_pg_loss,
+    importance_weights,
+    isotropic_log_prob,
+)
+from .base import AskTellAgent
 
-#: The replay buffer may hold at most this many bytes of actions and behaviour means (float64).
-MAX_BUFFER_BYTES = 1 << 30
+__all__ = ["MAX_BUFFER_BYTES", "OffPolicyPGAgent", "ReplayRLTerm"]  # the RL term lives in losses/
 
 
-class OffPolicyPGAgent:
+class OffPolicyPGAgent(AskTellAgent):
     """REINFORCE with a replay buffer and truncated, self-normalised importance weights.
 
     Follows the RL term of CRL-Prompt (Eq. 5: a Gaussian policy N(m, σ²I) over prompts trained by
@@ -55,7 +60,12 @@ class OffPolicyPGAgent:
             the mean effective sample size from ~1.4 to ~18 and the mean's reward from 0.19-0.34
             to 0.74-0.83.
         seed: seeds the sampler and the env.
+
+    Events carry the last update's ``ess``, the ``kl`` of the round's step (KL(π_new ‖ π_round)),
+    the ``buffer`` size and the ``truncation_rate`` so far.
     """
+
+    algo = "offpolicy-pg"
 
     def __init__(
         self,
@@ -71,7 +81,7 @@ class OffPolicyPGAgent:
         mixture: bool = True,
         seed: int = 0,
     ):
-        self.scorer = ActionScorer(env)
+        super().__init__(env, seed)
         k = self.scorer.batch
         self.batch = batch or (k if self.scorer.vector else 16)
         if not (isinstance(self.batch, int) and self.batch >= 1 and self.batch % k == 0):
@@ -94,7 +104,7 @@ class OffPolicyPGAgent:
         if truncate is not None and not truncate >= 1:
             raise ConfigError(f"truncate must be >= 1 or None (= sqrt of the buffer size), got {truncate!r}")
         self.buffer_size, self.updates_per_batch = buffer_size, updates_per_batch
-        self.noise_std, self.lr, self.truncate, self.seed = float(noise_std), float(lr), truncate, seed
+        self.noise_std, self.lr, self.truncate = float(noise_std), float(lr), truncate
         self.max_kl, self.mixture = max_kl, mixture
         self.mean_action: np.ndarray | None = None
         """The policy mean m after ``learn``."""
@@ -109,119 +119,60 @@ class OffPolicyPGAgent:
     def truncation_rate(self) -> float:
         return self.truncated / self.weights_seen if self.weights_seen else 0.0
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
-        """Spend ``budget // batch`` rounds of ``batch`` evaluations; return the best prompt and the mean."""
-        budget = check_budget(budget, self.batch, f"one round of batch={self.batch} evaluations")
-        start = time.perf_counter()
-        rng = np.random.default_rng(self.seed)
-        d = self.scorer.action_dim
-        self.scorer.reset(seed=self.seed)
-        m = torch.zeros(d, dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.Adam([m], lr=self.lr)
-        buffer: deque[tuple[np.ndarray, float, np.ndarray, float]] = deque(maxlen=self.buffer_size)
-        best_a, best_r = np.zeros(d, np.float32), -np.inf
+    @property
+    def evals_per_update(self) -> int:
+        return self.batch
+
+    @property
+    def update_text(self) -> str:
+        return f"batch={self.batch} (one round of evaluations)"
+
+    def start(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.m = torch.zeros(self.scorer.action_dim, dtype=torch.float64, requires_grad=True)
+        self.opt = torch.optim.Adam([self.m], lr=self.lr)
+        self.buffer: deque[tuple[np.ndarray, float, np.ndarray, float]] = deque(maxlen=self.buffer_size)
         self.truncated, self.weights_seen, self.ess = 0, 0, []
-        evals, history = 0, []
-        while evals + self.batch <= budget:
-            mean_now = m.detach().numpy().copy()
-            actions = (mean_now + self.noise_std * rng.standard_normal((self.batch, d))).astype(np.float32)
-            rewards = self.scorer(actions)  # (batch,)
-            evals += self.batch
-            for a_i, r_i in zip(actions, rewards):  # (action, reward, behaviour mean, behaviour std)
-                buffer.append((a_i.astype(np.float64), float(r_i), mean_now, self.noise_std))
-            i = int(np.argmax(rewards))
-            if rewards[i] > best_r:
-                best_a, best_r = actions[i].copy(), float(rewards[i])
-            history.append((evals, best_r))
 
-            a = torch.from_numpy(np.stack([s[0] for s in buffer]))  # (N, d)
-            shaped = centered_ranks(torch.tensor([s[1] for s in buffer])).double()  # (N,) in [-0.5, 0.5]
-            mu_mean = torch.from_numpy(np.stack([s[2] for s in buffer]))  # (N, d)
-            mu_std = torch.tensor([s[3] for s in buffer], dtype=torch.float64)  # (N,)
-            for _ in range(self.updates_per_batch):
-                with torch.no_grad():  # statistics only; the loss recomputes the same weights
-                    log_mu = behaviour_log_prob(a, mu_mean, mu_std, mixture=self.mixture)
-                    log_ratio = isotropic_log_prob(a, m, self.noise_std) - log_mu
-                    w, cut = importance_weights(log_ratio, self.truncate)
-                self.truncated += int(cut.sum())
-                self.weights_seen += len(w)
-                self.ess.append(float(1.0 / (w**2).sum()))
-                loss = importance_weighted_pg_loss(
-                    m, a, shaped, mu_mean, mu_std, self.noise_std, truncate=self.truncate, mixture=self.mixture
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if self.max_kl is not None:  # KL(π_new ‖ π_round) = ‖m − m_round‖²/(2s²) <= max_kl
-                    with torch.no_grad():
-                        delta = m - torch.from_numpy(mean_now)
-                        radius = self.noise_std * np.sqrt(2 * self.max_kl)
-                        norm = float(delta.norm())
-                        if norm > radius:
-                            m.copy_(torch.from_numpy(mean_now) + delta * (radius / norm))
-            if callback is not None and callback(evals, best_r) is False:
-                break
-        self.mean_action = m.detach().numpy().astype(np.float32)
-        final_r = self.scorer.score_one(self.mean_action)
-        return SearchResult(
-            best_prompt=self.scorer.prompt_for(best_a), best_reward=best_r,
-            final_prompt=self.scorer.prompt_for(self.mean_action), final_reward=final_r,
-            history=history, evals=evals, seconds=time.perf_counter() - start, algo="offpolicy-pg",
-        )  # fmt: skip
+    def ask(self) -> np.ndarray:
+        self._mean_now = self.m.detach().numpy().copy()  # the behaviour policy's mean for this round
+        noise = self.rng.standard_normal((self.batch, self.scorer.action_dim))
+        return (self._mean_now + self.noise_std * noise).astype(np.float32)  # (batch, d)
 
-
-class ReplayRLTerm:
-    """The replay estimator as the RL term of Algorithm 1 (``CRLConfig(rl_estimator="replay")``).
-
-    Each RL step adds its K fresh samples P'_k = θ + σ a_k, their rewards and θ (the behaviour
-    mean) to a buffer of at most ``capacity`` samples (oldest dropped first; refused above
-    ``MAX_BUFFER_BYTES``) and returns the importance-weighted REINFORCE loss over the whole buffer,
-    :func:`~crlprompt.losses.offpolicy.importance_weighted_pg_loss` in float64 (Ionides-truncated,
-    self-normalised, against the buffer's mixture of behaviour policies), with the baseline b the
-    running mean of earlier rewards (0 before the first). When every sample in the buffer was drawn
-    at the current θ the weights are all 1/N and it is the on-policy estimator
-    ``-(1/N) Σ_i (r_i − b) log π(P'_i | θ)``; with one sample and b = 0 it is Eq. 5 exactly.
-
-    What to expect: in the full prompt space (D ~ 10⁴–10⁵) the prompt moves between RL steps by
-    many σ, so earlier samples get weights near 0 and the term falls back to the on-policy one on
-    the newest samples; the record's ``ess`` (effective sample size 1/Σw²) says how many count.
-    The buffer is not checkpointed: a resumed run starts with an empty one.
-    """
-
-    def __init__(self, capacity: int, dim: int, sigma: float, *, truncate: float | None = None, mixture: bool = True):
-        if not (isinstance(capacity, int) and capacity >= 1):
-            raise ConfigError(f"rl_buffer must be an int >= 1, got {capacity!r}")
-        nbytes = 2 * 8 * capacity * dim  # float64 samples and behaviour means, stacked for the loss
-        if nbytes > MAX_BUFFER_BYTES:
-            raise ConfigError(
-                f"a replay buffer of {capacity} prompts of dimension {dim} needs {nbytes / 2**30:.1f} GiB "
-                f"(more than {MAX_BUFFER_BYTES / 2**30:.0f}); lower rl_buffer"
+    def tell(self, actions: np.ndarray, rewards: np.ndarray) -> dict:
+        m, mean_now, buffer = self.m, self._mean_now, self.buffer
+        for a_i, r_i in zip(actions, rewards):  # (action, reward, behaviour mean, behaviour std)
+            buffer.append((a_i.astype(np.float64), float(r_i), mean_now, self.noise_std))
+        a = torch.from_numpy(np.stack([s[0] for s in buffer]))  # (N, d)
+        shaped = centered_ranks(torch.tensor([s[1] for s in buffer])).double()  # (N,) in [-0.5, 0.5]
+        mu_mean = torch.from_numpy(np.stack([s[2] for s in buffer]))  # (N, d)
+        mu_std = torch.tensor([s[3] for s in buffer], dtype=torch.float64)  # (N,)
+        for _ in range(self.updates_per_batch):
+            with torch.no_grad():  # statistics only; the loss recomputes the same weights
+                log_mu = behaviour_log_prob(a, mu_mean, mu_std, mixture=self.mixture)
+                log_ratio = isotropic_log_prob(a, m, self.noise_std) - log_mu
+                w, cut = importance_weights(log_ratio, self.truncate)
+            self.truncated += int(cut.sum())
+            self.weights_seen += len(w)
+            self.ess.append(float(1.0 / (w**2).sum()))
+            loss = importance_weighted_pg_loss(
+                m, a, shaped, mu_mean, mu_std, self.noise_std, truncate=self.truncate, mixture=self.mixture
             )
-        self.capacity, self.sigma, self.truncate, self.mixture = capacity, float(sigma), truncate, mixture
-        self.buffer: deque[tuple[torch.Tensor, float, torch.Tensor]] = deque(maxlen=capacity)
-        self.truncated = 0
-        """Importance weights cut by truncation so far."""
-        self.weights_seen = 0
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            if self.max_kl is not None:  # KL(π_new ‖ π_round) = ‖m − m_round‖²/(2s²) <= max_kl
+                with torch.no_grad():
+                    delta = m - torch.from_numpy(mean_now)
+                    radius = self.noise_std * np.sqrt(2 * self.max_kl)
+                    norm = float(delta.norm())
+                    if norm > radius:
+                        m.copy_(torch.from_numpy(mean_now) + delta * (radius / norm))
+        step = m.detach().numpy() - mean_now
+        return {"ess": self.ess[-1], "buffer": len(buffer), "truncation_rate": self.truncation_rate,
+                "kl": float(step @ step) / (2 * self.noise_std**2)}  # fmt: skip
 
-    def __call__(
-        self, theta: torch.Tensor, samples: torch.Tensor, rewards: torch.Tensor, baseline: float | None
-    ) -> tuple[torch.Tensor, dict]:
-        """Add ``samples (K, D)`` drawn at ``theta (D,)`` with ``rewards (K,)``; return (loss, record)."""
-        mean = theta.detach().double().cpu().clone()  # one behaviour mean shared by the K samples
-        for p, r in zip(samples.detach().double().cpu(), rewards.detach().double().cpu()):
-            self.buffer.append((p, float(r), mean))
-        a = torch.stack([s[0] for s in self.buffer]).to(theta.device)  # (N, D)
-        r = torch.tensor([s[1] for s in self.buffer], dtype=torch.float64, device=theta.device)  # (N,)
-        mu = torch.stack([s[2] for s in self.buffer]).to(theta.device)  # (N, D)
-        mu_std = torch.full((len(r),), self.sigma, dtype=torch.float64, device=theta.device)
-        m = theta.double()  # differentiable; float64 keeps log-densities of ~10⁵ apart exact enough
-        with torch.no_grad():
-            log_mu = behaviour_log_prob(a, mu, mu_std, mixture=self.mixture)
-            w, cut = importance_weights(isotropic_log_prob(a, m.detach(), self.sigma) - log_mu, self.truncate)
-        self.truncated += int(cut.sum())
-        self.weights_seen += len(w)
-        b = 0.0 if baseline is None else float(baseline)
-        loss = importance_weighted_pg_loss(
-            m, a, r, mu, mu_std, self.sigma, baseline=b, truncate=self.truncate, mixture=self.mixture
-        )
-        return loss.to(theta.dtype), {"ess": float(1.0 / (w**2).sum()), "buffer": len(r), "truncated": int(cut.sum())}
+    def finish(self) -> tuple[np.ndarray, float]:
+        """The policy mean and its reward (one extra evaluation, not counted in ``evals``)."""
+        self.mean_action = self.m.detach().numpy().astype(np.float32)
+        return self.scorer.prompt_for(self.mean_action), self.scorer.score_one(self.mean_action)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import gymnasium as gym
 import numpy as np
 
 from ..errors import ConfigError
-from .base import ActionScorer, Callback, SearchResult, check_budget
+from .base import AskTellAgent
 
 
-class RandomSearch:
+class RandomSearch(AskTellAgent):
     """Sample actions ``a ~ N(0, scale² I)`` around the env's center and keep the best.
 
     Actions are not clipped to the nominal ``[-1, 1]`` box, so the prompts are exact samples of
@@ -27,6 +25,8 @@ class RandomSearch:
         seed: seeds the sampler and the env (minibatch draws).
     """
 
+    algo = "random"
+
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv,
@@ -36,7 +36,7 @@ class RandomSearch:
         include_center: bool = True,
         seed: int = 0,
     ):
-        self.scorer = ActionScorer(env)
+        super().__init__(env, seed)
         self.batch = batch or (self.scorer.batch if self.scorer.vector else 32)
         if self.batch < 1 or self.batch % self.scorer.batch:
             raise ConfigError(
@@ -46,31 +46,23 @@ class RandomSearch:
             raise ConfigError(f"scale must be > 0, got {scale}")
         self.scale = float(scale)
         self.include_center = include_center
-        self.seed = seed
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
-        """Spend at most ``budget`` prompt evaluations (whole batches) and return the best prompt."""
-        budget = check_budget(budget, self.batch, f"one batch of {self.batch}")
-        start = time.perf_counter()
-        rng = np.random.default_rng(self.seed)
-        d = self.scorer.action_dim
-        self.scorer.reset(seed=self.seed)
-        best_a, best_r = np.zeros(d, np.float32), -np.inf
-        evals, history = 0, []
-        while evals + self.batch <= budget:
-            actions = (self.scale * rng.standard_normal((self.batch, d))).astype(np.float32)  # (batch, d)
-            if evals == 0 and self.include_center:
-                actions[0] = 0.0
-            rewards = self.scorer(actions)  # (batch,)
-            evals += self.batch
-            i = int(np.argmax(rewards))
-            if rewards[i] > best_r:
-                best_a, best_r = actions[i].copy(), float(rewards[i])
-            history.append((evals, best_r))
-            if callback is not None and callback(evals, best_r) is False:
-                break
-        best_prompt = self.scorer.prompt_for(best_a)
-        return SearchResult(
-            best_prompt=best_prompt, best_reward=best_r, final_prompt=best_prompt.copy(), final_reward=best_r,
-            history=history, evals=evals, seconds=time.perf_counter() - start, algo="random",
-        )  # fmt: skip
+    @property
+    def evals_per_update(self) -> int:
+        return self.batch
+
+    @property
+    def update_text(self) -> str:
+        return f"batch={self.batch} (one batch)"
+
+    def start(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def ask(self) -> np.ndarray:
+        actions = (self.scale * self.rng.standard_normal((self.batch, self.scorer.action_dim))).astype(np.float32)
+        if self.evals == 0 and self.include_center:
+            actions[0] = 0.0
+        return actions  # (batch, d)
+
+    def tell(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        return None  # nothing to learn: the base keeps the best

@@ -7,7 +7,6 @@ dimensional action blows up (KL of 1e17 in one update, NaN means).
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .anchor import AnchorRule
-from .base import Callback, SearchResult, check_budget, search_of
+from .base import SearchAgent, search_of
 
 #: Above this action dimension PPO's diagonal Gaussian is a doubtful choice (DESIGN, STYLE 3).
 MAX_PPO_ACTION_DIM = 1024
@@ -31,26 +30,22 @@ def _require_sb3():
 
 
 class _Tracker(gym.Wrapper):
-    """Records the best action scored (it does not change what PPO sends to the env)."""
+    """Hands each step PPO takes to the agent's bookkeeping (it does not change what PPO sends to the env)."""
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env, agent: SearchAgent):
         super().__init__(env)
-        self.start()
-
-    def start(self) -> None:
-        self.evals, self.best_action, self.best_reward, self.history = 0, None, -np.inf, []
+        self.agent = agent
 
     def step(self, action):
         action = np.asarray(action, np.float32)
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self.evals += 1
-        if reward > self.best_reward:
-            self.best_action, self.best_reward = action.copy(), float(reward)
-            self.history.append((self.evals, self.best_reward))  # a step function: changes only
+        acc = info.get("accuracy")
+        self.agent.observe(action[None], np.array([reward], np.float64),
+                            accuracies=None if acc is None else np.array([acc], np.float64))  # fmt: skip
         return obs, reward, terminated, truncated, info
 
 
-class PPOPromptAgent:
+class PPOPromptAgent(SearchAgent):
     """SB3 PPO on a soft-prompt env; one timestep = one prompt evaluation.
 
     The observation is constant at the start of each (one-step) episode, so the policy is in
@@ -77,7 +72,15 @@ class PPOPromptAgent:
         rollback_tol: see ``anchor_kl``.
         env_kwargs: passed to ``gym.make`` when ``env`` is an id.
         ppo_kwargs: any other ``stable_baselines3.PPO`` argument (``tensorboard_log``, ``verbose``, ...).
+
+    SB3's ``learn`` drives the loop, so this agent is a :class:`~crlprompt.agents.base.SearchAgent`
+    without ask/tell: a wrapper hands each env step (one evaluation) to the shared bookkeeping and
+    an SB3 callback sends the events (with ``anchor_kl``: ``kl_to_anchor``, the last projection's KL).
+    The history keeps the points where the best improved, and the last one.
     """
+
+    algo = "ppo"
+    history_every_batch = False
 
     def __init__(
         self,
@@ -118,8 +121,8 @@ class PPOPromptAgent:
                 stacklevel=2,
             )
         self.env = env
-        self.tracker = _Tracker(env)
-        self.seed = seed
+        super().__init__(env, seed)
+        self.tracker = _Tracker(env, self)
         self.model = sb3.PPO(
             "MlpPolicy",
             self.tracker,
@@ -136,41 +139,45 @@ class PPOPromptAgent:
             **ppo_kwargs,
         )
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
+    @property
+    def evals_per_update(self) -> int:
+        return 1
+
+    @property
+    def update_text(self) -> str:
+        return "1 (one env step)"
+
+    def run_search(self, budget: int) -> None:
         """Train PPO for exactly ``budget`` env steps (prompt evaluations)."""
         from stable_baselines3.common.callbacks import BaseCallback
 
-        budget = check_budget(budget, 1, "one env step")
-        tracker = self.tracker
+        agent = self
 
         class _Stop(BaseCallback):
             def _on_step(self) -> bool:
-                if callback is not None and callback(tracker.evals, tracker.best_reward) is False:
+                kl = {} if agent.anchor_kl is None or not agent.anchor.kls else {"kl_to_anchor": agent.anchor.kls[-1]}
+                if not agent.emit(kl):
                     return False
-                return tracker.evals < budget  # stop mid-rollout at the budget
+                return agent.evals < budget  # stop mid-rollout at the budget
 
-        start = time.perf_counter()
-        tracker.start()
         callbacks = [_Stop()]
         if self.anchor_kl is not None:
-            self.anchor = _PPOAnchor(self.model, tracker, self.anchor_kl, self.rollback_tol)
+            self.anchor = _PPOAnchor(self.model, self, self.anchor_kl, self.rollback_tol)
             callbacks.append(self.anchor.callback())
         self.model.learn(total_timesteps=budget, callback=callbacks, reset_num_timesteps=True)
         if self.anchor_kl is not None:
             self.anchor.restore()  # the result is the anchor
-        if tracker.history and tracker.history[-1][0] != tracker.evals:
-            tracker.history.append((tracker.evals, tracker.best_reward))
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        """PPO's deterministic action and its reward (one extra env step, not counted)."""
         search = search_of(self.env)
         final_action = self.policy_mean()
-        best_action = tracker.best_action if tracker.best_action is not None else final_action
+        if self.best_prompt is None:  # no step beat -inf: the final action stands for the best
+            self.best_action, self.best_prompt = final_action, search.prompt_for(final_action)
         final_prompt = search.prompt_for(final_action)
         self.env.reset()
         _, final_r, *_ = self.env.step(final_action)
-        return SearchResult(
-            best_prompt=search.prompt_for(best_action), best_reward=float(tracker.best_reward),
-            final_prompt=final_prompt, final_reward=float(final_r), history=list(tracker.history),
-            evals=tracker.evals, seconds=time.perf_counter() - start, algo="ppo",
-        )  # fmt: skip
+        return final_prompt, float(final_r)
 
     def policy_mean(self) -> np.ndarray:
         """PPO's deterministic action (the policy mean, clipped to the Box) after a reset."""
@@ -194,10 +201,10 @@ class _PPOAnchor:
     PPO's loss on an LLM that writes prompts; here it is a hard bound on a Gaussian over actions.
     """
 
-    def __init__(self, model, tracker: _Tracker, max_kl: float, rollback_tol: float):
+    def __init__(self, model, agent: SearchAgent, max_kl: float, rollback_tol: float):
         import torch
 
-        self.model, self.tracker, self.max_kl = model, tracker, float(max_kl)
+        self.model, self.agent, self.max_kl = model, agent, float(max_kl)
         self.rule = AnchorRule(rollback_tol)
         self.keys = [k for k in model.policy.state_dict() if "value" not in k]  # the actor and log_std
         self.anchor = self._actor()
@@ -245,7 +252,7 @@ class _PPOAnchor:
 
     def on_rollout_end(self) -> None:
         buffer = self.model.rollout_buffer
-        verdict = self.rule.observe(float(buffer.rewards.mean()), self.tracker.evals)
+        verdict = self.rule.observe(float(buffer.rewards.mean()), self.agent.evals)
         if verdict == "move":
             self.anchor = self._actor()
         elif verdict == "rollback":

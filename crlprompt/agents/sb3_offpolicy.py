@@ -8,15 +8,15 @@ the crl-prompt vector env (``gym.make_vec(id, num_envs=K, vectorization_mode=
 
 from __future__ import annotations
 
-import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from ..errors import ConfigError
-from .base import ActionScorer, Callback, SearchResult, check_budget, search_of
+from .base import SearchAgent, search_of
 from .limits import require_action_dim
 
 #: Above this action dimension the SB3 agents are refused (use a ``-Proj`` id).
@@ -45,12 +45,13 @@ class PromptVecEnv(VecEnv):
     (the registered ids choose σ so that an unchanged SB3 algorithm learns inside the Box; to search
     a wider region pass ``sigma=`` to ``gym.make``, which every agent then sees alike). Every
     sub-env terminates every step (one-step episodes): the returned observations are the reset
-    ones and ``infos[k]["terminal_observation"]`` holds the terminal ones, as SB3 expects. Tracks
-    ``evals``, ``best_action``, ``best_reward`` and ``history``. ``reset`` passes SB3's pending
-    seed (``seed()``) and options on to the vector env.
+    ones and ``infos[k]["terminal_observation"]`` holds the terminal ones, as SB3 expects.
+    ``observer(actions (K, d), rewards (K,), accuracies (K,) or None)``, if given, sees every batch
+    scored (the agent's bookkeeping). ``reset`` passes SB3's pending seed (``seed()``) and options
+    on to the vector env.
     """
 
-    def __init__(self, venv: gym.vector.VectorEnv):
+    def __init__(self, venv: gym.vector.VectorEnv, observer: Callable[..., None] | None = None):
         _require("stable_baselines3", "'crl-prompt[rl]'")
         if not isinstance(venv.unwrapped, gym.vector.VectorEnv):
             raise TypeError(
@@ -58,14 +59,9 @@ class PromptVecEnv(VecEnv):
                 "vectorization_mode='vector_entry_point')"
             )
         search_of(venv)  # fail early on a foreign env
-        self.venv = venv
+        self.venv, self.observer = venv, observer
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self._actions: np.ndarray | None = None
-        self.start()
-
-    def start(self) -> None:
-        """Zero the counters: evaluations, best action and reward, history of improvements."""
-        self.evals, self.best_action, self.best_reward, self.history = 0, None, -np.inf, []
 
     def reset(self):
         options = self._options[0] or None
@@ -80,11 +76,8 @@ class PromptVecEnv(VecEnv):
     def step_wait(self):
         actions = self._actions  # (K, d) in the Box; the env does not clip
         obs, rewards, terminated, truncated, infos = self.venv.step(actions)  # one batched forward
-        self.evals += len(actions)
-        i = int(np.argmax(rewards))
-        if rewards[i] > self.best_reward:
-            self.best_action, self.best_reward = actions[i].copy(), float(rewards[i])
-            self.history.append((self.evals, self.best_reward))
+        if self.observer is not None:
+            self.observer(actions, rewards, infos.get("accuracy"))
         dones = np.logical_or(terminated, truncated)
         final_obs = infos.get("final_obs")
         acc = infos.get("accuracy")
@@ -120,7 +113,7 @@ class PromptVecEnv(VecEnv):
         return [indices] if isinstance(indices, int) else list(indices)
 
 
-class SB3OffPolicyAgent:
+class SB3OffPolicyAgent(SearchAgent):
     """SB3 SAC or TD3 (or sb3-contrib CrossQ / ARS) on the batched vector env; one env step = K evaluations.
 
     Runs the off-policy deep-RL algorithms as an outside client would (Haarnoja et al. 2018;
@@ -169,7 +162,14 @@ class SB3OffPolicyAgent:
             action_noise_std, net_arch: see above (``net_arch``: hidden sizes of actor and critic).
         device: torch device (MLPs this small run best on CPU).
         algo_kwargs: any other argument of the SB3 class.
+
+    SB3's ``learn`` drives the loop, so this agent is a :class:`~crlprompt.agents.base.SearchAgent`
+    without ask/tell: :class:`PromptVecEnv` hands each vector step (K evaluations) to the shared
+    bookkeeping and an SB3 callback sends the events. The history keeps the points where the best
+    improved, and the last one.
     """
+
+    history_every_batch = False
 
     def __init__(
         self,
@@ -206,8 +206,9 @@ class SB3OffPolicyAgent:
             raise ConfigError(f"ARS evaluates one policy at a time; make the vector env with num_envs=1 (got {k})")
         if not (isinstance(buffer_size, int) and buffer_size >= k):
             raise ConfigError(f"buffer_size must be an int >= num_envs={k}, got {buffer_size!r}")
-        self.env, self.algo, self.seed, self.buffer_size = env, algo, seed, buffer_size
-        self.vec = PromptVecEnv(env)
+        self.env, self.algo, self.buffer_size = env, algo, buffer_size
+        super().__init__(env, seed)
+        self.vec = PromptVecEnv(env, observer=lambda a, r, acc: self.observe(a, r, accuracies=acc))
         self.model = self._build(
             algo, k, seed=seed, gradient_steps=gradient_steps or k, learning_starts=learning_starts or 2 * k,
             buffer_size=buffer_size, batch_size=batch_size, learning_rate=learning_rate,
@@ -244,11 +245,14 @@ class SB3OffPolicyAgent:
         """Evaluations per update: one vector step of K, or ARS's population of 2·n_delta policies."""
         return int(self.model.pop_size) if self.algo == "ars" else self.vec.num_envs
 
-    def learn(self, budget: int, callback: Callback | None = None) -> SearchResult:
-        """Train for ``budget`` evaluations (whole vector steps of K) and return the best and final prompts."""
-        from stable_baselines3.common.callbacks import BaseCallback
+    @property
+    def update_text(self) -> str:
+        if self.algo == "ars":
+            return f"2*n_delta={self.model.pop_size} (one population of policies)"
+        return f"num_envs={self.vec.num_envs} (one vector step)"
 
-        budget = check_budget(budget, self.vec.num_envs, f"one vector step of num_envs={self.vec.num_envs}")
+    def check_budget(self, budget: Any) -> int:
+        budget = super().check_budget(budget)
         if self.algo == "ars" and budget % self.model.pop_size:
             raise ConfigError(
                 f"ARS scores whole populations of 2*n_delta={self.model.pop_size} policies; "
@@ -258,30 +262,30 @@ class SB3OffPolicyAgent:
             warnings.warn(
                 f"budget {budget} > buffer_size {self.buffer_size}: the replay drops the oldest prompts; "
                 f"pass buffer_size={budget} to keep them all",
-                stacklevel=2,
+                stacklevel=3,
             )
-        vec = self.vec
+        return budget
+
+    def run_search(self, budget: int) -> None:
+        """Train for ``budget`` evaluations (whole vector steps of K)."""
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        agent, k = self, self.vec.num_envs
 
         class _Stop(BaseCallback):
             def _on_step(self) -> bool:
-                if callback is not None and callback(vec.evals, vec.best_reward) is False:
+                if not agent.emit():
                     return False
-                return vec.evals + vec.num_envs <= budget
+                return agent.evals + k <= budget
 
-        start = time.perf_counter()
-        vec.start()
         self.model.learn(total_timesteps=budget, callback=_Stop(), reset_num_timesteps=True)
-        if vec.history and vec.history[-1][0] != vec.evals:
-            vec.history.append((vec.evals, vec.best_reward))
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        """The policy's deterministic action and its reward (one extra evaluation, not counted)."""
         final_action = self.policy_action()
-        scorer = ActionScorer(self.env)
-        best_action = vec.best_action if vec.best_action is not None else final_action
-        final_r = scorer.score_one(final_action)
-        return SearchResult(
-            best_prompt=scorer.prompt_for(best_action), best_reward=float(vec.best_reward),
-            final_prompt=scorer.prompt_for(final_action), final_reward=final_r, history=list(vec.history),
-            evals=vec.evals, seconds=time.perf_counter() - start, algo=self.algo,
-        )  # fmt: skip
+        if self.best_prompt is None:  # no step beat -inf: the final action stands for the best
+            self.best_action, self.best_prompt = final_action, self.scorer.prompt_for(final_action)
+        return self.scorer.prompt_for(final_action), self.scorer.score_one(final_action)
 
     def policy_action(self) -> np.ndarray:
         """The policy's deterministic action (the env's action) for the constant observation."""

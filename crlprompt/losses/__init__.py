@@ -7,6 +7,10 @@
 * Variance-reduced estimators next to the faithful single-sample form: a reward baseline,
   antithetic pairs, centered ranks (OpenAI-ES), K samples per update; :func:`sample_actions`
   draws their noise and :func:`estimator_loss` picks the estimator (the CRL agent and ES share both).
+* The off-policy estimators of Algorithm 1's RL term: :class:`~crlprompt.losses.offpolicy.ReplayRLTerm`
+  (importance-weighted REINFORCE over a replay buffer, :mod:`crlprompt.losses.offpolicy`) and
+  :func:`~crlprompt.losses.race.race_rl_term` (centered ranks of a race on subsets of D_RL,
+  :mod:`crlprompt.losses.race`, which scores prompts and so is imported on its own).
 """
 
 from .rl import (

@@ -28,10 +28,14 @@ up to rounding) when every behaviour policy equals π.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import torch
 
 from ..errors import ConfigError
+
+#: A replay buffer may hold at most this many bytes of actions and behaviour means (float64).
+MAX_BUFFER_BYTES = 1 << 30
 
 
 def isotropic_log_prob(actions: torch.Tensor, mean: torch.Tensor, std: torch.Tensor | float) -> torch.Tensor:
@@ -150,4 +154,68 @@ def importance_weighted_pg_loss(
     return -(w * (r - b) * log_pi).sum()
 
 
-__all__ = ["behaviour_log_prob", "importance_weighted_pg_loss", "importance_weights", "isotropic_log_prob"]
+class ReplayRLTerm:
+    """The replay estimator as the RL term of Algorithm 1 (``CRLConfig(rl_estimator="replay")``).
+
+    Each RL step adds its K fresh samples P'_k = θ + σ a_k, their rewards and θ (the behaviour
+    mean) to a buffer of at most ``capacity`` samples (oldest dropped first; refused above
+    ``MAX_BUFFER_BYTES``) and returns the importance-weighted REINFORCE loss over the whole buffer,
+    :func:`~crlprompt.losses.offpolicy.importance_weighted_pg_loss` in float64 (Ionides-truncated,
+    self-normalised, against the buffer's mixture of behaviour policies), with the baseline b the
+    running mean of earlier rewards (0 before the first). When every sample in the buffer was drawn
+    at the current θ the weights are all 1/N and it is the on-policy estimator
+    ``-(1/N) Σ_i (r_i − b) log π(P'_i | θ)``; with one sample and b = 0 it is Eq. 5 exactly.
+
+    What to expect: in the full prompt space (D ~ 10⁴–10⁵) the prompt moves between RL steps by
+    many σ, so earlier samples get weights near 0 and the term falls back to the on-policy one on
+    the newest samples; the record's ``ess`` (effective sample size 1/Σw²) says how many count.
+    The buffer is not checkpointed: a resumed run starts with an empty one.
+    """
+
+    def __init__(self, capacity: int, dim: int, sigma: float, *, truncate: float | None = None, mixture: bool = True):
+        if not (isinstance(capacity, int) and capacity >= 1):
+            raise ConfigError(f"rl_buffer must be an int >= 1, got {capacity!r}")
+        nbytes = 2 * 8 * capacity * dim  # float64 samples and behaviour means, stacked for the loss
+        if nbytes > MAX_BUFFER_BYTES:
+            raise ConfigError(
+                f"a replay buffer of {capacity} prompts of dimension {dim} needs {nbytes / 2**30:.1f} GiB "
+                f"(more than {MAX_BUFFER_BYTES / 2**30:.0f}); lower rl_buffer"
+            )
+        self.capacity, self.sigma, self.truncate, self.mixture = capacity, float(sigma), truncate, mixture
+        self.buffer: deque[tuple[torch.Tensor, float, torch.Tensor]] = deque(maxlen=capacity)
+        self.truncated = 0
+        """Importance weights cut by truncation so far."""
+        self.weights_seen = 0
+
+    def __call__(
+        self, theta: torch.Tensor, samples: torch.Tensor, rewards: torch.Tensor, baseline: float | None
+    ) -> tuple[torch.Tensor, dict]:
+        """Add ``samples (K, D)`` drawn at ``theta (D,)`` with ``rewards (K,)``; return (loss, record)."""
+        mean = theta.detach().double().cpu().clone()  # one behaviour mean shared by the K samples
+        for p, r in zip(samples.detach().double().cpu(), rewards.detach().double().cpu()):
+            self.buffer.append((p, float(r), mean))
+        a = torch.stack([s[0] for s in self.buffer]).to(theta.device)  # (N, D)
+        r = torch.tensor([s[1] for s in self.buffer], dtype=torch.float64, device=theta.device)  # (N,)
+        mu = torch.stack([s[2] for s in self.buffer]).to(theta.device)  # (N, D)
+        mu_std = torch.full((len(r),), self.sigma, dtype=torch.float64, device=theta.device)
+        m = theta.double()  # differentiable; float64 keeps log-densities of ~10⁵ apart exact enough
+        with torch.no_grad():
+            log_mu = behaviour_log_prob(a, mu, mu_std, mixture=self.mixture)
+            w, cut = importance_weights(isotropic_log_prob(a, m.detach(), self.sigma) - log_mu, self.truncate)
+        self.truncated += int(cut.sum())
+        self.weights_seen += len(w)
+        b = 0.0 if baseline is None else float(baseline)
+        loss = importance_weighted_pg_loss(
+            m, a, r, mu, mu_std, self.sigma, baseline=b, truncate=self.truncate, mixture=self.mixture
+        )
+        return loss.to(theta.dtype), {"ess": float(1.0 / (w**2).sum()), "buffer": len(r), "truncated": int(cut.sum())}
+
+
+__all__ = [
+    "MAX_BUFFER_BYTES",
+    "ReplayRLTerm",
+    "behaviour_log_prob",
+    "importance_weighted_pg_loss",
+    "importance_weights",
+    "isotropic_log_prob",
+]

@@ -28,93 +28,17 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..agents import registry
 from ..errors import ConfigError
-from .algos import OFFPOLICY_ALGORITHMS
 from .common import (
     append_jsonl, check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions,
 )
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- algorithm registry
-# name -> factory(env_id, env_kwargs, seed, *, num_envs, **algo_kwargs) -> (agent, env). The agent
-# has ``learn(budget, callback) -> SearchResult``; ``num_envs`` is the runner's batch size (K
-# prompts per batched forward). A new algorithm is one function and one line in ALGORITHMS.
-
-
-def _vector_env(env_id: str, env_kwargs: dict, num_envs: int):
-    import gymnasium as gym
-
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
-
-
-def random_search(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
-    from ..agents.random_search import RandomSearch
-
-    env = _vector_env(env_id, env_kwargs, num_envs)
-    return RandomSearch(env, seed=seed, **kw), env
-
-
-def es(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
-    from ..agents.es import ESAgent
-
-    env = _vector_env(env_id, env_kwargs, num_envs)
-    return ESAgent(env, seed=seed, **kw), env
-
-
-def cma(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, popsize: int | None = None, **kw):
-    """CMA-ES on the env's action; one generation (``popsize``, default ``num_envs``) per batched forward."""
-    from ..agents.cma import CMAAgent
-
-    if popsize is not None and (isinstance(popsize, bool) or not isinstance(popsize, int) or popsize < 2):
-        raise ConfigError(f"cma popsize must be an int >= 2 (CMA ranks its samples), got {popsize!r}")
-    env = _vector_env(env_id, env_kwargs, popsize or num_envs)
-    return CMAAgent(env, seed=seed, popsize=popsize, **kw), env
-
-
-def cma_diag(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
-    """Separable CMA-ES on the full prompt (no projection: d = D; a bbt env scales each coordinate)."""
-    return cma(env_id, {**env_kwargs, "projection_dim": None}, seed, num_envs=num_envs, diagonal=True, **kw)
-
-
-def ppo(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, projection_dim: int | None = None, **kw):
-    """SB3 PPO on a single env; an action wider than 1024 gets a 64-dimensional projection."""
-    import gymnasium as gym
-
-    from ..agents.sb3 import MAX_PPO_ACTION_DIM, PPOPromptAgent
-
-    env = gym.make(env_id, **({**env_kwargs, "projection_dim": projection_dim} if projection_dim else env_kwargs))
-    if projection_dim is None and env.action_space.shape[0] > MAX_PPO_ACTION_DIM:
-        log.info("PPO gets a 64-dimensional projected action (the env's has %d dimensions)", env.action_space.shape[0])
-        env.close()
-        env = gym.make(env_id, **{**env_kwargs, "projection_dim": 64})
-    return PPOPromptAgent(env, seed=seed, **kw), env
-
-
-Factory = Callable[..., tuple[Any, Any]]
-ALGORITHMS: dict[str, Factory] = {
-    "random": random_search,
-    "es": es,
-    "cma": cma,
-    "cma-diag": cma_diag,
-    "ppo": ppo,
-    **OFFPOLICY_ALGORITHMS,  # offpolicy, gp, racing, anchor, sac, td3, crossq, ars (issue 10; runners/algos.py)
-}
-
-
-def evals_per_update(agent: Any) -> int:
-    """The fewest evaluations one update of ``agent`` spends (its ``evals_per_update`` if it says)."""
-    for name, times in (("evals_per_update", 1), ("popsize", 1), ("pop", 2), ("batch", 1)):
-        value = getattr(agent, name, None)
-        if isinstance(value, int) and value > 0:
-            return value * times
-    return 1
 
 
 # ----------------------------------------------------------------------------- config
@@ -127,9 +51,8 @@ class CompareConfig:
     env_id: str = "CRLPrompt/Tiny-v0"
     """A registered id (``import crlprompt`` registers ``CRLPrompt/...``; see ``crlprompt.env_ids()``)."""
     algos: str = "random,es,cma,ppo"
-    """Comma-separated algorithms: random, es (OpenAI-ES), cma (CMA-ES on the env's action),
-    cma-diag (separable CMA-ES on the full prompt), ppo (SB3 PPO); off-policy and bandit agents:
-    offpolicy, gp, racing, anchor, sac, td3, crossq, ars (runners/algos.py); see ALGORITHMS."""
+    """Comma-separated names of the agent registry (listed above; ``crlprompt.agents.registry``,
+    where ``register_agent`` adds one)."""
     budget: int = 2000
     """Prompt evaluations per run (env steps for PPO, sampled actions for the others)."""
     seeds: str = "0"
@@ -164,10 +87,10 @@ class CompareConfig:
     """With --launcher ray: CPUs (and torch threads) per run."""
 
     def __post_init__(self) -> None:
-        algos = self.algo_list
-        bad = [a for a in algos if a not in ALGORITHMS]
+        algos, known = self.algo_list, registry.names()
+        bad = [a for a in algos if a not in known]
         if bad or not algos:
-            raise ConfigError(f"unknown algorithm(s) {bad or algos}; choose from {tuple(ALGORITHMS)}, e.g. --algos random,es,cma,ppo")
+            raise ConfigError(f"unknown algorithm(s) {bad or algos}; choose from {', '.join(known)}, e.g. --algos random,es,cma,ppo")
         for name in ("budget", "num_envs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -180,9 +103,9 @@ class CompareConfig:
             if not isinstance(value, dict):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a JSON object, got {value!r}")  # noqa: TRY004
         kw = self._json("algo_kwargs")
-        unknown = set(kw) - set(ALGORITHMS)
+        unknown = set(kw) - set(known)
         if unknown:
-            raise ConfigError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {tuple(ALGORITHMS)}")
+            raise ConfigError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {', '.join(known)}")
         pop = kw.get("cma", {}).get("popsize") if isinstance(kw.get("cma"), dict) else None
         if pop is not None and (isinstance(pop, bool) or not isinstance(pop, int) or pop < 2):
             raise ConfigError(f"cma popsize must be an int >= 2 (CMA ranks its samples), got {pop!r}")
@@ -331,7 +254,8 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
             center = search.center.detach().cpu().numpy()
             common = {**common, "center_rl_acc": acc(center, setup.rl), "center_test_acc": acc(center, setup.test)}
             for algo, seed in todo:
-                job = (cfg, ALGORITHMS[algo], algo, seed, {**env_kwargs, **seed_kw}, algo_kwargs.get(algo, {}), common)
+                job = (cfg, registry.get_spec(algo).build, algo, seed, {**env_kwargs, **seed_kw}, algo_kwargs.get(algo, {}),
+                       common)  # fmt: skip
                 if cfg.launcher == "ray":  # each Ray task builds its own env; records are written as they end
                     jobs.append(({**options, **env_kwargs, **seed_kw}, job))
                     continue
@@ -360,10 +284,13 @@ def _ds(options: dict, seed_kw: dict) -> int:
 def _preflight(cfg: CompareConfig, run_kw: dict, algo_kwargs: dict) -> None:
     """Build every algorithm once and check that the budget covers one of its updates."""
     for algo in cfg.algo_list:
-        agent, env = ALGORITHMS[algo](cfg.env_id, run_kw, cfg.seed_list[0], num_envs=cfg.num_envs,
-                                      **algo_kwargs.get(algo, {}))  # fmt: skip
+        agent, env = registry.get_spec(algo).build(cfg.env_id, run_kw, cfg.seed_list[0], num_envs=cfg.num_envs,
+                                                   **algo_kwargs.get(algo, {}))  # fmt: skip
         env.close()
-        per = evals_per_update(agent)
+        per = getattr(agent, "evals_per_update", None)
+        if not (isinstance(per, int) and per >= 1):
+            raise ConfigError(f"{algo}'s agent {type(agent).__name__} has no evals_per_update >= 1; "
+                              "subclass crlprompt.agents.SearchAgent (or AskTellAgent), which asks for it")  # fmt: skip
         if cfg.budget < per:
             raise ConfigError(f"budget {cfg.budget} is smaller than one update of {algo} ({per} evaluations); "
                               f"raise --budget to at least {per} or lower --num-envs")  # fmt: skip
@@ -376,15 +303,20 @@ def _preflight(cfg: CompareConfig, run_kw: dict, algo_kwargs: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> CompareConfig:
-    return parse_config(CompareConfig, argv, __doc__.split("\n\n")[0], "crl-prompt compare")
+    description = f"{__doc__.split(chr(10) * 2)[0]}\n\nalgorithms (--algos):\n{registry.help_text()}"
+    return parse_config(CompareConfig, argv, description, "crl-prompt compare")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """``python -m crlprompt.runners.compare [flags]`` / ``crl-prompt compare [flags]``;
-    ``--table DIR`` prints (and writes DIR/table.md) the tables of every compare run under DIR."""
+    ``--table DIR`` prints (and writes DIR/table.md) the tables of every compare run under DIR;
+    ``--algorithms`` prints the registry's algorithm table (the README's)."""
     from ..errors import CRLPromptError
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--algorithms"]:
+        print(algorithms_table(), end="")
+        return []
     try:
         if args[:1] == ["--table"]:
             from .compare_report import table_main
@@ -402,6 +334,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print((Path(cfg.out) / "table.md").read_text())
     print(f"wrote {cfg.out}/results.jsonl, baselines.jsonl, table.md, curves.png")
     return records
+
+
+def algorithms_table() -> str:
+    """The README's algorithm table: CRLAgent's row (``crl-prompt train``), then the registry's."""
+    train = ("(train)", "`CRLAgent`", "CRL-Prompt, Algorithm 1",
+             "RL term selectable: faithful single sample (default), baseline, antithetic, ranks, `replay` "
+             "(importance-weighted), `race`; contrastive term `paper` (clean positive, corrupted-prompt negatives, no "
+             "same-class negatives; default), `supcon`, `noise` (the earlier form)")  # fmt: skip
+    return registry.markdown_table([train])
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from typing import Any, Callable
 
 def run_one(cfg: Any, factory: Callable, algo: str, seed: int, env_kwargs: dict, algo_kwargs: dict, common: dict,
             *, setup: Any = None, bar: Any = None) -> dict:  # fmt: skip
-    """Search with ``factory``'s agent for ``cfg.budget`` evaluations; re-score its prompts on D_RL
-    and test, keep the one better on D_RL (the *selected* prompt) and return the run's record."""
+    """Search with ``factory``'s agent (a registry spec's ``build``) for ``cfg.budget`` evaluations;
+    re-score its prompts on D_RL and test, keep the one better on D_RL (the *selected* prompt) and
+    return the run's record."""
     import torch
 
     from ..agents.base import search_of
@@ -25,11 +26,11 @@ def run_one(cfg: Any, factory: Callable, algo: str, seed: int, env_kwargs: dict,
     setup = s.setup
     seen = [0]
 
-    def progress(evals: int, best: float) -> None:
+    def progress(event) -> None:  # a SearchEvent after each batch
         if bar is not None:
-            bar.update(evals - seen[0])
-            bar.set_postfix(best=f"{best:.3f}", refresh=False)
-        seen[0] = evals
+            bar.update(event.evals - seen[0])
+            bar.set_postfix(best=f"{event.best_reward:.3f}", refresh=False)
+        seen[0] = event.evals
 
     def acc(prompt, data) -> float:
         return accuracy(setup.model, data, theta=torch.as_tensor(prompt, dtype=torch.float32))

@@ -1,7 +1,8 @@
-"""The off-policy and bandit agents in the compare runner's registry (crlprompt.runners.algos):
-every one runs through ``crl-prompt compare`` at a small budget with records like the others', its
-preflight knows its smallest update, and an action too wide for the GP is refused before anything
-is written, with the -Proj ids named."""
+"""The agent registry (crlprompt.agents.registry) that ``crl-prompt compare`` reads: the off-policy
+and bandit agents run through ``crl-prompt compare`` at a small budget with records like the
+others', the preflight knows each smallest update, an action too wide for the GP is refused before
+anything is written, with the -Proj ids named; --algos, the help and the README's table come from
+the registry, and register_agent adds a name."""
 
 from __future__ import annotations
 
@@ -9,21 +10,56 @@ import json
 
 import pytest
 
+from crlprompt.agents import registry
 from crlprompt.errors import ConfigError
 from crlprompt.runners import compare
-from crlprompt.runners.algos import OFFPOLICY_ALGORITHMS
 
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("botorch")
 
 TINY_PROJ = "CRLPrompt/Tiny-Proj64-v0"
-NAMES = ("offpolicy", "gp", "racing", "anchor", "sac", "td3", "crossq", "ars")
+#: the off-policy and bandit agents: those the registry lists after the first five
+NAMES = tuple(registry.names()[5:])
 
 
-def test_every_offpolicy_agent_is_registered():
-    assert tuple(OFFPOLICY_ALGORITHMS) == NAMES
-    assert all(compare.ALGORITHMS[n] is OFFPOLICY_ALGORITHMS[n] for n in NAMES)
-    assert {"random", "es", "cma", "cma-diag", "ppo"} < set(compare.ALGORITHMS)  # the others are still there
+def test_every_agent_is_registered_once_with_a_class_and_a_table_row():
+    assert registry.names()[:5] == ["random", "es", "cma", "cma-diag", "ppo"]
+    assert NAMES == ("offpolicy", "gp", "racing", "anchor", "sac", "td3", "crossq", "ars")
+    from crlprompt.agents.base import SearchAgent
+
+    for name, spec in registry.REGISTRY.items():
+        assert spec.name == name and issubclass(spec.agent_class, SearchAgent), name
+        assert f"`{name}`" in registry.markdown_table() and name in registry.help_text()
+
+
+def test_algos_help_and_readme_table_come_from_the_registry(capsys):
+    from pathlib import Path
+
+    with pytest.raises(SystemExit):
+        compare.main(["--help"])
+    help_text = capsys.readouterr().out
+    assert all(f"  {n} " in help_text for n in registry.names())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- generated: algorithms -->\n")[1].split("<!-- end: algorithms -->")[0]
+    assert block == compare.algorithms_table()
+    with pytest.raises(ConfigError, match="unknown algorithm.*choose from random, es"):
+        compare.CompareConfig(algos="random,nosuch")
+
+
+def test_register_agent_adds_one_name_and_refuses_clashes(monkeypatch):
+    from crlprompt.agents import RandomSearch, register_agent
+
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))  # leave the real one as it was
+    spec = register_agent("wide-random", RandomSearch, differs="scale 3", scale=3.0)
+    assert registry.names()[-1] == "wide-random" and spec.options == {"scale": 3.0}
+    assert "scale" not in spec.arguments() and "batch" in spec.arguments()
+    assert compare.CompareConfig(algos="wide-random").algo_list == ["wide-random"]
+    with pytest.raises(ConfigError, match="already registered"):
+        register_agent("random", RandomSearch)
+    with pytest.raises(ConfigError, match="without commas"):
+        register_agent("a,b", RandomSearch)
+    with pytest.raises(ConfigError, match=r"takes no argument\(s\) \['scale'\]"):
+        spec.check_kwargs({"scale": 1.0})
 
 
 def test_each_runs_through_compare(tmp_path):

@@ -38,7 +38,8 @@ def test_step_wait_is_one_batched_env_step(setup):
     calls = []
     step = venv.unwrapped.step
     venv.unwrapped.step = lambda a: calls.append(np.array(a)) or step(a)
-    vec = PromptVecEnv(venv)
+    seen = []
+    vec = PromptVecEnv(venv, observer=lambda a, r, acc: seen.append((a.shape, r, acc)))
     assert isinstance(vec, VecEnv) and vec.num_envs == 4 and vec.render_mode is None
     vec.seed(3)
     assert vec.reset().shape == (4, 2)
@@ -49,7 +50,9 @@ def test_step_wait_is_one_batched_env_step(setup):
     assert dones.all() and rewards.dtype == np.float32 and obs.shape == (4, 2)
     assert all(set(i) >= {"terminal_observation", "TimeLimit.truncated", "accuracy"} for i in infos)
     np.testing.assert_allclose([i["terminal_observation"][0] for i in infos], rewards)  # terminal obs = [reward, 1]
-    assert vec.evals == 4 and vec.best_reward == pytest.approx(float(rewards.max()))
+    assert len(seen) == 1 and seen[0][0] == (4, 64)  # the observer (the agent's bookkeeping) sees each batch
+    np.testing.assert_allclose(seen[0][1], rewards, rtol=1e-6)
+    np.testing.assert_array_equal(seen[0][2], [i["accuracy"] for i in infos])
     assert vec.get_attr("num_envs") == [4] * 4 and vec.env_is_wrapped(gym.Wrapper) == [False] * 4
 
 
