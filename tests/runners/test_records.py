@@ -9,6 +9,7 @@ import json
 import pytest
 
 from crlprompt.errors import ConfigError
+from crlprompt.runners import records, tables
 from crlprompt.runners.records import SCHEMA, append_record, migrate, migrate_file, read_records, stamp
 
 VERSIONS = {"crlprompt": "0.1.0", "torch": "2.13.0+cpu", "commit": "c" * 40}
@@ -51,6 +52,8 @@ def test_the_token_init_file_gives_its_records_the_token_init():
     new = migrate(grid_train(), "results/smollm2_ptv2_token_init_h100.jsonl")
     assert new["config"]["setup"]["init"] == "tokens" and new["config"]["setup"]["prompt"] == "deep"
     assert migrate(grid_train(), "results/paper_grid_h100.jsonl")["config"]["setup"]["init"] == "random"
+    # the rule is the migration's: once written, the record reads the same under any file name
+    assert tables.normalize(new)["current"] and not tables.normalize(migrate(grid_train(), "paper_grid_h100.jsonl"))["current"]
 
 
 def test_fields_a_record_predates_are_written_in():
@@ -127,6 +130,8 @@ def test_read_records_refuses_unversioned_and_foreign_records(tmp_path):
     path.write_text(json.dumps(flat_train()) + "\n")
     with pytest.raises(ConfigError, match="scripts/migrate_records.py"):
         read_records(path)
+    with pytest.raises(ConfigError, match="scripts/migrate_records.py"):
+        tables.collect([tmp_path])  # the table tool reads through it
     path.write_text(json.dumps(dict(flat_train(), schema=SCHEMA + 1, kind="train")) + "\n")
     with pytest.raises(ConfigError, match=f"schema {SCHEMA + 1}"):
         read_records(path)
@@ -153,3 +158,18 @@ def test_append_record_stamps_schema_versions_and_machine(tmp_path):
     with pytest.raises(ValueError, match="cannot be written"):
         stamp(migrated, kind="baseline")
     assert read_records(path, kind="search") == []
+
+
+def test_normalize_reads_the_record_not_its_file_name(tmp_path):
+    """The same migrated record gives the same table row whatever file it sits in."""
+    rec = migrate(grid_train(), "smollm2_ptv2_token_init_h100.jsonl")
+    for name in ("smollm2_ptv2_token_init_h100.jsonl", "elsewhere.jsonl"):
+        (tmp_path / name).write_text(json.dumps(rec) + "\n")
+    a, b = tables.collect([tmp_path])
+    assert a == b and a["init"] == "tokens" and a["current"]
+    assert "source" not in tables.normalize.__code__.co_varnames
+    assert not any(name.startswith("LEGACY") for name in vars(tables))
+    from crlprompt.runners import pairing
+
+    assert not any(name.startswith("LEGACY") for name in vars(pairing))
+    assert records.TOKEN_INIT_FILES  # the one place a file name still means something: the migration
