@@ -44,6 +44,7 @@ def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
         (m, d, 8) for m in ("ptv2", "crl") for d in (13, 21)}
     for r in recs:
         assert r["versions"]["commit"] and r["versions"]["torch"] and r["machine"]["device"] == "cpu"
+        assert r["schema"] == SCHEMA and r["kind"] == "train" and r["machine"]["torch_threads"] >= 1
         assert r["config"]["setup"]["k_shot"] == 8 and r["config"]["setup"]["data_seed"] == r["data_seed"]
         assert r["n_train"] == r["n_rl"] == 16  # 8 per class, 2 classes
         assert r["config"]["agent"]["beta"] == (0.3 if r["method"] == "crl" else 0.0)
@@ -52,6 +53,18 @@ def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("a recorded run was redone"))
     again = reproduce(tiny_kshot(tmp_path / "out", results=results))
     assert len(again) == 4 and results.read_text().count("\n") == 4
+
+
+def test_a_results_file_from_before_the_schema_is_refused_until_migrated(tmp_path, monkeypatch):
+    results = tmp_path / "old.jsonl"
+    old = {"task": "tiny", "model": "tiny-bert", "method": "ptv2", "seed": 0, "test_acc": 0.5, "k_shot": 8,
+           "data_seed": 13, "config": {"agent": {"beta": 0.0}}}  # fmt: skip
+    results.write_text(json.dumps(old) + "\n")
+    monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("nothing runs before the results file is read"))
+    with pytest.raises(ConfigError, match="migrate_records.py"):
+        reproduce(tiny_kshot(tmp_path / "out", results=results))
+    migrate_file(results)
+    assert crl.read_records(results)[0]["migrated_from"]["file"] == "old.jsonl"
 
 
 def test_phase2_lr_protocol_keeps_the_best_on_d_rl(tmp_path):
