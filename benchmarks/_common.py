@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import datetime as _dt
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -70,16 +69,6 @@ def quiet() -> None:
 
 
 # ----------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def loadavg() -> tuple[float, float, float] | None:
     try:
         return os.getloadavg()
@@ -108,33 +97,21 @@ def other_load(start, end) -> float | None:
 
 
 def machine(device) -> dict:
-    import torch
+    """:func:`crlprompt.runners.common.machine` (the one description of a machine, records' too) and, for the
+    report line, the package versions under ``versions``."""
+    from crlprompt.runners.common import machine as described, versions
 
-    info = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    for mod in ("transformers", "peft"):
-        with contextlib.suppress(ImportError):
-            info[mod] = __import__(mod).__version__
-    if device.type == "cuda":
-        info["device"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    else:
-        info["device"] = "cpu"
-    return info
+    return {**described(device), "versions": versions()}
 
 
 def machine_line(info: dict) -> str:
-    dev = info["device"] if info["device"] == "cpu" else f"**{info['device']}** (CUDA {info.get('cuda')})"
+    v = info["versions"]
+    gpu = info.get("gpu") if str(info["device"]).startswith("cuda") else None
+    dev = f"**{gpu}** (CUDA {info.get('cuda')})" if gpu else info["device"]
     return (
-        f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable, torch threads {info['torch_threads']}); "
-        f"device {dev}; Python {info['python']}, torch {info['torch']}, transformers {info.get('transformers', '-')}, "
-        f"peft {info.get('peft', '-')}"
+        f"{info['cpu']}, {info['cpus']} cores ({info['usable_cpus']} usable, torch threads {info['torch_threads']}); "
+        f"device {dev}; Python {v['python']}, torch {v['torch']}, transformers {v.get('transformers', '-')}, "
+        f"peft {v.get('peft', '-')}"
     )
 
 
@@ -239,7 +216,7 @@ class Report:
         other = other_load(self.cpu_start, cpu_snapshot())
         note = f"load average (1/5/15 min) at start {fmt(self.load_start)}, at end {fmt(end)} (it counts this script's own threads)"
         if other is not None:
-            note += f"; other processes kept **{other:.2f} of {self.info['cores']} cores** busy on average during the script"
+            note += f"; other processes kept **{other:.2f} of {self.info['cpus']} cores** busy on average during the script"
         busy = worst > LOAD_WARN if other is None else other > 0.25
         if self.device.type == "cpu" and busy:
             note += (

@@ -180,7 +180,7 @@ def done_keys(path: Path, keys: tuple[str, ...]) -> set[tuple]:
 def part_a(part: str, only: tuple[int, ...] | None = None, algos: tuple[str, ...] | None = None) -> None:
     import gymnasium as gym
 
-    from crlprompt.runners.common import append_jsonl
+    from crlprompt.runners.records import append_record
 
     env_id, env_kwargs, all_algos, *_ = SEARCH[part]
     path = OUT / "search.jsonl"
@@ -192,7 +192,7 @@ def part_a(part: str, only: tuple[int, ...] | None = None, algos: tuple[str, ...
     base = stamp()
     for algo, seed in todo:
         rec = {**run_search(part, algo, seed, setup), **base, "load1": os.getloadavg()[0]}
-        append_jsonl(path, rec)
+        append_record(path, rec, kind="benchmark")
         last = rec["points"][-1] if rec["points"] else {}
         print(f"{part} {algo} seed {seed}: test {last.get('test_acc', float('nan')):.3f} at {last.get('evals')} "
               f"evals, {rec['seconds']:.0f}s", flush=True)  # fmt: skip
@@ -201,7 +201,7 @@ def part_a(part: str, only: tuple[int, ...] | None = None, algos: tuple[str, ...
 def part_b(trials: int = RACE_TRIALS) -> None:
     import gymnasium as gym
 
-    from crlprompt.runners.common import append_jsonl
+    from crlprompt.runners.records import append_record
 
     path = OUT / "racing.jsonl"
     done = {t for (t,) in done_keys(path, ("trial",))}
@@ -213,13 +213,13 @@ def part_b(trials: int = RACE_TRIALS) -> None:
     for trial in todo:
         recs = run_race_trial(trial, env)
         for rec in recs:
-            append_jsonl(path, {**rec, **base})
+            append_record(path, {**rec, **base}, kind="benchmark")
         print(f"race {trial}: " + ", ".join(f"{r['rule']} same={r['same_best']} {r['fraction']:.2f}" for r in recs),
               flush=True)  # fmt: skip
 
 
 def part_c(seeds=CRL_SEEDS, estimators=CRL_ESTIMATORS, tasks=CRL_TASKS) -> None:
-    from crlprompt.runners.common import append_jsonl
+    from crlprompt.runners.records import append_record
 
     path = OUT / "crl.jsonl"
     done = done_keys(path, ("task", "estimator", "seed"))
@@ -229,14 +229,14 @@ def part_c(seeds=CRL_SEEDS, estimators=CRL_ESTIMATORS, tasks=CRL_TASKS) -> None:
                 if (task, est, seed) in done:
                     continue
                 rec = {**run_crl(task, est, seed), **stamp()}
-                append_jsonl(path, rec)
+                append_record(path, rec, kind="benchmark")
                 print(f"crl {task} {est} seed {seed}: test {rec['test_acc']:.3f}, {rec['seconds']:.0f}s "
                       f"(RL {rec['rl_seconds']:.1f}s, {rec['rl_updates']} updates)", flush=True)  # fmt: skip
 
 
 def measure() -> None:
     """The first cell of each part, timed into ``measure.jsonl``; its records count toward the grid."""
-    from crlprompt.runners.common import append_jsonl
+    from crlprompt.runners.records import append_record
 
     steps = [("a-tiny es", lambda: part_a("a-tiny", (0,), ("es",))),
              ("a-real es", lambda: part_a("a-real", (0,), ("es",))), ("b one trial", lambda: part_b(1)),
@@ -245,7 +245,8 @@ def measure() -> None:
     for what, step in steps:
         t = time.perf_counter()
         step()
-        append_jsonl(OUT / "measure.jsonl", {"what": what, "seconds": time.perf_counter() - t, **stamp()})
+        append_record(OUT / "measure.jsonl", {"what": what, "seconds": time.perf_counter() - t, **stamp()},
+                      kind="benchmark")  # fmt: skip
         print(f"measure {what}: {time.perf_counter() - t:.1f}s", flush=True)
 
 

@@ -105,13 +105,14 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     from crlprompt.runners import compare
-    from crlprompt.runners.common import append_jsonl, setup_logging
+    from crlprompt.runners.common import setup_logging
+    from crlprompt.runners.records import append_record
 
     setup_logging()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.skip_measure:
         for rec in measure():
-            append_jsonl(OUT / "measure.jsonl", rec)
+            append_record(OUT / "measure.jsonl", rec, kind="benchmark")
     if args.measure_only:
         return
     names = [c.strip() for c in args.cells.split(",") if c.strip()]

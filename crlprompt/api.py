@@ -38,8 +38,8 @@ from .errors import ConfigError, CRLPromptError, DataError
 from .floors import fit_probe_head
 from .models import load_model
 from .prompt_io import ADAPTER_DIR, PROMPT_FILE, load_prompt, save_peft_adapter, save_prompt
-from .runners.common import versions
 from .runners.config import METHODS, TrainConfig
+from .runners.records import append_record, migrate, stamp
 from .runners.saved import custom_spec, open_checkpoint, spec_record, write_splits
 from .scoring import accuracy, autocast
 from .tasks import TASKS, Split, TaskData, TaskSpec, get_task
@@ -142,12 +142,13 @@ class PromptClassifier:
             summary = {"rl_acc": accuracy(setup.model, setup.rl), "steps": 0}
         self.model.eval()
         trainable, total = self.model.parameter_counts()
-        self.record = {
+        self.record = stamp({
             "event": "final", "task": cfg.task, "model": cfg.model, "method": self.config.method, "seed": cfg.seed,
             "test_acc": None, "rl_acc": summary["rl_acc"], "steps": summary["steps"],
             "seconds": time.perf_counter() - t0, "trainable_params": trainable, "total_params": total,
-            "n_train": len(train), "n_rl": len(rl), "n_test": 0, "device": str(self.device), "versions": versions(),
-        }  # fmt: skip
+            "n_train": len(train), "n_rl": len(rl), "n_test": 0, "device": str(self.device),
+            "config": {"setup": jsonable(setup.config), "agent": jsonable(agent_cfg)},
+        }, kind="train", device=self.device)  # fmt: skip
         return self
 
     def evaluate(self, texts: Sequence[str], labels: Sequence[Any], *, as_test: bool | None = None) -> dict:
@@ -210,7 +211,9 @@ class PromptClassifier:
             if self.splits:
                 config |= {"task_spec": spec_record(self.spec), "data": write_splits(tmp, self.splits)}
             (tmp / "config.json").write_text(json.dumps(config, indent=2))
-            (tmp / "metrics.jsonl").write_text(json.dumps(jsonable(self.record)) + "\n" if self.record else "")
+            (tmp / "metrics.jsonl").write_text("")
+            if self.record:
+                append_record(tmp / "metrics.jsonl", self.record, kind="train")
             meta = {"task": cfg.task, "method": self.config.method, "test_acc": self.record.get("test_acc")}
             save_prompt(pm, tmp / PROMPT_FILE, meta)
             if pm.layout.num_tokens > 0:
@@ -270,7 +273,8 @@ class PromptClassifier:
                 clf.splits["test"] = saved.data.test
         metrics = Path(path) / "metrics.jsonl"
         lines = metrics.read_text().splitlines() if metrics.is_file() else []
-        clf.record = json.loads(lines[-1]) if lines and '"final"' in lines[-1] else {}
+        final = json.loads(lines[-1]) if lines and '"final"' in lines[-1] else {}
+        clf.record = migrate(final, str(metrics)) if final else {}  # a run saved before records had a schema
         return clf
 
     # ------------------------------------------------------------------ helpers

@@ -15,6 +15,7 @@ from crlprompt import PromptClassifier
 from crlprompt.data.synthetic import tiny_split
 from crlprompt.errors import ConfigError, DataError
 from crlprompt.prompt_io import HEAD_FILE, read_card_record
+from crlprompt.runners.records import SCHEMA
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ["negative", "positive"]
@@ -57,6 +58,8 @@ def test_fit_evaluate_save_load_predict_round_trip(tmp_path, capsys):
     assert config["task_spec"]["label_names"] == NAMES and set(config["data"]) == {"train", "rl", "test"}
     final = json.loads((out / "metrics.jsonl").read_text())
     assert final["test_acc"] == scores["accuracy"] and final["n_train"] + final["n_rl"] == 96 and final["n_test"] == 40
+    assert final["schema"] == SCHEMA and final["kind"] == "train" and final["machine"]["torch_threads"] >= 1
+    assert final["versions"]["commit"] and final["config"]["setup"]["init"] != "auto"  # the config as built
     assert (out / "adapter" / HEAD_FILE).is_file() and read_card_record(out / "adapter")["labels"] == NAMES
 
     back = PromptClassifier.load(out, device="cpu")
@@ -111,6 +114,14 @@ def test_loads_a_crl_prompt_train_run(tmp_path):
                     agent=CRLConfig(phase1_epochs=1, phase2_epochs=0)), progress=False)  # fmt: skip
     clf = PromptClassifier.load(out)
     assert clf.labels == ("negative", "positive") and clf.splits == {}
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    final = json.loads(lines[-1])
+    assert clf.record == final and final["schema"] == SCHEMA and final["machine"]["device"] == "cpu"
+    assert all("schema" not in json.loads(line) for line in lines[:-1])  # the epoch lines are the run's log
+    # a run directory saved before records had a schema: its record is migrated as it is read
+    old = {k: v for k, v in final.items() if k not in ("schema", "kind")}
+    (out / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(old)]) + "\n")
+    assert PromptClassifier.load(out).record == {**final, "migrated_from": {"schema": None, "file": "metrics.jsonl"}}
     test = load_task("tiny").test
     assert clf.evaluate(test.texts, test.labels)["accuracy"] == pytest.approx(evaluate_checkpoint(out)["accuracy"], abs=1e-7)
 

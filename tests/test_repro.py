@@ -14,6 +14,7 @@ from crlprompt.errors import ConfigError
 from crlprompt.runners import crl, tables
 from crlprompt.runners.common import mean_std
 from crlprompt.runners.crl import Cell, ReproduceConfig, grid, record_cell, reproduce
+from crlprompt.runners.records import SCHEMA, migrate, migrate_file
 
 
 def tiny_kshot(out, **kw) -> ReproduceConfig:
@@ -43,6 +44,7 @@ def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
         (m, d, 8) for m in ("ptv2", "crl") for d in (13, 21)}
     for r in recs:
         assert r["versions"]["commit"] and r["versions"]["torch"] and r["machine"]["device"] == "cpu"
+        assert r["schema"] == SCHEMA and r["kind"] == "train" and r["machine"]["torch_threads"] >= 1
         assert r["config"]["setup"]["k_shot"] == 8 and r["config"]["setup"]["data_seed"] == r["data_seed"]
         assert r["n_train"] == r["n_rl"] == 16  # 8 per class, 2 classes
         assert r["config"]["agent"]["beta"] == (0.3 if r["method"] == "crl" else 0.0)
@@ -51,6 +53,18 @@ def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("a recorded run was redone"))
     again = reproduce(tiny_kshot(tmp_path / "out", results=results))
     assert len(again) == 4 and results.read_text().count("\n") == 4
+
+
+def test_a_results_file_from_before_the_schema_is_refused_until_migrated(tmp_path, monkeypatch):
+    results = tmp_path / "old.jsonl"
+    old = {"task": "tiny", "model": "tiny-bert", "method": "ptv2", "seed": 0, "test_acc": 0.5, "k_shot": 8,
+           "data_seed": 13, "config": {"agent": {"beta": 0.0}}}  # fmt: skip
+    results.write_text(json.dumps(old) + "\n")
+    monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("nothing runs before the results file is read"))
+    with pytest.raises(ConfigError, match="migrate_records.py"):
+        reproduce(tiny_kshot(tmp_path / "out", results=results))
+    migrate_file(results)
+    assert crl.read_records(results)[0]["migrated_from"]["file"] == "old.jsonl"
 
 
 def test_phase2_lr_protocol_keeps_the_best_on_d_rl(tmp_path):
@@ -91,15 +105,25 @@ def _rec(method, acc, data_seed=13, seed=0, k=16, tag="", **extra):
             **extra}  # fmt: skip
 
 
+def _write(path, recs) -> None:
+    """Records as today's writers leave them (schema stamped; versions and machine are not read here)."""
+    path.write_text("".join(json.dumps({"schema": SCHEMA, "kind": "train", **r}) + "\n" for r in recs))
+
+
 def test_legacy_records_are_read_in_todays_names():
+    """Migration wrote today's names into the old records (crlprompt.runners.records); the tables read them."""
     old = {"task": "trec", "model": "minilm", "method": "ptv1", "seed": 0, "test_acc": 0.9,
            "config": {"agent": {"beta": 0.0}}}  # fmt: skip
-    assert tables.normalize(old)["method"] == "prompt-tuning"
-    assert tables.normalize(dict(old, method="handcraft"))["method"] == "handcraft-cloze"
-    old_crl = tables.normalize(dict(old, method="crl", config={"agent": {"beta": 0.3}}))
+
+    def read(rec):
+        return tables.normalize(migrate(rec, "paper_grid_h100.jsonl"))
+
+    assert read(old)["method"] == "prompt-tuning"
+    assert read(dict(old, method="handcraft"))["method"] == "handcraft-cloze"
+    old_crl = read(dict(old, method="crl", config={"agent": {"beta": 0.3}}))
     assert old_crl["method"] == "crl" and old_crl["contrast_mode"] == "noise"
     assert (old_crl["k_shot"], old_crl["data_seed"], old_crl["tag"]) == (None, 0, "")
-    new = tables.normalize(_rec("ptv1", 0.8))
+    new = read(_rec("ptv1", 0.8))
     assert new["method"] == "ptv1"  # a record that stores its setup is today's P-Tuning v1
 
 
@@ -162,7 +186,7 @@ def test_report_pairs_a_full_data_sweep_point_with_untagged_prompt_v2(tmp_path):
     point["config"]["agent"] = {"beta": 0.0, "gamma": 0.2, "rl_interval": 10, "rl_estimator": "single", "rl_samples": 1}
     for r in (base, point):
         r["k_shot"] = None
-    (tmp_path / "trec-full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (base, point)))
+    _write(tmp_path / "trec-full.jsonl", (base, point))
     text = tables.report([tmp_path])
     assert "## Full data: sweep (tagged variants)" in text
     row = next(line for line in text.splitlines() if "g2e-1-N10-single" in line)
@@ -179,6 +203,8 @@ def test_report_never_prints_two_decoder_inits_side_by_side(tmp_path):
         "".join(json.dumps(legacy(m, a, s)) + "\n" for m, a in (("ptv2", 0.35), ("crl", 0.42)) for s in (0, 1)))
     (tmp_path / "smollm2_ptv2_token_init_h100.jsonl").write_text(
         "".join(json.dumps(legacy("ptv2", 0.96, s)) + "\n" for s in (0, 1)))
+    for f in tmp_path.glob("*.jsonl"):  # the file names mean something to the migration only
+        migrate_file(f)
     recs = tables.collect([tmp_path])
     assert sorted((r["init"], r["current"]) for r in recs if r["method"] == "ptv2") == [
         ("random", False), ("random", False), ("tokens", True), ("tokens", True)]
@@ -205,6 +231,8 @@ def test_provenance_says_which_crl_runs_predate_the_schedule_fix():
     new = _rec("crl", 0.95, k=None)
     new["model"], new["config"]["agent"]["contrast_mode"] = "smollm2", "paper"
     assert "step N" in tables.provenance([tables.normalize(new)])
+    old = migrate(old, "paper_grid_h100.jsonl")  # it stores no setup: its first RL update came at step 1
+    assert old["config"]["agent"]["rl_first_step"] == 1
     assert "step 1 (runs from before issue 11)" in tables.provenance([tables.normalize(old)])
     mixed = tables.provenance([tables.normalize(old), tables.normalize(new)])
     assert "for the 1 runs from before issue 11" in mixed and "step N for the 1 newer ones (trec/smollm2)" in mixed

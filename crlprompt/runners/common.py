@@ -1,4 +1,5 @@
-"""What every runner shares: the tyro call, logging, JSON-lines records, mean ± std, versions."""
+"""What every runner shares: the tyro call, logging, JSON-lines files (the records' low-level reader and
+writer: :mod:`.records` stamps, migrates and checks them), mean ± std, versions, the machine."""
 
 from __future__ import annotations
 
@@ -257,12 +258,29 @@ def versions() -> dict:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(device: Any = None) -> dict:
-    """Where a record was measured: device, CPU count, torch threads, host platform."""
+    """Where a record was measured: device (and its GPU and CUDA version), CPU model, CPU count and the CPUs
+    this process may use, torch threads, host platform. The one description of a machine: records and the
+    benchmarks' report lines both use it."""
     import torch
 
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info = {"device": str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}  # fmt: skip
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "usable_cpus": usable, "cpu": cpu_model()}  # fmt: skip
     if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+        dev = torch.device(info["device"]) if info["device"].startswith("cuda") else torch.device("cuda", 0)
+        info["gpu"] = torch.cuda.get_device_name(dev)
+        info["cuda"] = torch.version.cuda
     return info

@@ -12,8 +12,9 @@ over seeds) are rewritten after every run to ``OUT/table1.md`` / ``OUT/table2.md
 
 Few-shot grids (LM-BFF): ``--k-shots 16 64 --data-seeds 13 21 42 87 100`` adds k (rows per class)
 and the data seed to the grid; ``--tag NAME`` names a variant of the agent config (a sweep
-point), so several variants share one results file. Every record carries the commit, the
-package versions and the machine.
+point), so several variants share one results file. Every record carries the schema, the commit, the
+package versions and the machine (:mod:`crlprompt.runners.records`); a results file written before
+records had a schema is refused until ``python scripts/migrate_records.py`` converts it.
 
 The paper's learning-rate protocol (phase 1 at 1e-3, phase 2 at the best on D_RL of four rates):
 ``--lr 1e-3 --phase2-lrs 1e-3 2e-3 5e-4 1e-4 --tag paper-lr``; every method of the grid
@@ -34,9 +35,10 @@ from ..agents.crl import CRLConfig
 from ..build import SetupConfig
 from ..distributed import is_main
 from ..errors import ConfigError, CRLPromptError, ModelError
-from .common import append_jsonl, check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions
+from .common import check_out_dir, jsonable, load_results, parse_config, setup_logging
 from .config import METHODS, TrainConfig
 from .launch import run_cells
+from .records import append_record, read_records, stamp
 from .tables import ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, few_shot_sections, normalize, table
 from .train import run
 
@@ -206,10 +208,10 @@ def _run_one(cfg: ReproduceConfig, cell: Cell, agent: CRLConfig, out: Path) -> d
             raise
         # HandCraft needs an MLM/LM head (MiniLM has none): record the cell as not applicable.
         log.warning("skipping %s: %s", cell.name, e)
-        rec = {"task": cell.task, "model": cell.model, "method": cell.method, "seed": cell.seed, "test_acc": None,
-               "skipped": str(e), "versions": versions()}  # fmt: skip
-    rec.update(data_seed=cell.data_seed, k_shot=cell.k_shot, tag=cell.tag, wall_seconds=time.perf_counter() - t0,
-               machine=machine(rec.get("device")))  # fmt: skip
+        rec = stamp({"task": cell.task, "model": cell.model, "method": cell.method, "seed": cell.seed,
+                     "test_acc": None, "skipped": str(e)}, kind="train")  # fmt: skip
+    # run() stamped the record (schema, versions, the machine of the process that trained it)
+    rec.update(data_seed=cell.data_seed, k_shot=cell.k_shot, tag=cell.tag, wall_seconds=time.perf_counter() - t0)
     rec["config"] = {"max_train": setup.max_train, "max_test": setup.max_test, "setup": jsonable(tc.resolved_setup()),
                      "agent": dataclasses.asdict(tc.agent_config())}  # fmt: skip
     return rec
@@ -233,7 +235,7 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
 
 def _reproduce(cfg: ReproduceConfig) -> list[dict]:
     results_path = cfg.results or cfg.out / "results.jsonl"
-    results = load_results(results_path)
+    results = read_records(results_path)  # records of an older schema are refused, naming the migration
     done = {record_cell(r) for r in results}
     cells = grid(cfg)
     todo = [c for c in cells if c not in done]
@@ -244,7 +246,7 @@ def _reproduce(cfg: ReproduceConfig) -> list[dict]:
         log.info("[%d/%d] %s: test accuracy %s", len(results) - (len(cells) - len(todo)), len(todo), cell.name,
                  rec.get("test_acc"))  # fmt: skip
         if is_main():
-            append_jsonl(results_path, rec)
+            append_record(results_path, rec, kind="train")
             write_tables(cfg, results)
 
     run_cells([(cfg, c) for c in todo], _run_cell_pair, lambda pair, rec: finished(pair[1], rec),

@@ -1,8 +1,8 @@
 """Which records of the results may be set side by side: a method and its partner (Prompt v2, or the
 no-prompt floor) pair only if their configs agree in everything but the methods' own fields.
 
-Records written before a config was stored, or before one of its fields existed, compare on what they
-hold (:data:`LEGACY_FIELDS` says what a missing field ran with where that is known).
+A field one record lacks is not compared: every field whose value is known is written in the record
+(what older records ran with was written into them by ``scripts/migrate_records.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from .config import METHODS
 METHOD_SETUP = ("prompt", "head", "num_tokens", "prompt_encoder", "template")
 METHOD_AGENT = ("beta", "gamma")
 #: agent fields that act only through the RL (γ) or the contrastive (β) term: inert in a run with that term off
-RL_ONLY = ("rl_interval", "sigma", "rl_samples", "rl_estimator", "rl_buffer", "reward_batch_size")
+RL_ONLY = ("rl_interval", "rl_first_step", "sigma", "rl_samples", "rl_estimator", "rl_buffer", "reward_batch_size")
 CONTRAST_ONLY = ("tau", "contrast_mode", "num_negatives", "negative_kind", "negative_dropout", "negative_noise")
 #: where the data was read from, and the training seed (the pairing key matches seeds; a floor pairs across them)
 NOT_COMPARED = ("data_dir", "seed")
-#: what a record written before a field existed ran with
-LEGACY_FIELDS = {("setup", "pooling"): "legacy", ("agent", "head_init"): "keep", ("agent", "contrast_mode"): "noise"}
 Refused = dict[tuple[str, ...], list[str]]  # config differences -> the table row of each refused pair
 
 
@@ -35,8 +33,8 @@ def trains(rec: dict) -> bool:
 def config_mismatch(a: dict, b: dict) -> list[str]:
     """``"part.field (value of a vs value of b)"`` for each config field in which runs ``a`` and ``b``
     differ beyond their methods' own fields, so that a difference of their accuracies is the methods'
-    (empty: they may be paired). A part or field that one record lacks is not compared, except
-    where :data:`LEGACY_FIELDS` says what such a record ran with; records without a config compare equal."""
+    (empty: they may be paired). A part or field that one record lacks is not compared; records without a
+    config compare equal."""
     ca, cb = a.get("config") or {}, b.get("config") or {}
     sa, sb = ca.get("setup") or {}, cb.get("setup") or {}
     ga, gb = ((c.get("agent") or {}).get("gamma") for c in (ca, cb))
@@ -59,9 +57,9 @@ def config_mismatch(a: dict, b: dict) -> list[str]:
     out = []
     for part, x, y in parts:
         for f in sorted(set(x) | set(y)):
-            if (part, f) in skip or (f not in x or f not in y) and (part, f) not in LEGACY_FIELDS:
+            if (part, f) in skip or f not in x or f not in y:
                 continue
-            vx, vy = x.get(f, LEGACY_FIELDS.get((part, f))), y.get(f, LEGACY_FIELDS.get((part, f)))
+            vx, vy = x[f], y[f]
             if vx != vy:
                 out.append(f"{part + '.' if part else ''}{f} ({vx} vs {vy})")
     return out

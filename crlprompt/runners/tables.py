@@ -4,9 +4,9 @@
     python -m crlprompt.runners.tables results/ results/repro/kshot.jsonl   # every table the records hold
     python -m crlprompt.runners.tables --runs results/main_job              # one row per run
 
-Records written before the method table changed are read in today's names: their ``ptv1`` was
-shallow prompt tuning (now ``prompt-tuning``), their ``handcraft`` used the cloze templates
-(now ``handcraft-cloze``), and their contrastive term was the ``noise`` form.
+The records are read as they are (:func:`crlprompt.runners.records.read_records`): what older records
+left implicit (their method names, prefix init, pooling, contrastive form, RL schedule) was written
+into them once by ``scripts/migrate_records.py``, so no file name and no record's age decides a number.
 
 Paired comparisons: a method and Prompt v2 that share (task, model, k, data seed, training seed)
 form a pair; the table gives the mean paired difference with a 95% t confidence interval over
@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import load_results, mean_std
+from .common import mean_std
 from .config import METHODS
 from .pairing import Refused, floor_pairs, pairs, refusal_note, scored_runs, trains
 from .pairing import config_mismatch  # noqa: F401  (the pairing rule, read as tables.config_mismatch)
+from .records import DECODERS, read_records
 
 TASK_ORDER = ("agnews", "trec", "sst2", "empathetic_dialogues")
 TASK_NAMES = {"agnews": "AG News", "trec": "TREC", "sst2": "SST-2", "empathetic_dialogues": "EmpDial"}
@@ -37,31 +38,25 @@ TABLE1_ROWS = ("probe", "handcraft", "handcraft-cloze", "ptv1", "ptv1-lstm", "pr
 ABLATION_METHODS = ("ptv2", "crl-contrast", "crl-rl", "crl")
 METHOD_NAMES = {name: m.title for name, m in METHODS.items()}
 ABLATION_NAMES = {"ptv2": "v2 only", "crl-contrast": "+ contrastive", "crl-rl": "+ RL", "crl": "full (CRL-Prompt)"}
-LEGACY_METHODS = {"ptv1": "prompt-tuning", "handcraft": "handcraft-cloze"}
-DECODERS = ("smollm2", "tiny-llama")
-#: records that store no setup: the init of decoders' deep prefixes, by file (older ones drew N(0, 1))
-LEGACY_INIT_FILES = {"smollm2_ptv2_token_init_h100.jsonl": "tokens"}
 
-
-def normalize(rec: dict, source: str = "") -> dict:
-    """A record in today's names (see the module docstring); adds ``contrast_mode``, ``k_shot``,
-    ``data_seed``, ``tag``, the prefix ``init`` and ``current`` (False for a decoder's deep prefix
-    drawn N(0, 1): runs superseded by the token init, never shown beside current ones)."""
+def normalize(rec: dict) -> dict:
+    """A record with the fields the tables key on: ``contrast_mode`` (None without a contrastive term),
+    ``k_shot``, ``data_seed``, ``tag``, the prefix ``init`` (``auto`` resolved as the model builder does) and
+    ``current`` (False for a decoder's deep prefix drawn N(0, 1): runs superseded by the token init, never
+    shown beside current ones). Reads only the record's own fields."""
     out = dict(rec)
     config = rec.get("config") or {}
-    setup = config.get("setup")
-    if setup is None:  # written before SetupConfig was stored in records
-        out["method"] = LEGACY_METHODS.get(rec["method"], rec["method"])
-    method = METHODS.get(out["method"])
-    deep = (setup or {}).get("prompt", method.prompt if method else "deep") == "deep"
+    setup = config.get("setup") or {}
+    method = METHODS.get(rec["method"])
+    deep = setup.get("prompt", method.prompt if method else "deep") == "deep"
     decoder = rec["model"] in DECODERS
-    init = (setup or {}).get("init") or LEGACY_INIT_FILES.get(Path(source).name, "random")
+    init = setup.get("init", "auto")
     if init == "auto":
         init = "tokens" if decoder and deep else "random"
     out["init"] = init
     out["current"] = not (decoder and deep and init == "random")
     agent = config.get("agent") or {}
-    out["contrast_mode"] = agent.get("contrast_mode", "noise") if agent.get("beta") else None
+    out["contrast_mode"] = agent.get("contrast_mode") if agent.get("beta") else None
     out.setdefault("k_shot", None)
     out.setdefault("data_seed", 0)
     out.setdefault("tag", "")
@@ -69,12 +64,12 @@ def normalize(rec: dict, source: str = "") -> dict:
 
 
 def collect(paths: list[Path]) -> list[dict]:
-    """Every record of the given JSON-lines files and of the ``*.jsonl`` files under the given directories."""
+    """Every training record of the given JSON-lines files and of the ``*.jsonl`` files under the given
+    directories (a file of unversioned records is refused, naming the migration)."""
     files: list[Path] = []
     for p in paths:
         files += sorted(p.rglob("*.jsonl")) if p.is_dir() else [p]
-    return [normalize(r, str(f)) for f in files for r in load_results(f)
-            if isinstance(r, dict) and {"task", "model", "method", "seed"} <= set(r)]  # fmt: skip
+    return [normalize(r) for f in files for r in read_records(f, kind="train")]
 
 
 def table(results: list[dict], tasks, models, methods, names: dict[str, str], key: str = "test_acc") -> str:
@@ -269,7 +264,7 @@ def provenance(results: list[dict]) -> str:
     if not crl:
         return ""
     modes = sorted({r["contrast_mode"] for r in crl if r["contrast_mode"]})
-    legacy = [r for r in crl if "setup" not in (r.get("config") or {})]
+    legacy = [r for r in crl if ((r.get("config") or {}).get("agent") or {}).get("rl_first_step") == 1]
     if not legacy:
         sched = "first RL update at phase-2 step N"
     elif len(legacy) == len(crl):
@@ -352,8 +347,7 @@ def runs_table(results: list[dict]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         m = r.get("machine") or {}
-        threads = m.get("torch_threads") or (r.get("command", "").split("--threads ")[1].split()[0]
-                                             if "--threads " in r.get("command", "") else "?")  # fmt: skip
+        threads = m.get("torch_threads") or "?"
         lines.append(
             f"| {r['task']}/{r['model']} {r['method']} seed {r['seed']} | {r['test_acc']:.4f} | "
             f"{r.get('phase1_test_acc', float('nan')):.4f} | {r.get('rl_acc', float('nan')):.4f} | {r.get('steps', '–')} | "

@@ -3,7 +3,7 @@
 A run directory holds::
 
     config.json          the resolved configuration
-    metrics.jsonl        one record per epoch, then the final record
+    metrics.jsonl        one record per epoch, then the final record (crlprompt.runners.records' schema)
     tb/                  TensorBoard scalars (train/, rl/, eval/)
     prompt.safetensors   θ and the linear head (never pickle)
     adapter/             the prompt as a standard PEFT adapter (PeftModel.from_pretrained)
@@ -25,8 +25,9 @@ from pathlib import Path
 from ..checkpoint import STATE_FILE
 from ..distributed import barrier, default_device, is_main
 from ..errors import CheckpointError, ConfigError
-from .common import check_out_dir, jsonable, setup_logging, versions  # noqa: F401  (setup_logging re-exported for the CLI)
+from .common import check_out_dir, jsonable, setup_logging  # noqa: F401  (setup_logging re-exported for the CLI)
 from .config import METHODS, EvalConfig, Method, TrainConfig, get_method, setup_from_run_config  # noqa: F401
+from .records import append_record, stamp
 
 log = logging.getLogger("crlprompt")
 
@@ -137,17 +138,17 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
                 metrics.truncate()
                 for rec in summary["history"]:
                     metrics.write(json.dumps({"event": "epoch", **rec}) + "\n")
-        record = {
+        record = stamp({
             "event": "final", "task": setup_cfg.task, "model": setup_cfg.model, "method": cfg.method, "seed": cfg.seed,
             "test_acc": summary["test_acc"], "rl_acc": summary["rl_acc"],
             "phase1_test_acc": summary["phase1_test_acc"], "phase1_rl_acc": summary["phase1_rl_acc"],
             "steps": summary["steps"], "seconds": time.perf_counter() - t0, "trainable_params": trainable,
             "total_params": total, "n_train": len(setup.train), "n_rl": len(setup.rl), "n_test": len(setup.test),
-            "device": str(device), "versions": versions(),
-            "config": {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)},
-        }  # fmt: skip
-        metrics.write(json.dumps(record) + "\n")
+            "device": str(device), "config": {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)},
+        }, kind="train", device=device)  # fmt: skip
         metrics.close()
+        if main:  # the final record: schema, versions, machine
+            append_record(tmp / "metrics.jsonl", record, kind="train")
         barrier()  # every rank is done with the checkpoint before rank 0 finalizes
         if not main:
             return record

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from crlprompt.runners import tables
+from crlprompt.runners.records import SCHEMA, migrate
 
 
 def _config(method: str, **agent) -> dict:
@@ -45,9 +46,11 @@ def test_config_mismatch_ignores_only_what_the_methods_set():
     # records without a config, or without its agent part, compare on what they hold
     bare = {"task": "trec", "model": "minilm", "method": "ptv2", "seed": 0}
     assert tables.config_mismatch(bare, _rec("crl", 0.5, phase2_epochs=3.0)) == []
-    # a record from before head_init existed ran with a randomly initialised head
+    # a record from before head_init existed ran with a randomly initialised head: migration wrote it in
     old = _rec("ptv2", 0.5)
     del old["config"]["agent"]["head_init"]
+    assert tables.config_mismatch(_rec("crl", 0.5), old) == []  # a field one record lacks is not compared
+    old = migrate(old, "kshot.jsonl")
     assert tables.config_mismatch(_rec("crl", 0.5), old) == ["agent.head_init (probe vs keep)"]
 
 
@@ -111,7 +114,7 @@ def test_paired_table_sets_each_row_against_the_floor():
 
 
 def test_report_shows_the_floor_in_table_1_only_where_it_has_records(tmp_path):
-    recs = [dict(r, k_shot=None) for r in _floor_records()]
+    recs = [dict(r, k_shot=None, schema=SCHEMA, kind="train") for r in _floor_records()]
     (tmp_path / "full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     text = tables.report([tmp_path])
     # floors 0.30, 0.40, 0.50, 0.60: mean 0.45, sample std sqrt(0.05 / 3) = 0.129
