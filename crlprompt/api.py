@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,7 +36,8 @@ from .data.splits import split_rl
 from .errors import ConfigError, CRLPromptError, DataError
 from .floors import fit_probe_head
 from .models import load_model
-from .prompt_io import ADAPTER_DIR, PROMPT_FILE, load_prompt, save_peft_adapter, save_prompt
+from .prompt_io import load_prompt
+from .rundir import write_run_dir
 from .runners.config import METHODS, TrainConfig
 from .runners.records import append_record, migrate, stamp
 from .runners.saved import custom_spec, open_checkpoint, spec_record, write_splits
@@ -200,30 +200,20 @@ class PromptClassifier:
         pm, out = self._fitted(), Path(path)
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
             raise ConfigError(f"{out} exists and is not empty; choose another path or pass overwrite=True")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            cfg = dataclasses.replace(self.config.resolved_setup(), pooling=pm.pooling)  # auto made explicit
-            config = jsonable(dataclasses.replace(self.config, out=out)) | {
-                "setup": jsonable(cfg), "agent": jsonable(self.config.agent_config())}  # fmt: skip
-            if self.splits:
-                config |= {"task_spec": spec_record(self.spec), "data": write_splits(tmp, self.splits)}
-            (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        cfg = dataclasses.replace(self.config.resolved_setup(), pooling=pm.pooling)  # auto made explicit
+        config = jsonable(dataclasses.replace(self.config, out=out)) | {
+            "setup": jsonable(cfg), "agent": jsonable(self.config.agent_config())}  # fmt: skip
+
+        def rows_and_metrics(tmp: Path) -> dict:  # the run's own rows and its record, beside the prompt
             (tmp / "metrics.jsonl").write_text("")
             if self.record:
                 append_record(tmp / "metrics.jsonl", self.record, kind="train")
-            meta = {"task": cfg.task, "method": self.config.method, "test_acc": self.record.get("test_acc")}
-            save_prompt(pm, tmp / PROMPT_FILE, meta)
-            if pm.layout.num_tokens > 0:
-                save_peft_adapter(pm, tmp / ADAPTER_DIR, spec=self.spec, setup=cfg, metrics=self.record)
-            if out.exists():
-                shutil.rmtree(out) if out.is_dir() else out.unlink()
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            if not self.splits:
+                return {}
+            return {"task_spec": spec_record(self.spec), "data": write_splits(tmp, self.splits)}
+
+        meta = {"task": cfg.task, "method": self.config.method, "test_acc": self.record.get("test_acc")}
+        write_run_dir(out, config, pm, meta=meta, spec=self.spec, setup=cfg, record=self.record, extra=rows_and_metrics)
         return out
 
     @classmethod

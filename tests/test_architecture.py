@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),
     ("prompts", "prompt_io", "prompt_encoder", "modelcard", "batching"),
     ("scoring", "losses", "checkpoint"),
-    ("build", "floors"),
+    ("build", "floors", "rundir"),
     ("envs",),
     ("agents",),
     ("runners",),

@@ -22,7 +22,6 @@ batch to the callbacks. :class:`AskTellAgent` adds the loop itself, so that an a
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import time
 from abc import ABC, abstractmethod
@@ -126,33 +125,31 @@ class SearchResult:
         """
         import torch
 
-        from ..prompts import PROMPT_FILE, save_prompt
+        from ..prompt_io import PROMPT_FILE
+        from ..rundir import write_run_dir
 
         if which not in ("best", "final"):
             raise ConfigError(f"which must be 'best' or 'final', got {which!r}")
         prompt = self.best_prompt if which == "best" else self.final_prompt
-        pm = search_of(env).model
+        search = search_of(env)
+        pm = search.model
         theta = pm.prompt.theta
         if tuple(theta.shape) != tuple(prompt.shape):
             raise ConfigError(
                 f"this result holds a prompt of shape {prompt.shape}, the env's model needs {tuple(theta.shape)}"
             )
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         info = {"algo": self.algo, "which": which, "reward": self.best_reward if which == "best" else self.final_reward,
                 "evals": self.evals, **(meta or {})}  # fmt: skip
+        cfg = {**run_config(env), "algo": self.algo, "which": which, "env_reward": info["reward"], "evals": self.evals}
         old = theta.detach().clone()
-        try:
+        try:  # the env's model holds the found prompt only while it is written
             with torch.no_grad():
                 theta.copy_(torch.as_tensor(prompt, dtype=theta.dtype))
-            tmp = out / (PROMPT_FILE + ".tmp")
-            save_prompt(pm, tmp, info)
-            tmp.replace(out / PROMPT_FILE)  # atomic: never a half-written checkpoint
+            out = write_run_dir(path, cfg, pm, meta=info, spec=search.setup.spec, setup=search.setup.config,
+                                record={"method": cfg["method"]})  # fmt: skip
         finally:
             with torch.no_grad():
                 theta.copy_(old)
-        cfg = {**run_config(env), "algo": self.algo, "which": which, "env_reward": info["reward"], "evals": self.evals}
-        (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
         return out / PROMPT_FILE
 
 
@@ -168,7 +165,9 @@ def run_config(env: Any) -> dict:
     return {
         "env_id": spec.id if spec is not None else None,
         "setup": dataclasses.asdict(setup),
-        "method": "ptv2" if layout.kind == "deep" else "ptv1",  # ptv1 = shallow prompt, ptv2 = deep prefix
+        # the method whose prompt this is (θ searched, not trained, but of the same kind): a deep prefix is
+        # Prompt v2's, a shallow prompt plain prompt tuning's ("ptv1" names the prompt-encoder method)
+        "method": "ptv2" if layout.kind == "deep" else "prompt-tuning",
         "sigma": search.sigma,
         "projection_dim": search.action_dim if search.projection is not None else None,
     }

@@ -34,9 +34,8 @@ from typing import Any, Literal
 
 from ..agents import registry
 from ..errors import ConfigError
-from .common import (
-    append_jsonl, check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions,
-)
+from .common import check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions
+from .records import append_record
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +213,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     lm, bar, stamp, jobs = None, None, {"versions": versions()}, []
 
     def finished(job: tuple, rec: dict) -> None:  # in this process, as each run ends (any launcher)
-        append_jsonl(out / "results.jsonl", rec)
+        rec = append_record(out / "results.jsonl", rec, kind="search")
         runs.append(jsonable(rec))
         if bar is not None:
             bar.update(cfg.budget if cfg.launcher == "ray" else 0)
@@ -249,7 +248,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
                 for rec in baselines(search, seed=cfg.seed_list[0], grad_epochs=cfg.grad_epochs, grad_lr=cfg.grad_lr,
                                      skip=have):  # fmt: skip
                     rec = {**common, **rec}
-                    append_jsonl(out / "baselines.jsonl", rec)
+                    rec = append_record(out / "baselines.jsonl", rec, kind="baseline")
                     base.append(jsonable(rec))
             center = search.center.detach().cpu().numpy()
             common = {**common, "center_rl_acc": acc(center, setup.rl), "center_test_acc": acc(center, setup.test)}

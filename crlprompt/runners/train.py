@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from ..checkpoint import STATE_FILE
 from ..distributed import barrier, default_device, is_main
 from ..errors import CheckpointError, ConfigError
+from ..rundir import partial_dir
 from .common import check_out_dir, jsonable, setup_logging  # noqa: F401  (setup_logging re-exported for the CLI)
 from .config import METHODS, EvalConfig, Method, TrainConfig, get_method, setup_from_run_config  # noqa: F401
 from .records import append_record, stamp
@@ -38,7 +38,7 @@ def _prepare_out(out: Path, config_text: str, resume: bool) -> tuple[Path, bool]
     state is kept and resumed (when ``resume``); anything else there is discarded.
     """
     out.parent.mkdir(parents=True, exist_ok=True)  # (run() refused a non-empty --out before loading)
-    tmp = out.parent / f".{out.name}.partial"
+    tmp = partial_dir(out)
     same = (tmp / "config.json").is_file() and (tmp / "config.json").read_text() == config_text
     if resume and same and (tmp / STATE_FILE).is_file():
         return tmp, True
@@ -69,18 +69,12 @@ def _config_diff(old_file: Path, new_text: str) -> str:
     return ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
 
 
-def _finish_out(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-
-
 def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     """Train and evaluate one configuration; returns the final record (also in metrics.jsonl).
     ``progress`` overrides ``cfg.progress``."""
     from ..agents.crl import CRLAgent
     from ..build import build, resolve_device
-    from ..prompts import PROMPT_FILE, save_peft_adapter, save_prompt
+    from ..rundir import commit, write_prompt_files
 
     agent_cfg = cfg.agent_config()  # validates
     check_out_dir(cfg.out)  # a file, or under a file or an unwritable directory: refused before loading anything
@@ -104,7 +98,7 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
         tmp, resuming = _prepare_out(cfg.out, config_text, cfg.resume)
     barrier()
     if not main:
-        tmp = cfg.out.parent / f".{cfg.out.name}.partial"
+        tmp = partial_dir(cfg.out)
         resuming = (tmp / STATE_FILE).is_file()
     if resuming:
         log.info("resuming the interrupted run in %s", tmp)
@@ -153,14 +147,10 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
         if not main:
             return record
         meta = {"task": setup_cfg.task, "method": cfg.method, "test_acc": record["test_acc"]}
-        save_prompt(setup.model, tmp / PROMPT_FILE, meta)
-        if cfg.save_adapter and setup.model.layout.num_tokens > 0:
-            try:
-                save_peft_adapter(setup.model, tmp / "adapter", spec=setup.spec, setup=setup_cfg, metrics=record)
-            except Exception as e:  # an architecture PEFT cannot wrap: the safetensors file still holds θ
-                log.warning("could not write a PEFT adapter (%s: %s); prompt.safetensors holds the prompt", type(e).__name__, e)
+        write_prompt_files(tmp, setup.model, meta=meta, spec=setup.spec, setup=setup_cfg, record=record,
+                           adapter=cfg.save_adapter)  # fmt: skip
         (tmp / STATE_FILE).unlink(missing_ok=True)  # the finished run needs no resume state
-        _finish_out(tmp, cfg.out)
+        commit(tmp, cfg.out)
     except BaseException as e:
         if not main:
             raise
