@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .batching import Encoded, encode
+from .batching import Encoded
 from .build import Setup, build_model
 from .errors import ConfigError
 from .prompts import PromptedModel
@@ -162,20 +162,26 @@ def demonstrations(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> st
 
 def icl_floor(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> dict:
     """In-context demonstrations (decoders with a verbalizer): train rows in front of every D_RL / test
-    input, as many per class as fit ``max_tokens``; ``{"rl_acc", "test_acc", "demos"}``."""
-    from .tasks import Split
+    input, as many per class as fit ``max_tokens``; ``{"rl_acc", "test_acc", "demos", "tokens"}``.
+
+    The demonstrations are the same for every row, so they are run through the LM once: their keys and
+    values become a deep prefix (:func:`crlprompt.prompts.text_theta`) in front of each templated input,
+    which is exactly the LM reading the demonstrations and then the input, at the cost of the input alone."""
+    from .prompts import PromptLayout, text_prompt_ids, text_theta
 
     if setup.lm.arch != "decoder" or setup.model.head_kind != "verbalizer":
         raise ConfigError("the in-context floor needs a decoder with head='verbalizer'")
-    demos = demonstrations(setup, max_tokens=max_tokens, seed=seed)
-    pm = no_prompt_model(setup, head="verbalizer")
-    out: dict = {"demos": demos.count("\n") + 1 if demos else 0}
-    for name in ("rl", "test"):
-        split = getattr(setup.rows, name)
-        if not len(split.texts):
-            out[f"{name}_acc"] = None
-            continue
-        texts = [demos + "\n" + setup.spec.render(t, "", lm=True).rstrip() for t in split.texts]
-        enc = encode(Split(texts, split.labels), setup.lm.tokenizer, template="none", max_length=max_tokens + 512)
-        out[f"{name}_acc"] = accuracy(pm, enc, theta=torch.zeros(0), batch_size=8)
+    limit = getattr(setup.lm.config, "max_position_embeddings", None)
+    if limit:  # leave the inputs half of the model's positions
+        max_tokens = min(max_tokens, limit // 2)
+    demos = demonstrations(setup, max_tokens=max_tokens, seed=seed) + "\n"
+    n = len(setup.lm.tokenizer(demos, add_special_tokens=False)["input_ids"])
+    layout = PromptLayout.for_model(setup.lm, "deep", n)
+    assert len(text_prompt_ids(setup.lm, demos, n)) == n
+    pm = build_model(setup.lm, setup.spec, prompt="deep", num_tokens=n, head="verbalizer", seed=setup.config.seed)
+    pm = pm.to(setup.model.device).eval()
+    theta = text_theta(setup.lm, layout, demos).to(setup.model.device)
+    out: dict = {"demos": demos.count("\n"), "tokens": n}
+    for name, data in (("rl", setup.rl), ("test", setup.test)):
+        out[f"{name}_acc"] = accuracy(pm, data, theta=theta, batch_size=16) if len(data) else None
     return out
