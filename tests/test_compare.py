@@ -118,7 +118,7 @@ def test_an_interrupted_run_resumes_its_missing_cells_only(done, tmp_path):
         (["--algo-kwargs", '{"cma": {"sigma0": -1}}'], "sigma0 must be finite"),
         (["--env-id", "CRLPrompt/Nope-v0"], "unknown env id"),
         (["--env-kwargs", '{"projection": "sparse"}'], "projection must be one of"),
-        (["--seeds", "0,x"], "comma-separated integers"),
+        (["--seeds", "0,x"], "Error parsing --seeds"),  # flag syntax: tyro says which flag
     ],
 )
 def test_bad_input_is_one_error_and_writes_nothing(tmp_path, capsys, extra, match):

@@ -62,12 +62,38 @@ def parse_config(cls: type[T], argv: list[str] | None, description: str | None =
     """
     import tyro
 
-    argv = _bool_values_to_flags(cls, list(sys.argv[1:] if argv is None else argv))
+    argv = _split_list_commas(cls, _bool_values_to_flags(cls, list(sys.argv[1:] if argv is None else argv)))
     try:
         with _unboxed(cls):
             return tyro.cli(cls, args=argv, description=description, prog=prog, config=(tyro.conf.OmitArgPrefixes,))
     except _Refused as r:  # a config's own validation: the caller prints it as one line (exit code 2)
         raise r.error from None
+
+
+def _split_list_commas(cls: Any, argv: list[str]) -> list[str]:
+    """``--seeds 0,1,2`` -> ``--seeds 0 1 2`` for the tuple-valued (list) options of ``cls``: one list
+    syntax, with the comma form earlier versions of ``compare`` took still read the same."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        return argv
+    lists = {f"--{name.replace('_', '-')}" for name, t in hints.items() if typing.get_origin(t) is tuple}
+    out, in_list = [], False
+    for a in argv:
+        if a.startswith("--"):
+            in_list = a.split("=", 1)[0] in lists
+            if "=" in a and in_list:
+                flag, value = a.split("=", 1)
+                out += [flag, *[v for v in value.split(",") if v]]
+                continue
+            out.append(a)
+        elif in_list and "," in a:
+            out += [v for v in a.split(",") if v]
+        else:
+            out.append(a)
+    return out
 
 
 class _Refused(Exception):

@@ -30,11 +30,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..agents import registry
 from ..errors import ConfigError
 from .common import check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions
+from .launch import GridOptions
 from .records import append_record
 
 log = logging.getLogger(__name__)
@@ -44,20 +45,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(GridOptions):
     """Run search algorithms side by side on one env id, each with the same evaluation budget."""
 
     env_id: str = "CRLPrompt/Tiny-v0"
     """A registered id (``import crlprompt`` registers ``CRLPrompt/...``; see ``crlprompt.env_ids()``)."""
-    algos: str = "random,es,cma,ppo"
-    """Comma-separated names of the agent registry (listed above; ``crlprompt.agents.registry``,
-    where ``register_agent`` adds one)."""
+    algos: tuple[str, ...] = ("random", "es", "cma", "ppo")
+    """Names of the agent registry (listed above; ``crlprompt.agents.registry``, where ``register_agent``
+    adds one), e.g. ``--algos random es cma`` (``random,es,cma`` is read the same)."""
     budget: int = 2000
     """Prompt evaluations per run (env steps for PPO, sampled actions for the others)."""
-    seeds: str = "0"
-    """Comma-separated algorithm seeds, e.g. ``0,1,2``."""
-    data_seeds: str = ""
-    """Comma-separated data seeds (k-shot draws; LM-BFF: 13,21,42,87,100); empty = the env's own."""
     out: Path = Path("runs/compare")
     """Output directory; a rerun resumes the runs it holds (see ``overwrite``)."""
     env_kwargs: str = "{}"
@@ -67,25 +64,20 @@ class CompareConfig:
     num_envs: int = 20
     """K: prompts scored per batched forward (random search's batch, ES's 2·pop, CMA's popsize)."""
     baselines: bool = True
-    """Also score the start prompt and HandCraft, and train the gradient ceiling, per data seed."""
+    """Also score the floors and the start prompt, and train the gradient ceiling, per data seed."""
     grad_epochs: float = 50.0
     """Epochs of the gradient ceiling (prompt tuning by backprop; the best epoch on D_RL is kept)."""
     grad_lr: float = 1e-2
     """Learning rate of the gradient ceiling."""
     save_prompts: bool = True
-    """Write each run's selected prompt as a checkpoint under ``OUT/runs/``."""
+    """Write each run's selected prompt as a run directory under ``OUT/runs/``."""
     overwrite: bool = False
     """Start afresh in an ``out`` that holds records of other settings (they are deleted)."""
-    progress: bool = True
-    """Show a progress bar with the best-so-far reward."""
-    launcher: Literal["local", "ray"] = "local"
-    """local: runs one after another here, around one shared model; ray: one Ray task per run (ray extra)."""
-    ray_address: str | None = None
-    """With --launcher ray: the cluster to join (auto, ray://head:10001); None starts a local Ray instance."""
-    cpus_per_run: int = 1
-    """With --launcher ray: CPUs (and torch threads) per run."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        self.algos = tuple(a for v in ([self.algos] if isinstance(self.algos, str) else self.algos)
+                           for a in str(v).replace(",", " ").split())  # fmt: skip
         algos, known = self.algo_list, registry.names()
         bad = [a for a in algos if a not in known]
         if bad or not algos:
@@ -96,7 +88,6 @@ class CompareConfig:
                 raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
         if not self.grad_epochs > 0 or not self.grad_lr > 0:
             raise ConfigError(f"grad_epochs and grad_lr must be > 0, got {self.grad_epochs!r}, {self.grad_lr!r}")
-        _ = self.seed_list, self.data_seed_list  # validate
         for name in ("env_kwargs", "algo_kwargs"):
             value = self._json(name)
             if not isinstance(value, dict):
@@ -117,15 +108,15 @@ class CompareConfig:
 
     @property
     def algo_list(self) -> list[str]:
-        return [a.strip() for a in self.algos.split(",") if a.strip()]
+        return list(self.algos)
 
     @property
     def seed_list(self) -> list[int]:
-        return _ints("seeds", self.seeds)
+        return list(self.seeds)
 
     @property
     def data_seed_list(self) -> list[int | None]:
-        return _ints("data_seeds", self.data_seeds) or [None]
+        return list(self.data_seeds) or [None]
 
     def identity(self) -> dict:
         """The settings every record of one ``out`` must share (algos and seeds may grow)."""
@@ -133,16 +124,6 @@ class CompareConfig:
         d = {k: getattr(self, k) for k in keys}
         d["env_kwargs"], d["algo_kwargs"] = self._json("env_kwargs"), self._json("algo_kwargs")
         return d
-
-
-def _ints(name: str, text: str) -> list[int]:
-    try:
-        values = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"{name} must be comma-separated integers, got {text!r}") from None
-    if any(v < 0 for v in values):
-        raise ConfigError(f"{name} must be integers >= 0, got {text!r}")
-    return values
 
 
 # ----------------------------------------------------------------------------- running

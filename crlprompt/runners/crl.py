@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+
 
 from ..agents.crl import CRLConfig
 from ..build import SetupConfig
@@ -37,7 +37,7 @@ from ..distributed import is_main
 from ..errors import ConfigError, CRLPromptError, ModelError
 from .common import check_out_dir, jsonable, load_results, parse_config, setup_logging
 from .config import METHODS, TrainConfig
-from .launch import run_cells
+from .launch import GridOptions, run_cells
 from .records import append_record, read_records, stamp
 from .tables import ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, few_shot_sections, normalize, table
 from .train import run
@@ -48,7 +48,7 @@ __all__ = ["ReproduceConfig", "Cell", "grid", "reproduce", "run_cell", "run_name
 
 
 @dataclass
-class ReproduceConfig:
+class ReproduceConfig(GridOptions):
     """The reproduction grid; every run uses the agent hyperparameters below."""
 
     tasks: tuple[str, ...] = ("trec", "sst2", "agnews")
@@ -58,7 +58,7 @@ class ReproduceConfig:
     methods: tuple[str, ...] = TABLE1_METHODS
     """Methods (handcraft ptv1 ptv2 crl crl-contrast crl-rl); --ablation overrides them."""
     seeds: tuple[int, ...] = (0, 1, 2)
-    """Seeds per cell (the table reports mean ± std over them)."""
+    """Training seeds per cell (the table reports mean ± std over them)."""
     k_shots: tuple[int, ...] = ()
     """Few-shot k (rows per class, LM-BFF); empty = full data with the rl_fraction holdout."""
     data_seeds: tuple[int, ...] = (0,)
@@ -82,19 +82,14 @@ class ReproduceConfig:
     """Per-task test caps."""
     device: str = "auto"
     """auto | cpu | cuda."""
-    progress: bool = True
-    """Show a progress bar per run."""
     agent: CRLConfig = field(default_factory=CRLConfig)
     """Hyperparameters shared by every run."""
-    launcher: Literal["local", "ray"] = "local"
-    """local: runs one after another here; ray: one Ray task per run (needs the ray extra)."""
-    ray_address: str | None = None
-    """With --launcher ray: the cluster to join (e.g. auto, ray://head:10001); None starts a local Ray instance."""
-    cpus_per_run: int = 1
-    """With --launcher ray: CPUs (and torch threads) per run."""
 
     def __post_init__(self):
         from ..tasks import TASKS
+
+        super().__post_init__()
+        self.data_seeds = self.data_seeds or (0,)
 
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
@@ -102,10 +97,8 @@ class ReproduceConfig:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise ConfigError(f"unknown tasks {bad or list(self.tasks)}; choose from {tuple(TASKS)}")
-        if not self.models or not self.seeds:
-            raise ConfigError("--models and --seeds need at least one value each")
-        if isinstance(self.out, str):
-            self.out = Path(self.out)
+        if not self.models:
+            raise ConfigError("--models needs at least one value")
         check_out_dir(self.out)
         if self.phase2_lrs and not self.tag:
             raise ConfigError("--phase2-lrs selects runs by D_RL: name the protocol with --tag (e.g. --tag paper-lr) "

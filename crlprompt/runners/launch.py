@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ..errors import ConfigError
@@ -22,6 +24,52 @@ log = logging.getLogger("crlprompt")
 Cell = TypeVar("Cell")
 Launcher = Literal["local", "ray"]
 LAUNCHERS = ("local", "ray")
+
+
+def int_list(name: str, value: Any, *, allow_empty: bool = True) -> tuple[int, ...]:
+    """A list option as a tuple of ints >= 0, from ``(0, 1)``, ``["0", "1"]``, ``"0,1"`` or ``"0 1"``
+    (records and config files written before the grid options were shared hold the string forms)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else [
+        part for v in (value or ()) for part in str(v).replace(",", " ").split()]  # fmt: skip
+    try:
+        out = tuple(int(v) for v in items)
+    except ValueError:
+        raise ConfigError(f"--{name.replace('_', '-')} takes integers, e.g. --{name.replace('_', '-')} 0 1 2, "
+                          f"got {value!r}") from None  # fmt: skip
+    if any(v < 0 for v in out) or (not out and not allow_empty):
+        raise ConfigError(f"--{name.replace('_', '-')} takes integers >= 0 (at least one), got {value!r}")
+    return out
+
+
+@dataclass
+class GridOptions:
+    """What every grid runner shares (``reproduce``, ``compare``): the seeds, where records go, how the
+    cells run. One syntax for lists: ``--seeds 0 1 2`` (``--seeds 0,1,2`` is read the same)."""
+
+    seeds: tuple[int, ...] = (0,)
+    """Training / algorithm seeds, e.g. ``--seeds 0 1 2``."""
+    data_seeds: tuple[int, ...] = ()
+    """Data seeds (the D_RL split and k-shot draw; LM-BFF's are 13 21 42 87 100); empty = the runner's default."""
+    out: Path = Path("runs/grid")
+    """Output directory; a rerun skips the cells its records hold."""
+    progress: bool = True
+    """Show progress bars (--no-progress: log lines only, e.g. in batch jobs)."""
+    launcher: Launcher = "local"
+    """local: cells one after another here; ray: one Ray task per cell (needs the ray extra)."""
+    ray_address: str | None = None
+    """With --launcher ray: the cluster to join (auto, ray://head:10001); None starts a local Ray instance."""
+    cpus_per_run: int = 1
+    """With --launcher ray: CPUs (and torch threads) per cell."""
+
+    def __post_init__(self) -> None:
+        self.seeds = int_list("seeds", self.seeds, allow_empty=False)
+        self.data_seeds = int_list("data_seeds", self.data_seeds)
+        self.out = Path(self.out)
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(f"--launcher must be one of {LAUNCHERS}, got {self.launcher!r}")
+        c = self.cpus_per_run
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise ConfigError(f"--cpus-per-run must be an int >= 1, got {c!r}")
 
 
 def _in_worker(fn: Callable[[Any], dict], cell: Any, threads: int) -> dict:
