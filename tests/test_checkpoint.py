@@ -2,7 +2,7 @@
 
 A :class:`TrainState` with the model's trainable parameters, the optimizer and every RNG goes
 into one file and comes back exactly; damaged files, another run's files and NaN parameters are
-refused. (The whole-run resume is tested in ``test_resume.py``.)
+refused. (The whole-run resume is tested in ``runners/test_resume.py``.)
 """
 
 from __future__ import annotations

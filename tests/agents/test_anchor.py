@@ -4,7 +4,8 @@ improvement, rolls back on a drop, repeats itself for a seed, refuses bad settin
 
 from __future__ import annotations
 
-import gymnasium as gym
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -14,19 +15,16 @@ from crlprompt.agents import AnchoredPolicyAgent, RandomSearch
 from crlprompt.errors import ConfigError
 from crlprompt.scoring import score_population
 
-TINY_PROJ = "CRLPrompt/Tiny-Proj64-v0"
+from helpers import envs
+from helpers.envs import TINY_PROJ
+
 ENV_KW = {"sigma": 1.0, "reward": "margin"}
+make_vec = functools.partial(envs.make_vec, **ENV_KW)  # a call's keywords override ENV_KW
 
 
 @pytest.fixture(scope="module")
 def setup():
-    return gym.make(TINY_PROJ, **ENV_KW).unwrapped.search.setup
-
-
-def make_vec(setup, num_envs: int = 16, **kw) -> gym.vector.VectorEnv:
-    return gym.make_vec(
-        TINY_PROJ, num_envs=num_envs, vectorization_mode="vector_entry_point", setup=setup, **{**ENV_KW, **kw}
-    )
+    return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
 def margin_of(setup, prompt: np.ndarray) -> float:

@@ -4,7 +4,8 @@ a seed, and refuse an unprojected action with an error that names the -Proj ids.
 
 from __future__ import annotations
 
-import gymnasium as gym
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -16,19 +17,16 @@ from crlprompt.scoring import score_population
 
 pytest.importorskip("botorch")
 
-TINY, TINY_PROJ = "CRLPrompt/Tiny-v0", "CRLPrompt/Tiny-Proj64-v0"
+from helpers import envs
+from helpers.envs import TINY, TINY_PROJ
+
 ENV_KW = {"sigma": 1.0, "reward": "margin"}
+make_vec = functools.partial(envs.make_vec, **ENV_KW)  # a call's keywords override ENV_KW
 
 
 @pytest.fixture(scope="module")
 def setup():
-    return gym.make(TINY_PROJ, **ENV_KW).unwrapped.search.setup
-
-
-def make_vec(setup, num_envs: int = 16, env_id: str = TINY_PROJ, **kw) -> gym.vector.VectorEnv:
-    return gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", setup=setup, **{**ENV_KW, **kw}
-    )
+    return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
 def test_beats_random_search_at_equal_budget(setup):

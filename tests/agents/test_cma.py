@@ -7,6 +7,8 @@ depend on the ids' defaults."""
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -17,18 +19,17 @@ from crlprompt.agents import CMAAgent, RandomSearch, SearchResult
 from crlprompt.errors import ConfigError
 from crlprompt.scoring import score_population
 
-TINY, TINY_PROJ = "CRLPrompt/Tiny-v0", "CRLPrompt/Tiny-Proj64-v0"
+from helpers import envs
+from helpers.envs import TINY, TINY_PROJ
+
 ENV_KW = {"sigma": 1.0, "reward": "margin"}
+make_vec = functools.partial(envs.make_vec, **ENV_KW)  # a call's keywords override ENV_KW
 
 
 @pytest.fixture(scope="module")
 def setup():
     """One built tiny setup (model + data) shared by every env of this module."""
-    return gym.make(TINY_PROJ, **ENV_KW).unwrapped.search.setup
-
-
-def make_vec(setup, num_envs: int = 20, env_id: str = TINY_PROJ) -> gym.vector.VectorEnv:
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", setup=setup, **ENV_KW)
+    return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
 def margin_of(setup, prompt: np.ndarray) -> float:
@@ -47,7 +48,7 @@ def assert_same(a: SearchResult, b: SearchResult) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cma_beats_random_search_at_equal_budget(setup, seed):
-    env = make_vec(setup)  # K = 20 = popsize: one generation is one batched forward
+    env = make_vec(setup, 20)  # K = 20 = popsize: one generation is one batched forward
     agent = CMAAgent(env, seed=seed)
     assert agent.popsize == 20 and agent.diagonal is False  # d = 64 < D: full CMA
     cma = agent.learn(200)

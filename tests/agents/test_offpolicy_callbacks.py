@@ -3,13 +3,14 @@ counts, and stops when it returns False."""
 
 from __future__ import annotations
 
-import gymnasium as gym
 import pytest
 
 import crlprompt  # noqa: F401 - registers the ids
 from crlprompt.agents import AnchoredPolicyAgent, GPBanditAgent, OffPolicyPGAgent, RacingSearch, SB3OffPolicyAgent
 
-TINY_PROJ = "CRLPrompt/Tiny-Proj64-v0"
+from helpers import envs
+from helpers.envs import TINY_PROJ
+
 ENV_KW = {"sigma": 1.0, "reward": "margin"}
 AGENTS = {
     "offpolicy-pg": (OffPolicyPGAgent, 8),
@@ -22,7 +23,7 @@ AGENTS = {
 
 @pytest.fixture(scope="module")
 def setup():
-    return gym.make(TINY_PROJ, **ENV_KW).unwrapped.search.setup
+    return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
 @pytest.mark.parametrize("name", list(AGENTS))
@@ -30,7 +31,7 @@ def test_callback_sees_progress_and_can_stop(setup, name):
     if name == "gp-bandit":
         pytest.importorskip("botorch")
     make, step = AGENTS[name]
-    env = gym.make_vec(TINY_PROJ, num_envs=8, vectorization_mode="vector_entry_point", setup=setup, **ENV_KW)
+    env = envs.make_vec(setup, 8, **ENV_KW)
     seen = []
     stop_at = 3 * step if name != "gp-bandit" else 32
 

@@ -4,6 +4,7 @@ unprojected wide action is refused with the -Proj ids named."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import gymnasium as gym
@@ -14,21 +15,18 @@ import crlprompt  # noqa: F401 - registers the ids
 from crlprompt.agents import PromptVecEnv, RandomSearch, SB3OffPolicyAgent
 from crlprompt.errors import ConfigError
 
+from helpers import envs
+from helpers.envs import TINY, TINY_PROJ
+
 pytest.importorskip("stable_baselines3")
 
-TINY, TINY_PROJ = "CRLPrompt/Tiny-v0", "CRLPrompt/Tiny-Proj64-v0"
 ENV_KW = {"sigma": 2.0, "reward": "margin"}  # the id's σ, explicit; SB3 acts in the Box [-1, 1]^64 unscaled
+make_vec = functools.partial(envs.make_vec, **ENV_KW)  # a call's keywords override ENV_KW
 
 
 @pytest.fixture(scope="module")
 def setup():
-    return gym.make(TINY_PROJ, **ENV_KW).unwrapped.search.setup
-
-
-def make_vec(setup, num_envs: int = 16, env_id: str = TINY_PROJ, **kw) -> gym.vector.VectorEnv:
-    return gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", setup=setup, **{**ENV_KW, **kw}
-    )
+    return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
 def test_step_wait_is_one_batched_env_step(setup):

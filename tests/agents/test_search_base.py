@@ -4,6 +4,8 @@ and early stops; an AskTellAgent is only its ask and tell; evals_per_update is r
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -25,8 +27,11 @@ from crlprompt.agents import (
 from crlprompt.agents.base import takes_two_arguments
 from crlprompt.errors import ConfigError
 
-TINY_PROJ = "CRLPrompt/Tiny-Proj64-v0"
+from helpers import envs
+from helpers.envs import TINY_PROJ
+
 ENV_KW = {"sigma": 1.0, "reward": "margin"}
+make_vec = functools.partial(envs.make_vec, **ENV_KW)  # a call's keywords override ENV_KW
 
 #: name -> (make(env), batch size of an event, a diagnostics key it reports)
 AGENTS = {
@@ -42,11 +47,7 @@ AGENTS = {
 
 @pytest.fixture(scope="module")
 def setup():
-    return gym.make(TINY_PROJ, **ENV_KW).unwrapped.search.setup
-
-
-def make_vec(setup, num_envs: int = 8):
-    return gym.make_vec(TINY_PROJ, num_envs=num_envs, vectorization_mode="vector_entry_point", setup=setup, **ENV_KW)
+    return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
 @pytest.mark.parametrize("name", list(AGENTS))
@@ -55,7 +56,7 @@ def test_events_carry_the_batch_and_the_agents_diagnostics(setup, name):
         pytest.importorskip({"cma": "cma", "td3": "stable_baselines3"}[name])
     make, n, key = AGENTS[name]
     events, short = [], []
-    res = make(make_vec(setup)).learn(32, callback=lambda e, b: short.append((e, b)), callbacks=[events.append])
+    res = make(make_vec(setup, 8)).learn(32, callback=lambda e, b: short.append((e, b)), callbacks=[events.append])
     assert events and all(isinstance(e, SearchEvent) and e.kind == "batch" for e in events)
     assert [(e.evals, e.best_reward) for e in events] == short  # the short form sees the same
     assert events[-1].evals == res.evals and events[-1].best_reward == res.best_reward
@@ -80,7 +81,7 @@ def test_ppo_events_are_single_steps(setup):
 
 def test_any_callback_stops_the_run_after_every_one_saw_the_event(setup):
     seen = []
-    res = RandomSearch(make_vec(setup)).learn(
+    res = RandomSearch(make_vec(setup, 8)).learn(
         40, callbacks=[lambda ev: seen.append(("a", ev.evals)), lambda ev: ev.evals < 16, lambda ev: seen.append("c")]
     )
     assert res.evals == 16 and seen == [("a", 8), "c", ("a", 16), "c"]
@@ -91,7 +92,7 @@ def test_short_form_is_two_required_positional_arguments():
     assert not takes_two_arguments(lambda ev: None) and not takes_two_arguments(lambda ev, extra=1: None)
     assert not takes_two_arguments([].append)  # a builtin: the event
     with pytest.raises(ConfigError, match="callable"):
-        RandomSearch(make_vec(gym.make(TINY_PROJ).unwrapped.search.setup)).learn(8, callback="print")
+        RandomSearch(make_vec(envs.tiny_search_setup(TINY_PROJ), 8)).learn(8, callback="print")
 
 
 class Climber(AskTellAgent):
@@ -122,7 +123,7 @@ class Climber(AskTellAgent):
 
 
 def test_an_ask_tell_agent_is_its_ask_and_tell(setup):
-    env = make_vec(setup)
+    env = make_vec(setup, 8)
     a, b = Climber(env).learn(40), Climber(env).learn(40)
     assert a.evals == 40 and [e for e, _ in a.history] == [8, 16, 24, 32, 40] and a.algo == "climber"
     assert (a.best_reward, a.history) == (b.best_reward, b.history)  # seeded: the same run twice
@@ -143,6 +144,6 @@ def test_evals_per_update_is_required(setup):
             return None
 
     with pytest.raises(TypeError, match="evals_per_update"):
-        NoSize(make_vec(setup))
+        NoSize(make_vec(setup, 8))
     assert issubclass(AskTellAgent, SearchAgent) and issubclass(SB3OffPolicyAgent, SearchAgent)
     assert not issubclass(SB3OffPolicyAgent, AskTellAgent) and not issubclass(PPOPromptAgent, AskTellAgent)

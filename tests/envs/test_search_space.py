@@ -16,13 +16,15 @@ from crlprompt.errors import ConfigError
 from crlprompt.prompts import SoftPrompt, text_prompt_ids, text_theta
 from crlprompt.scoring import REWARDS, score_population
 
-TINY = "CRLPrompt/Tiny-v0"
+from helpers import envs
+from helpers.envs import TINY
+
 # Tiny's deep prefix: 4 tokens x 2 layers x (K, V) x 2 kv heads x 8 = 256 coordinates.
 
 
 @pytest.fixture(scope="module")
 def setup():
-    return gym.make(TINY).unwrapped.search.setup
+    return envs.tiny_search_setup(TINY)
 
 
 def search(setup, **kw):
@@ -134,7 +136,7 @@ def test_start_handcraft_is_a_boundary_token_prefix_and_handcraft_text_holds_the
 def test_start_checkpoint_loads_a_saved_prompt(setup, tmp_path):
     from crlprompt.agents import RandomSearch
 
-    env = gym.make_vec(TINY, num_envs=8, vectorization_mode="vector_entry_point", setup=setup)
+    env = envs.make_vec(setup, 8, TINY)
     result = RandomSearch(env, seed=0).learn(16)
     path = result.save(tmp_path / "run", env)
     center = gym.make(TINY, head="checkpoint", start="checkpoint", checkpoint=str(path)).unwrapped.search.center
@@ -146,8 +148,7 @@ def test_start_checkpoint_loads_a_saved_prompt(setup, tmp_path):
 
 @pytest.mark.parametrize("reward", REWARDS)
 def test_every_reward_scores_all_prompts_of_a_step_on_the_same_rows(setup, reward):
-    env = gym.make_vec(TINY, num_envs=4, vectorization_mode="vector_entry_point", setup=setup, reward=reward,
-                       reward_batch_size=16)  # fmt: skip
+    env = envs.make_vec(setup, 4, TINY, reward=reward, reward_batch_size=16)
     env.reset(seed=3)
     a = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)
     _, r, _, _, info = env.step(np.repeat(a, 4, 0))  # the same prompt four times: the same rows, the same reward

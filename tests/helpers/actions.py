@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 import crlprompt  # noqa: F401  (registers the CRLPrompt/... ids)
 
+from .envs import TINY, TINY_PROJ  # noqa: F401  (re-exported for the property tests)
 from .properties import INF, NAN
-
-TINY, TINY_PROJ = "CRLPrompt/Tiny-v0", "CRLPrompt/Tiny-Proj64-v0"
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:

@@ -34,7 +34,7 @@ def test_ray_runs_cells_in_workers_and_gathers_records():
 
     from pathlib import Path
 
-    here = str(Path(__file__).resolve().parent)  # workers import this module to run square()
+    here = str(Path(__file__).resolve().parents[1])  # tests/: workers import runners.test_launch to run square()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": here}})
     try:
         got = {}

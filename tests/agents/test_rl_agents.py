@@ -4,6 +4,7 @@ compare runner, all on ``CRLPrompt/Tiny-v0`` (a tiny random model; the initial p
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 
@@ -20,20 +21,19 @@ from crlprompt.agents.sb3 import PPOPromptAgent
 from crlprompt.errors import ConfigError
 from crlprompt.scoring import accuracy
 
-TINY = "CRLPrompt/Tiny-v0"
+from helpers import envs
+from helpers.envs import TINY
+
+make_vec = functools.partial(envs.make_vec, env_id=TINY)
 
 
 @pytest.fixture(scope="module")
 def tiny_setup():
-    return gym.make(TINY).unwrapped.search.setup
+    return envs.tiny_search_setup(TINY)
 
 
 def make(setup, **kwargs) -> gym.Env:
     return gym.make(TINY, setup=setup, **kwargs)
-
-
-def make_vec(setup, num_envs: int = 32, **kwargs) -> gym.vector.VectorEnv:
-    return gym.make_vec(TINY, num_envs=num_envs, vectorization_mode="vector_entry_point", setup=setup, **kwargs)
 
 
 def rl_acc(setup, prompt: np.ndarray) -> float:

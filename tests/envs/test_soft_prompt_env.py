@@ -7,6 +7,7 @@ are behind ``@pytest.mark.slow``.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import warnings
@@ -20,8 +21,10 @@ from gymnasium.utils.env_checker import check_env
 
 import crlprompt
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TINY, TINY_PROJ = "CRLPrompt/Tiny-v0", "CRLPrompt/Tiny-Proj64-v0"
+from helpers import envs
+from helpers.envs import TINY, TINY_PROJ
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 # The observation holds the last reward, whose range depends on the reward kind, so the Box is
 # unbounded; Gymnasium's checker warns about that and nothing else is expected.
 UNBOUNDED_OBS_WARNING = "observation space m"
@@ -30,16 +33,14 @@ UNBOUNDED_OBS_WARNING = "observation space m"
 @pytest.fixture(scope="module")
 def tiny_setup():
     """One tiny model and data set shared by every env of this module (``setup=`` skips rebuilding)."""
-    env = gym.make(TINY)
-    return env.unwrapped.search.setup
+    return envs.tiny_search_setup(TINY)
 
 
 def make(env_id: str = TINY, setup=None, **kwargs) -> gym.Env:
     return gym.make(env_id, setup=setup, **kwargs)
 
 
-def make_vec(num_envs: int, setup, env_id: str = TINY, **kwargs) -> gym.vector.VectorEnv:
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", setup=setup, **kwargs)
+make_vec = functools.partial(envs.make_vec, env_id=TINY)
 
 
 def actions(n: int, d: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
@@ -141,7 +142,7 @@ def test_bad_action_raises_and_env_keeps_working(bad, tiny_setup):
 
 
 def test_bad_vector_actions_raise(tiny_setup):
-    venv = make_vec(3, tiny_setup)
+    venv = make_vec(tiny_setup, 3)
     venv.reset(seed=0)
     d = venv.single_action_space.shape[0]
     for bad in (np.zeros((2, d), np.float32), np.zeros(d, np.float32), np.full((3, d), np.nan, np.float32),
@@ -175,7 +176,7 @@ def test_bad_kwargs_raise(kwargs, match, tiny_setup):
 
 def test_bad_num_envs_raises(tiny_setup):
     with pytest.raises(ValueError, match="num_envs"):
-        make_vec(0, tiny_setup)
+        make_vec(tiny_setup, 0)
 
 
 # ----------------------------------------------------------------------------- center and seeding
@@ -237,7 +238,7 @@ def test_minibatch_rewards_are_seeded(tiny_setup):
 @pytest.mark.parametrize("reward", ["accuracy", "margin", "neg_ce"])
 def test_vector_env_matches_single_env_steps(reward, tiny_setup):
     k = 5
-    venv = make_vec(k, tiny_setup, reward=reward)
+    venv = make_vec(tiny_setup, k, reward=reward)
     env = make(TINY, tiny_setup, reward=reward)
     d = env.unwrapped.search.dim
     a = actions(k, d, seed=2)
@@ -263,7 +264,7 @@ def test_vector_env_same_step_autoreset(tiny_setup):
     from gymnasium.vector import AutoresetMode
 
     k = 4
-    venv = make_vec(k, tiny_setup)
+    venv = make_vec(tiny_setup, k)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
     assert venv.num_envs == k and venv.action_space.shape == (k, venv.single_action_space.shape[0])
     obs, _ = venv.reset(seed=0)
@@ -279,7 +280,7 @@ def test_vector_env_same_step_autoreset(tiny_setup):
 
 
 def test_vector_env_center_and_minibatch_seeding(tiny_setup):
-    venv = make_vec(3, tiny_setup, reward_batch_size=8)
+    venv = make_vec(tiny_setup, 3, reward_batch_size=8)
     d = venv.single_action_space.shape[0]
     a = actions(3, d)
     runs = []

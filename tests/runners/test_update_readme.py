@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "update_readme.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "update_readme.py"
 
 
 @pytest.fixture
