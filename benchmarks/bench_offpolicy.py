@@ -1,4 +1,4 @@
-"""Off-policy and bandit agents (issue 10): evaluations to reach the on-policy result, racing, and the RL term.
+"""Off-policy and bandit agents: evaluations to reach the on-policy result, racing, and the RL term.
 
     nohup python benchmarks/bench_offpolicy.py > bench_offpolicy.log 2>&1 &   # measure, then the grid
     python benchmarks/bench_offpolicy.py --measure-only                           # one cell of each part

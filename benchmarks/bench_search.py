@@ -1,4 +1,4 @@
-"""Search benchmark (issue 9): which algorithm wins on the 16-shot ids, at which budget.
+"""Search benchmark: which algorithm wins on the 16-shot ids, at which budget.
 
     nohup python benchmarks/bench_search.py > bench_search.log 2>&1 &      # the grid below
     python benchmarks/bench_search.py --measure-only                             # step 1 only

@@ -1,4 +1,4 @@
-"""Markdown tables and curves of ``benchmarks/bench_offpolicy.py``'s records (issue 10).
+"""Markdown tables and curves of ``benchmarks/bench_offpolicy.py``'s records.
 
     python benchmarks/offpolicy_table.py results/offpolicy      # or: bench_offpolicy.py --table
 

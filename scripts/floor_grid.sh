@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Few-shot results on the pooling and neutral start of issue 19, beside the no-prompt floor.
+# Few-shot results on the trained pooling and the neutral start, beside the no-prompt floor.
 # Every finished run appends one JSON record (commit, versions, machine) as it ends; rerunning the
 # same command skips what is recorded, so an interrupted grid keeps what it finished.
 #

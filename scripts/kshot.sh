@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Few-shot grid of issue 11 (items 6 and 7) on MiniLM, as run for the README (2-core CPU, one process,
+# The earlier few-shot grid ([CLS] pooling, random prefix start; superseded by scripts/floor_grid.sh) on MiniLM, as run for the README (2-core CPU, one process,
 # one torch thread). Every finished run appends one JSON record (commit, versions, machine) to
 # $RESULTS; rerunning skips the recorded runs, so the script resumes after an interruption.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's learning-rate protocol (issue 11, item 5) on TREC 16-shot with MiniLM: phase 1 at
+# The paper's learning-rate protocol on TREC 16-shot with MiniLM: phase 1 at
 # lr 1e-3, phase 2 at each of {1e-3, 2e-3, 5e-4, 1e-4}, the phase-2 lr chosen per run on D_RL
 # (``--phase2-lrs``). Prompt v2 (CE in both phases) and CRL-Prompt get the same selection and are
 # paired on (data seed, training seed) under the tag ``paper-lr``; the lr 1e-2 runs of

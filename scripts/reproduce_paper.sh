@@ -14,7 +14,7 @@ PY="${PY:-python}"
 # LM head: SmolLM2 only); ptv1 = P-Tuning v1 (shallow prompt from an MLP prompt encoder); prompt-tuning =
 # a shallow prompt trained directly (what results/paper_grid_h100.jsonl calls ptv1); ptv2; crl (contrast
 # as the paper reads it; --contrast-mode noise gives the form of results/paper_grid_h100.jsonl).
-# Few-shot runs (issue 11): scripts/kshot.sh.
+# Few-shot runs: scripts/kshot.sh (superseded by scripts/floor_grid.sh).
 COMMON=(--phase1-epochs 3 --phase2-epochs 2 --lr 1e-2 --data-dir "$DATA_DIR" --progress False
         --max-train sst2 5000 agnews 5000)
 mkdir -p "$OUT/logs"

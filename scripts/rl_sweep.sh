@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 11, item 7: does the RL term ever matter? The RL term alone (method crl-rl: β = 0) at the
+# Does the RL term ever matter? The RL term alone (method crl-rl: β = 0) at the
 # paper's γ = 2e-5 and larger, × N (RL every N optimizer steps) × estimator (the faithful single
 # sample, or antithetic pairs with K = 8), paired with Prompt v2 on the same (data, training) seed.
 # MiniLM, lr 1e-2, batch 32, σ 0.1, one torch thread; every run appends one record, reruns skip them.

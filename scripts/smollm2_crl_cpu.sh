@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 11, item 9: Table 1's SmolLM2 CRL-Prompt row with the token init of the decoder prefix
+# Table 1's SmolLM2 CRL-Prompt row with the token init of the decoder prefix
 # (the row in results/paper_grid_h100.jsonl predates it). The paper grid's settings (full data,
 # 3 + 2 epochs at lr 1e-2, batch 32, N = 100), TREC, on the CPU, one torch thread: the training
 # seeds that fit (seed 0 first); the Prompt v2 rows with the same init are the H100 records of

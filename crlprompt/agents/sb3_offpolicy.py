@@ -140,9 +140,8 @@ class SB3OffPolicyAgent(SearchAgent):
       ``learning_rate`` and ``delta_std`` (pass them in ``algo_kwargs``); the replay settings
       do not apply.
 
-    The env receives the algorithm's action in [-1, 1]^d as it is (issue 14: the registered ids are
-    learnable by an unchanged SB3 algorithm inside the nominal Box; an earlier ``action_scale=2``
-    compensated for the tiny id's former σ = 1, which is now σ = 2). Tiny-Proj64-v0 with
+    The env receives the algorithm's action in [-1, 1]^d as it is: the registered ids are learnable
+    by an unchanged SB3 algorithm inside the nominal Box (the tiny id's σ = 2 is chosen for that). Tiny-Proj64-v0 with
     ``reward="margin"``, 256 evaluations, seeds 0-2: SAC's best 0.73-0.80 (its deterministic action
     0.72-0.79), TD3 0.52-0.72, random search 0.33-0.38. With the id's default ``reward="accuracy"``
     (coarse on its small D_RL) neither beats random search's best (SAC 0.72-0.75 vs 0.70-0.77),

@@ -268,10 +268,10 @@ def provenance(results: list[dict]) -> str:
     if not legacy:
         sched = "first RL update at phase-2 step N"
     elif len(legacy) == len(crl):
-        sched = "first RL update at phase-2 step 1 (runs from before issue 11)"
+        sched = "first RL update at phase-2 step 1 (the earlier schedule)"
     else:  # a table that mixes both: say which runs are which
         new = sorted({f"{r['task']}/{r['model']}" for r in crl if r not in legacy})
-        sched = (f"first RL update at phase-2 step 1 for the {len(legacy)} runs from before issue 11 (contrastive form "
+        sched = (f"first RL update at phase-2 step 1 for the {len(legacy)} runs of the earlier schedule (contrastive form "
                  f"noise), at step N for the {len(crl) - len(legacy)} newer ones ({', '.join(new)})")  # fmt: skip
     return f"CRL rows: contrastive form {', '.join(modes) or '–'}; {sched}.\n"
 

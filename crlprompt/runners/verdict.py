@@ -2,7 +2,7 @@
 
     python -m crlprompt.runners.verdict results/floor
 
-Three lines: gradient prompt tuning at k = 16 against the no-prompt floor (issue 19's targets:
+Three lines: gradient prompt tuning at k = 16 against the no-prompt floor (the targets:
 ≥ 10 points on TREC, ≥ 3 on SST-2), search at 1,000 evaluations against the floor (≥ 2 points on
 2 of the 3 MiniLM tasks; ≥ 5 over HandCraft on SST-2 / SmolLM2), and CRL-Prompt against Prompt v2.
 Each difference is a mean over data seeds with its paired 95% t interval; a target is "met" only

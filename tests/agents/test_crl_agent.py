@@ -351,7 +351,7 @@ def test_config_defaults_are_the_papers():
     assert dataclasses.replace(cfg, rl_estimator="antithetic", rl_samples=4).rl_samples == 4
 
 
-# ----------------------------------------------------------------------------- off-policy RL terms (issue 10)
+# ----------------------------------------------------------------------------- off-policy RL terms
 def test_replay_rl_term_is_the_on_policy_one_when_behaviour_is_target(setup):
     """Two RL steps at the same θ: every buffered sample was drawn by the target policy, so the
     importance weights are all 1/N and the term is -(1/N) Σ (r_i − b) log π(P'_i) over the buffer

@@ -101,7 +101,7 @@ def test_refuses_a_wide_action_and_bad_input(setup, monkeypatch):
         SB3OffPolicyAgent(gym.make(TINY_PROJ, setup=setup, **ENV_KW))
     with pytest.raises(ConfigError, match="budget"):
         SB3OffPolicyAgent(env, seed=0).learn(1)
-    with pytest.raises(TypeError, match="action_scale"):  # removed (issue 14): the env's σ is the only scale
+    with pytest.raises(TypeError, match="action_scale"):  # no such argument: the env's σ is the only scale
         SB3OffPolicyAgent(env, action_scale=2.0)
     if importlib.util.find_spec("sb3_contrib") is not None:
         with pytest.raises(ConfigError, match="multiple of 16"):

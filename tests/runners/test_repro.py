@@ -233,6 +233,6 @@ def test_provenance_says_which_crl_runs_predate_the_schedule_fix():
     assert "step N" in tables.provenance([tables.normalize(new)])
     old = migrate(old, "paper_grid_h100.jsonl")  # it stores no setup: its first RL update came at step 1
     assert old["config"]["agent"]["rl_first_step"] == 1
-    assert "step 1 (runs from before issue 11)" in tables.provenance([tables.normalize(old)])
+    assert "step 1 (the earlier schedule)" in tables.provenance([tables.normalize(old)])
     mixed = tables.provenance([tables.normalize(old), tables.normalize(new)])
-    assert "for the 1 runs from before issue 11" in mixed and "step N for the 1 newer ones (trec/smollm2)" in mixed
+    assert "for the 1 runs of the earlier schedule" in mixed and "step N for the 1 newer ones (trec/smollm2)" in mixed
