@@ -20,7 +20,7 @@ from .batching import Encoded, encode
 from .errors import ConfigError, DataError
 from .models import LoadedModel, load_model
 from .prompts import (
-    INITS, POOLINGS, HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, auto_init, label_token_ids,
+    INITS, POOLINGS, PROMPT_DROPOUT, HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, auto_init, label_token_ids,
     resolve_pooling,
 )
 from .tasks import TaskData, TaskSpec, get_task, load_task
@@ -182,7 +182,7 @@ def template_for(lm: LoadedModel, head: HeadKind) -> str:
 
 def build_model(
     lm: LoadedModel, spec: TaskSpec, *, prompt: PromptKind = "deep", num_tokens: int = 20,
-    head: HeadKind = "linear", prompt_dropout: float = 0.1, seed: int = 0, init: str = "auto",
+    head: HeadKind = "linear", prompt_dropout: float = PROMPT_DROPOUT, seed: int = 0, init: str = "auto",
     prompt_encoder: str = "none", pooling: str = "auto",
 ) -> PromptedModel:  # fmt: skip
     """A :class:`PromptedModel` for ``spec`` on ``lm``; θ and the head are initialised from ``seed``."""
@@ -206,7 +206,7 @@ def build(
     device: str | torch.device | None = None,
     lm: LoadedModel | None = None,
     data: TaskData | None = None,
-    prompt_dropout: float = 0.1,
+    prompt_dropout: float = PROMPT_DROPOUT,
     require_test: bool = True,
 ) -> Setup:
     """Load the task's data and the model (or reuse ``lm`` / ``data``) and tokenize every split once.

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("data",),
     ("tasks",),
     ("models",),
-    ("prompts", "prompt_io", "prompt_encoder", "modelcard", "batching"),
+    ("pooling", "prompts", "prompt_io", "prompt_encoder", "modelcard", "batching"),
     ("scoring", "losses", "checkpoint"),
     ("build", "floors", "rundir"),
     ("envs",),

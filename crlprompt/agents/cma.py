@@ -40,6 +40,13 @@ def _import_cma():
     return cma
 
 
+def check_popsize(popsize) -> int:
+    """CMA-ES's population: an int >= 2 (CMA ranks its samples); the one place it is validated."""
+    if isinstance(popsize, bool) or not isinstance(popsize, (int, np.integer)) or popsize < 2:
+        raise ConfigError(f"popsize must be an int >= 2 (CMA ranks its samples), got {popsize!r}")
+    return int(popsize)
+
+
 class CMAAgent(AskTellAgent):
     """CMA-ES (Hansen and Ostermeier 2001) on the env's action, via pycma's ask/tell interface.
 
@@ -83,8 +90,7 @@ class CMAAgent(AskTellAgent):
         k = self.scorer.batch
         if popsize is None:
             popsize = k if self.scorer.vector and k >= 2 else 20
-        if isinstance(popsize, bool) or not isinstance(popsize, (int, np.integer)) or popsize < 2:
-            raise ConfigError(f"popsize must be an int >= 2 (CMA ranks its samples), got {popsize!r}")
+        popsize = check_popsize(popsize)
         if popsize % k:
             raise ConfigError(
                 f"popsize={popsize} must be a multiple of the vector env's num_envs={k} (one generation = "

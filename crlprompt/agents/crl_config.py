@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..prompts import PROMPT_DROPOUT
 from ..losses import ESTIMATORS
 from ..losses.supervised import CONTRAST_MODES, NEGATIVE_KINDS
 
@@ -59,7 +60,7 @@ class CRLConfig:
     """Dropout rate of a negative_kind='dropout' negative (heavier than prompt_dropout, the anchor's)."""
     negative_noise: float = 0.5
     """contrast_mode='noise' only: std of the Gaussian noise that makes a negative prompt θ + ε."""
-    prompt_dropout: float = 0.1
+    prompt_dropout: float = PROMPT_DROPOUT
     """Dropout on the prompt vector in training; paper: 10%."""
     head_dropout: float = 0.1
     """Dropout before the linear head in training."""

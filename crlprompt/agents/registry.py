@@ -62,10 +62,9 @@ def vector_factory(agent: type | str, *, num_envs: int | None = None, **fixed: A
 def _cma(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, popsize: int | None = None,
          projection_dim: int | None = None, **kw):  # fmt: skip
     """CMA-ES; one generation (``popsize``, default ``num_envs``) per batched forward."""
-    from .cma import CMAAgent
+    from .cma import CMAAgent, check_popsize
 
-    if popsize is not None and (isinstance(popsize, bool) or not isinstance(popsize, int) or popsize < 2):
-        raise ConfigError(f"cma popsize must be an int >= 2 (CMA ranks its samples), got {popsize!r}")
+    popsize = None if popsize is None else check_popsize(popsize)  # before its vector env is built
     env = _vector_env(env_id, env_kwargs, popsize or num_envs, projection_dim)
     return CMAAgent(env, seed=seed, popsize=popsize, **kw), env
 

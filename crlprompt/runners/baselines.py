@@ -25,12 +25,15 @@ from ..build import build_model
 from ..floors import handcraft_floor, icl_floor, probe_floor
 from ..scoring import accuracy
 
+#: The gradient ceiling's budget (compare's --grad-epochs / --grad-lr default to these).
+GRADIENT_EPOCHS, GRADIENT_LR = 50.0, 1e-2
 #: The gradient methods the ceiling is the best of: record name -> prompt kind.
 GRADIENT_METHODS = {"gradient-ptv2": "deep", "gradient-prompt-tuning": "shallow"}
 
 
 def baselines(
-    search, *, seed: int = 0, grad_epochs: float = 50.0, grad_lr: float = 1e-2, skip: Collection[str] = ()
+    search, *, seed: int = 0, grad_epochs: float = GRADIENT_EPOCHS, grad_lr: float = GRADIENT_LR,
+    skip: Collection[str] = (),
 ) -> Iterator[dict]:
     """Records of the floors, the start prompt and the gradient ceiling (those not named in
     ``skip``), each yielded as soon as it is scored."""
@@ -64,7 +67,8 @@ def baselines(
         yield {**best, "algo": "gradient", "method": best["algo"]}
 
 
-def gradient_ceiling(search, *, seed: int = 0, epochs: float = 50.0, lr: float = 1e-2, prompt: str = "deep") -> dict:
+def gradient_ceiling(search, *, seed: int = 0, epochs: float = GRADIENT_EPOCHS, lr: float = GRADIENT_LR,
+                     prompt: str = "deep") -> dict:
     """Prompt tuning by backprop on the setup's train rows (θ and, for a linear head, the head), the
     epoch with the best D_RL accuracy kept: CRLAgent with β = γ = 0. A deep prompt starts at the
     env's start; a shallow one at its usual init (random token embeddings). A linear head starts

@@ -35,6 +35,7 @@ from typing import Any
 from ..agents import registry
 from ..errors import ConfigError
 from .common import check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions
+from .baselines import GRADIENT_EPOCHS, GRADIENT_LR
 from .launch import GridOptions
 from .records import append_record
 
@@ -65,9 +66,9 @@ class CompareConfig(GridOptions):
     """K: prompts scored per batched forward (random search's batch, ES's 2·pop, CMA's popsize)."""
     baselines: bool = True
     """Also score the floors and the start prompt, and train the gradient ceiling, per data seed."""
-    grad_epochs: float = 50.0
+    grad_epochs: float = GRADIENT_EPOCHS
     """Epochs of the gradient ceiling (prompt tuning by backprop; the best epoch on D_RL is kept)."""
-    grad_lr: float = 1e-2
+    grad_lr: float = GRADIENT_LR
     """Learning rate of the gradient ceiling."""
     save_prompts: bool = True
     """Write each run's selected prompt as a run directory under ``OUT/runs/``."""
@@ -96,9 +97,6 @@ class CompareConfig(GridOptions):
         unknown = set(kw) - set(known)
         if unknown:
             raise ConfigError(f"--algo-kwargs has keys {sorted(unknown)}; use algorithm names {', '.join(known)}")
-        pop = kw.get("cma", {}).get("popsize") if isinstance(kw.get("cma"), dict) else None
-        if pop is not None and (isinstance(pop, bool) or not isinstance(pop, int) or pop < 2):
-            raise ConfigError(f"cma popsize must be an int >= 2 (CMA ranks its samples), got {pop!r}")
 
     def _json(self, name: str) -> Any:
         try:
