@@ -29,6 +29,7 @@ def _train_args(out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path):
     from safetensors.torch import load_file
 
@@ -49,6 +50,7 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert not (tmp_path / ".two.partial").exists(), "rank 0 alone writes; nothing left behind"
 
 
+@pytest.mark.slow
 def test_sharded_reward_equals_unsharded(tmp_path):
     from helpers.tiny import tiny_setup
     from crlprompt.scoring import score_population

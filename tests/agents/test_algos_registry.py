@@ -62,6 +62,7 @@ def test_register_agent_adds_one_name_and_refuses_clashes(monkeypatch):
         spec.check_kwargs({"scale": 1.0})
 
 
+@pytest.mark.slow
 def test_each_runs_through_compare(tmp_path):
     pytest.importorskip("sb3_contrib")
     out = tmp_path / "cmp"

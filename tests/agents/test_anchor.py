@@ -31,6 +31,7 @@ def margin_of(setup, prompt: np.ndarray) -> float:
     return float(score_population(setup.model, setup.rl, torch.as_tensor(prompt)[None]).reward("margin")[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_beats_random_search_at_equal_budget(setup, seed):
     env = make_vec(setup)

@@ -50,6 +50,7 @@ def test_anchor_rule_verdicts():
 # ----------------------------------------------------------------------------- ES
 
 
+@pytest.mark.slow
 def test_es_anchor_is_off_by_default_and_beats_random(setup):
     env = make_vec(setup)
     plain = ESAgent(env, seed=0)
@@ -103,6 +104,7 @@ def test_es_anchor_same_seed_same_result_and_bad_input(setup):
 # ----------------------------------------------------------------------------- PPO
 
 
+@pytest.mark.slow
 def test_ppo_anchor_bounds_the_kl_and_ends_at_the_anchor(setup):
     pytest.importorskip("stable_baselines3")
     env = gym.make(TINY_PROJ, setup=setup, **ENV_KW)
@@ -121,6 +123,7 @@ def test_ppo_anchor_bounds_the_kl_and_ends_at_the_anchor(setup):
     assert plain.anchor is None
 
 
+@pytest.mark.slow
 def test_ppo_anchor_rolls_back_and_repeats(setup):
     pytest.importorskip("stable_baselines3")
     env = gym.make(TINY_PROJ, setup=setup, sigma=2.0, reward="accuracy", reward_batch_size=16)

@@ -29,6 +29,7 @@ def setup():
     return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
+@pytest.mark.slow
 def test_beats_random_search_at_equal_budget(setup):
     env = make_vec(setup)
     agent = GPBanditAgent(env, seed=0)
@@ -44,6 +45,7 @@ def test_beats_random_search_at_equal_budget(setup):
     assert res.history[-1][1] > res.history[0][1] + 0.1  # the acquired rounds, not the design, found it
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_ucb(setup):
     env = make_vec(setup, 8)
     a = GPBanditAgent(env, seed=0, acquisition="qucb").learn(24)

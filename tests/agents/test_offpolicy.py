@@ -38,6 +38,7 @@ def assert_same(a: SearchResult, b: SearchResult) -> None:
     assert (a.best_reward, a.final_reward, a.history, a.evals) == (b.best_reward, b.final_reward, b.history, b.evals)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_beats_random_search_at_equal_budget(setup, seed):
     env = make_vec(setup)
@@ -54,6 +55,7 @@ def test_beats_random_search_at_equal_budget(setup, seed):
     assert 1.0 <= min(agent.ess) and max(agent.ess) <= 256
 
 
+@pytest.mark.slow
 def test_replay_beats_the_same_agent_without_it(setup):
     """The replay is what helps: with a buffer of one round and one update per round the same
     agent is plain on-policy REINFORCE, and it ends lower on both seeds (measured, seeds 0-3:

@@ -65,6 +65,7 @@ def test_race_winner_is_exact_and_near_the_best(setup, reward):
     assert agree >= 6
 
 
+@pytest.mark.slow
 def test_paired_racing_agrees_with_full_scoring(setup):
     search = search_of(make_vec(setup, 1))
     rng = np.random.default_rng(1)
@@ -79,6 +80,7 @@ def test_paired_racing_agrees_with_full_scoring(setup):
     assert agree >= 18 and forwards < 20 * 16 * 64
 
 
+@pytest.mark.slow
 def test_racing_search_beats_random_search_at_equal_budget(setup):
     env = make_vec(setup)
     n = len(search_of(env).data)

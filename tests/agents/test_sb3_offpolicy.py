@@ -54,6 +54,7 @@ def test_step_wait_is_one_batched_env_step(setup):
     assert vec.get_attr("num_envs") == [4] * 4 and vec.env_is_wrapped(gym.Wrapper) == [False] * 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_beats_random_search_at_equal_budget(setup, algo):
     env = make_vec(setup)

@@ -86,6 +86,7 @@ def test_table_tool_merges_every_run_under_a_directory(done, capsys):
     assert (out.parent / "table.md").read_text() == printed.rstrip("\n") + "\n"
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_its_missing_cells_only(done, tmp_path):
     src, _ = done
     out = tmp_path / "out"
