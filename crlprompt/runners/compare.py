@@ -34,10 +34,10 @@ from typing import Any
 
 from ..agents import registry
 from ..errors import ConfigError
-from .common import check_out_dir, jsonable, load_results, machine, parse_config, setup_logging, versions
+from .common import check_out_dir, jsonable, machine, parse_config, setup_logging, versions
 from .baselines import GRADIENT_EPOCHS, GRADIENT_LR
 from .launch import GridOptions
-from .records import append_record
+from .records import append_record, read_records
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _open_out(cfg: CompareConfig) -> tuple[list[dict], list[dict]]:
         if diff:
             raise ConfigError(f"{out} holds a compare run with other settings ({', '.join(diff)} differ); "
                               "pass --overwrite to replace it, or another --out")  # fmt: skip
-    return load_results(out / "results.jsonl"), load_results(out / "baselines.jsonl")
+    return read_records(out / "results.jsonl", "search"), read_records(out / "baselines.jsonl", "baseline")
 
 
 def _field_names() -> set[str]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import load_results, mean_std
+from .common import mean_std
+from .records import read_records
 
 BASELINES = ("floor", "handcraft", "icl", "start", "gradient-ptv2", "gradient-prompt-tuning", "gradient")
 BASELINE_NAMES = {
@@ -33,8 +34,8 @@ FLOORS = ("floor", "handcraft", "icl")
 def load_tree(root: Path) -> tuple[list[dict], list[dict]]:
     """(algorithm records, baseline records) of every compare run under ``root``."""
     root = Path(root)
-    runs = [r for f in sorted(root.rglob("results.jsonl")) for r in load_results(f)]
-    base = [r for f in sorted(root.rglob("baselines.jsonl")) for r in load_results(f)]
+    runs = [r for f in sorted(root.rglob("results.jsonl")) for r in read_records(f, "search")]
+    base = [r for f in sorted(root.rglob("baselines.jsonl")) for r in read_records(f, "baseline")]
     # Two compare runs on one env (two budgets) each hold the same baseline rows of a data seed: keep one.
     unique = {(b["env_id"], b["algo"], b.get("seed"), b["data_seed"]): b for b in reversed(base)}
     return runs, [b for b in base if unique[(b["env_id"], b["algo"], b.get("seed"), b["data_seed"])] is b]

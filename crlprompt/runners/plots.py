@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import load_results
+from .records import read_records
 
 
 def _records(paths: list[Path]) -> list[dict]:
     out = []
     for p in paths:
         files = sorted(p.rglob("*.jsonl")) if p.is_dir() else [p]
-        out += [r for f in files for r in load_results(f)]
+        out += [r for f in files for r in read_records(f)]
     return out
 
 

@@ -201,15 +201,21 @@ def test_separation_says_whether_the_winner_beats_the_runner_up():
 
 
 def test_load_tree_keeps_one_baseline_row_per_data_seed(tmp_path):
-    """Two budgets on one env each write the start row of a data seed; the table counts it once."""
+    """Two budgets on one env each write the start row of a data seed; the table counts it once; a
+    record of no schema is refused."""
     for budget in (240, 1000):
         out = tmp_path / f"b{budget}"
         out.mkdir()
-        row = {"env_id": "E", "algo": "start", "seed": 0, "data_seed": 13, "selected_test_acc": 0.5}
+        row = {"schema": 1, "kind": "baseline", "env_id": "E", "algo": "start", "seed": 0, "data_seed": 13,
+               "selected_test_acc": 0.5}  # fmt: skip
         (out / "baselines.jsonl").write_text(json.dumps(row) + "\n")
-        (out / "results.jsonl").write_text(json.dumps(_run("cma", 0, 13, 0.6, budget=budget)) + "\n")
+        run = {"schema": 1, "kind": "search", **_run("cma", 0, 13, 0.6, budget=budget)}
+        (out / "results.jsonl").write_text(json.dumps(run) + "\n")
     runs, base = load_tree(tmp_path)
     assert len(runs) == 2 and len(base) == 1
+    (tmp_path / "b240" / "results.jsonl").write_text(json.dumps(_run("cma", 0, 13, 0.6)) + "\n")
+    with pytest.raises(ConfigError, match="migrate_records"):
+        load_tree(tmp_path)
 
 
 def test_no_normalized_gain_where_the_gradient_ceiling_learnt_nothing():
