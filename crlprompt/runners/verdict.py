@@ -40,7 +40,7 @@ def tuning_line(records: list[dict]) -> str:
             d = rows.get(f"{task} / minilm / k=16: {method}")
             complete &= bool(d) and len(d) >= 5
             if d:
-                parts.append(f"{TASK_NAMES[task]} {method} {_ci(d)}")
+                parts.append(f"{TASK_NAMES[task]} {method} {_ci(d)}" + (" **under the floor**" if np.mean(d) < 0 else ""))
                 met.append(float(np.mean(d)) >= target)
     if not parts:
         return "- Few-shot tuning vs the no-prompt floor: no records yet."
@@ -76,7 +76,7 @@ def search_line(root: Path) -> str:
         d = deltas[env].get("cma") if env else None
         complete &= bool(d) and len(d) >= 5
         if d:
-            parts.append(f"{TASK_NAMES[task]} {_ci(d)}")
+            parts.append(f"{TASK_NAMES[task]} {_ci(d)}" + (" **under the floor**" if np.mean(d) < 0 else ""))
             above += float(np.mean(d)) >= SEARCH_TARGET
     sm = next((e for e in deltas if "sst2-smollm2" in e.lower()), None)
     hc = deltas.get(sm, {}).get("cma vs HandCraft") if sm else None
