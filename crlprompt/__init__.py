@@ -11,11 +11,11 @@ load lazily, on first attribute access (``crlprompt.CRLAgent`` imports torch the
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, ConfigError, CRLPromptError, DataError, EnvError, ModelError
 from .registry import env_ids, register_envs
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -41,16 +41,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value  # later accesses skip this hook
-        return value
-    raise AttributeError(f"module 'crlprompt' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
