@@ -29,6 +29,17 @@ REWARDS = ("accuracy", "ce", "hinge", "margin", "softmax_diff", "neg_ce")
 * ``neg_ce``: the older name of ``ce`` (same values).
 """
 
+#: (low, high) of each reward: the env's ``reward_range`` (Gymnasium 1.x dropped the attribute from
+#: ``Env``; the envs keep it for the wrappers and readers that still look for it)
+REWARD_RANGES = {
+    "accuracy": (0.0, 1.0),
+    "ce": (-float("inf"), 0.0),
+    "neg_ce": (-float("inf"), 0.0),
+    "hinge": (-float("inf"), 0.0),
+    "margin": (-float("inf"), float("inf")),
+    "softmax_diff": (-1.0, 1.0),
+}
+
 _REWARD_FIELD = {  # reward name -> (PopulationScores field, sign)
     "accuracy": ("correct", 1.0),
     "ce": ("ce", -1.0),

@@ -22,9 +22,9 @@ vec = gym.make_vec(env_id, num_envs=20, vectorization_mode="vector_entry_point")
 vec.reset(seed=0)
 es = cma.CMAEvolutionStrategy(np.zeros(vec.single_action_space.shape[0]), 0.5, {"popsize": 20, "seed": 1, "verbose": -9})
 for _ in range(budget // 20):  # one generation = one batched forward of 20 prompts
-    actions = np.asarray(es.ask(), np.float32)
-    _, rewards, *_ = vec.step(actions)
-    es.tell(list(actions.astype(float)), list(-rewards))  # cma minimises
+    xs = es.ask()
+    _, rewards, *_ = vec.step(np.asarray(xs, np.float32))
+    es.tell(xs, list(-rewards.astype(float)))  # cma minimises; told the solutions it asked
 best = np.asarray(es.result.xbest, np.float32)
 found, start = vec.unwrapped.evaluate(best, split="test"), vec.unwrapped.evaluate(split="test")
 print(f"{env_id}, {budget} evaluations: test accuracy {start['accuracy']:.4f} at the start -> "

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ..scoring import REWARD_RANGES
 from .config import EnvConfig
 from .search import PromptSearch, check_reset_options, resolve_search
 
@@ -56,7 +57,8 @@ class SoftPromptEnv(gym.Env):
     of a seeded minibatch of ``reward_batch_size`` rows drawn with ``self.np_random``) classified
     correctly by P'. Denser options (:data:`crlprompt.scoring.REWARDS`): ``"ce"`` (mean log p(y), ≤ 0;
     **the registered 16-shot ids use it**, so their rewards are negative), ``"hinge"``, ``"margin"``,
-    ``"softmax_diff"``. ``info["accuracy"]`` is always the accuracy. ``env.unwrapped.evaluate(...)``
+    ``"softmax_diff"``; ``env.unwrapped.reward_range`` is the chosen reward's range
+    (:data:`crlprompt.scoring.REWARD_RANGES`). ``info["accuracy"]`` is always the accuracy. ``env.unwrapped.evaluate(...)``
     scores any prompt on a whole split (test included).
 
     ## Starting State
@@ -104,6 +106,7 @@ class SoftPromptEnv(gym.Env):
         self.episode_length = self.config.episode_length
         self.action_space = spaces.Box(-1.0, 1.0, (self.search.action_dim,), np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.reward_range = REWARD_RANGES[self.config.reward]  # e.g. (-inf, 0] for the 16-shot ids' "ce"
         self._base_center = self.search.center.clone()
         self._t = 0
 

@@ -10,6 +10,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ..errors import ConfigError
+from ..scoring import REWARD_RANGES
 from .config import EnvConfig
 from .search import PromptSearch, check_reset_options, resolve_search
 
@@ -47,6 +48,7 @@ class SoftPromptVectorEnv(VectorEnv):
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.reward_range = REWARD_RANGES[self.config.reward]
 
     def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
         """Accuracy and loss of one prompt (one action ``(d,)``, a θ or a saved prompt, else the center) on a

@@ -158,7 +158,7 @@ def separation(runs: list[dict]) -> str:
             pairs = sorted(set(acc[best]) & set(acc[second]))
             d = [acc[best][k] - acc[second][k] for k in pairs]
             m, lo, hi = t_ci(d) if d else (float("nan"),) * 3
-            beyond = "too few pairs" if np.isnan(lo) else ("beyond the seed spread" if lo > 0 else "not beyond the seed spread")
+            beyond = f"n = {len(d)}: no interval" if np.isnan(lo) else ("beyond the seed spread" if lo > 0 else "not beyond the seed spread")
             interval = "" if np.isnan(lo) else f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"  # one pair has no interval
             lines.append(f"| {budget} | {name} | {best} | {second} | {len(d)} | "
                          f"{'–' if np.isnan(m) else f'{100 * m:+.1f}'}{interval} | {beyond} |")  # fmt: skip

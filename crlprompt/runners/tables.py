@@ -105,7 +105,7 @@ def t_ci(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
 
 def verdict(low: float, high: float, name: str, base: str) -> str:
     if math.isnan(low):
-        return "too few pairs"
+        return "n = 1: no interval"
     if low > 0:
         return f"{name} better"
     if high < 0:
@@ -116,7 +116,7 @@ def verdict(low: float, high: float, name: str, base: str) -> str:
 def floor_verdict(low: float, high: float) -> str:
     """Where the 95% CI [low, high] of method − floor lies: wholly above 0, wholly below, or across it."""
     if math.isnan(low):
-        return "too few data seeds"
+        return "n = 1 data seed: no interval"
     return "above the floor" if low > 0 else "under the floor" if high < 0 else "not separated from the floor"
 
 

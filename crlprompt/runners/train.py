@@ -31,15 +31,42 @@ from .records import append_record, stamp
 
 log = logging.getLogger("crlprompt")
 
+#: run settings that say how to run, not what: a partial run that differs in these alone is the same run
+NOT_IDENTITY = ("overwrite", "resume")
+
+
+def _check_partial(out: Path, identity: dict, overwrite: bool) -> None:
+    """Refuse, before anything is loaded, to discard an interrupted run in ``.<out>.partial`` whose
+    settings differ from this run's, unless ``--overwrite``: one line naming the differing fields and
+    the two ways forward."""
+    tmp = partial_dir(out)
+    if overwrite or not (tmp / STATE_FILE).is_file():
+        return
+    try:
+        stored = json.loads((tmp / "config.json").read_text())
+    except (OSError, ValueError):
+        stored = None
+    keys = set(identity) - set(NOT_IDENTITY)
+    now = json.dumps({k: identity[k] for k in sorted(keys)}, default=str)
+    if isinstance(stored, dict) and all(stored.get(k) == v for k, v in json.loads(now).items()):
+        return  # the same run: resumed, or restarted on --no-resume
+    diff = _config_diff(tmp / "config.json", now, only=keys)
+    raise ConfigError(
+        f"{tmp} holds an interrupted run with other settings ({diff}); pass --overwrite to discard it and "
+        f"start afresh, or choose another --out (rerun with the same settings to resume it)"
+    )
+
+
 def _prepare_out(out: Path, config_text: str, resume: bool) -> tuple[Path, bool]:
     """The run's working directory ``.<out>.partial`` beside ``--out``; (path, resuming?).
 
     A partial directory left by an interrupted run with the same configuration and a training
-    state is kept and resumed (when ``resume``); anything else there is discarded.
+    state is kept and resumed (when ``resume``); anything else there is discarded (``run`` has
+    refused already when the settings differ and ``--overwrite`` was not given).
     """
     out.parent.mkdir(parents=True, exist_ok=True)  # (run() refused a non-empty --out before loading)
     tmp = partial_dir(out)
-    same = (tmp / "config.json").is_file() and (tmp / "config.json").read_text() == config_text
+    same = (tmp / "config.json").is_file() and _same_run((tmp / "config.json").read_text(), config_text)
     if resume and same and (tmp / STATE_FILE).is_file():
         return tmp, True
     if (tmp / STATE_FILE).is_file():  # an interrupted run of other settings (or --no-resume): say what is dropped
@@ -50,13 +77,26 @@ def _prepare_out(out: Path, config_text: str, resume: bool) -> tuple[Path, bool]
     return tmp, False
 
 
-def _config_diff(old_file: Path, new_text: str) -> str:
-    """The top-level and nested config keys whose values differ, as ``a.b: old -> new`` (at most 5)."""
+def _same_run(a: str, b: str) -> bool:
+    """Two config.json texts describe the same run (they may differ in NOT_IDENTITY)."""
+    try:
+        da, db = json.loads(a), json.loads(b)
+    except ValueError:
+        return False
+    return {k: v for k, v in da.items() if k not in NOT_IDENTITY} == {k: v for k, v in db.items() if k not in NOT_IDENTITY}
+
+
+def _config_diff(old_file: Path, new_text: str, only: set[str] | None = None) -> str:
+    """The top-level and nested config keys whose values differ, as ``a.b: old -> new`` (at most 5);
+    ``only``: compare these top-level keys alone."""
     try:
         old = json.loads(old_file.read_text())
     except (OSError, ValueError):
         return "its config.json is unreadable"
     new = json.loads(new_text)
+    if only is not None:
+        old = {k: v for k, v in old.items() if k in only} if isinstance(old, dict) else {}
+        new = {k: v for k, v in new.items() if k in only}
 
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
@@ -80,6 +120,8 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     check_out_dir(cfg.out)  # a file, or under a file or an unwritable directory: refused before loading anything
     if cfg.out.exists() and any(cfg.out.iterdir()) and not cfg.overwrite:  # fail before loading anything
         raise ConfigError(f"--out {cfg.out} exists and is not empty; choose another --out or pass --overwrite")
+    identity = {k: v for k, v in jsonable(cfg).items() if k != "progress"}  # a resume may change the display
+    _check_partial(cfg.out, identity, cfg.overwrite)  # before loading anything
     setup_cfg = cfg.resolved_setup()
     device = resolve_device(default_device() if cfg.device == "auto" and default_device() else cfg.device)
     setup = build(setup_cfg, device=device, prompt_dropout=agent_cfg.prompt_dropout)
@@ -90,7 +132,6 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
         f"{trainable:,}", f"{total:,}", 100 * trainable / total,
     )  # fmt: skip
     progress = cfg.progress if progress is None else progress
-    identity = {k: v for k, v in jsonable(cfg).items() if k != "progress"}  # a resume may change the display
     setup_cfg = setup.config  # pooling and init resolved on the model
     config_text = json.dumps(identity | {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)}, indent=2)
     main = is_main()  # under torchrun, rank 0 alone writes; the others train and read

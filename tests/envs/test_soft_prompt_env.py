@@ -380,3 +380,16 @@ def test_real_model_envs(env_id):
         env.reset(seed=0)
         single.append(env.step(x)[1])
     np.testing.assert_allclose(vr, single, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("reward", ["accuracy", "ce", "softmax_diff", "margin"])
+def test_reward_range_follows_the_reward_kind_and_holds_the_rewards(reward, tiny_setup):
+    from crlprompt.scoring import REWARD_RANGES
+
+    env, venv = make(TINY, tiny_setup, reward=reward), make_vec(tiny_setup, 4, reward=reward)
+    assert env.unwrapped.reward_range == venv.reward_range == REWARD_RANGES[reward]
+    lo, hi = REWARD_RANGES[reward]
+    venv.reset(seed=0)
+    rewards = [venv.step(actions(4, venv.single_action_space.shape[0], seed=s))[1] for s in range(3)]
+    assert np.all((np.concatenate(rewards) >= lo) & (np.concatenate(rewards) <= hi))
+    assert {"accuracy": (0, 1), "ce": (-np.inf, 0), "softmax_diff": (-1, 1), "margin": (-np.inf, np.inf)}[reward] == (lo, hi)

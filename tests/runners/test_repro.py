@@ -190,7 +190,7 @@ def test_report_pairs_a_full_data_sweep_point_with_untagged_prompt_v2(tmp_path):
     text = tables.report([tmp_path])
     assert "## Full data: sweep (tagged variants)" in text
     row = next(line for line in text.splitlines() if "g2e-1-N10-single" in line)
-    assert "| full |" in row and "| 1 | -0.030 | – | too few pairs |" in row
+    assert "| full |" in row and "| 1 | -0.030 | – | n = 1: no interval |" in row
     assert "| Prompt v2 | 0.900 |" in text.split("## Full data: sweep")[0]  # Table 1 holds the untagged run
 
 

@@ -3,6 +3,7 @@ malicious state files are refused; a NaN never overwrites the last good checkpoi
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -243,3 +244,55 @@ def test_killed_cli_run_resumes_to_the_same_prompt(tmp_path, sig):
     assert done.returncode == 0, done.stderr[-2000:]
     assert torch.equal(_theta(out), _theta(ref))
     assert not (tmp_path / ".run.partial").exists()
+
+
+# ----------------------------------------------------------------------------- a partial run of other settings
+def _interrupted_cli_run(out: Path, monkeypatch, extra=()) -> Path:
+    """A `crl-prompt train` on the tiny task stopped at step 3 (after its first checkpoint): the partial dir."""
+    from crlprompt import cli
+
+    orig = CRLAgent.batch_loss
+
+    def batch_loss(self, *a, **k):
+        if self.state.step == 3:
+            raise KeyboardInterrupt
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(CRLAgent, "batch_loss", batch_loss)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        cli.main([*_cli(out, extra)[3:], "--no-progress"])
+    monkeypatch.setattr(CRLAgent, "batch_loss", orig)
+    tmp = out.parent / f".{out.name}.partial"
+    assert (tmp / STATE_FILE).is_file()
+    return tmp
+
+
+def test_a_partial_run_of_other_settings_is_refused_not_deleted(tmp_path, monkeypatch, capsys):
+    from crlprompt import cli
+
+    out = tmp_path / "run"
+    tmp = _interrupted_cli_run(out, monkeypatch)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp.iterdir())
+    with pytest.raises(SystemExit) as e:
+        cli.main([*_cli(out, ["--lr", "2e-2"])[3:], "--no-progress"])
+    assert e.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "crl-prompt: error:" in x]
+    assert "interrupted run with other settings" in line and "agent.lr" in line, line
+    assert "--overwrite" in line and "another --out" in line, line
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp.iterdir()) == before  # nothing touched
+    # --overwrite discards it and runs the new settings to the end
+    cli.main([*_cli(out, ["--lr", "2e-2", "--overwrite"])[3:], "--no-progress"])
+    assert (out / "prompt.safetensors").is_file() and not tmp.exists()
+    assert json.loads((out / "config.json").read_text())["agent"]["lr"] == 2e-2
+
+
+def test_a_partial_run_resumes_when_only_how_to_run_differs(tmp_path, monkeypatch, caplog):
+    """--overwrite, --no-progress and --resume are not the run's identity: the partial run is resumed."""
+    from crlprompt import cli
+
+    out = tmp_path / "run"
+    _interrupted_cli_run(out, monkeypatch)
+    with caplog.at_level("INFO", logger="crlprompt"):
+        cli.main([*_cli(out)[3:], "--no-progress", "--overwrite"])
+    assert any("resuming the interrupted run" in r.getMessage() for r in caplog.records)
+    assert (out / "prompt.safetensors").is_file()
