@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import json
 from types import SimpleNamespace
 
@@ -135,18 +134,42 @@ def test_forward_matches_peft(name, kind, make_batch):
     torch.testing.assert_close(ours[0], reference_features(lm, peft, ids, mask, pm.layout), rtol=1e-5, atol=1e-5)
 
 
+class _TakesCache(torch.nn.Module):  # a transformers 5.x body
+    def forward(self, input_ids, cache=None, use_cache=None): ...
+
+
+class _TakesPastKeyValues(torch.nn.Module):  # a transformers 4.x body
+    def forward(self, input_ids, past_key_values=None, use_cache=None): ...
+
+
+class _TakesBoth(torch.nn.Module):  # a release that lists the old name beside the new one
+    def forward(self, input_ids, past_key_values=None, cache=None, **kwargs): ...
+
+
+@pytest.mark.parametrize(
+    ("body", "keyword"),
+    [(_TakesCache, "cache"), (_TakesPastKeyValues, "past_key_values"), (_TakesBoth, "cache")],
+    ids=["cache", "past_key_values", "both"],
+)
+def test_cache_kwargs_names_the_keyword_the_forward_declares(body, keyword):
+    """``cache`` wherever the body's forward declares it (the old name warns on 5.x), else the old
+    ``past_key_values``; the cache object is passed through as it is."""
+    from crlprompt.models import cache_kwargs
+
+    sentinel = object()
+    out = cache_kwargs(body(), sentinel)
+    assert list(out) == [keyword] and out[keyword] is sentinel
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_prefix_code_passes_the_cache_by_the_bodys_own_keyword(name, make_batch):
     """The deep-prefix forward, the token init and a text start call the body with the keyword its
     transformers release takes (5.x: ``cache``; ``past_key_values`` warns there on every call)."""
     import warnings
 
-    from crlprompt.models import cache_kwargs
     from crlprompt.prompts import text_theta
 
     lm = load_model(name)
-    expected = "cache" if "cache" in inspect.signature(type(lm.body).forward).parameters else "past_key_values"
-    assert list(cache_kwargs(lm.body, None)) == [expected]
     ids, mask, _ = make_batch(lm)
     layout = PromptLayout.for_model(lm, "deep", 3)
     with warnings.catch_warnings():
