@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,14 +218,46 @@ def test_report_never_prints_two_decoder_inits_side_by_side(tmp_path):
     assert "first RL update at phase-2 step 1" in superseded
 
 
+def _git(*args) -> str | None:
+    """``git args`` in this checkout (stdout), or None where the tests do not run from a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def test_git_commit_is_the_checkouts_head():
+    """``git_commit()`` is HEAD's full hash, and the commit the process started from is HEAD or one of
+    its ancestors (other commits may land while the suite runs)."""
+    from crlprompt.runners import common
+
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        pytest.skip("the tests do not run from a git checkout")
+    for _ in range(3):  # a commit landing between the two reads: read again
+        ours, after = common.git_commit(), _git("rev-parse", "HEAD")
+        if head == after:
+            break
+        head = after
+    assert re.fullmatch(r"[0-9a-f]{40}", head) and ours == head
+    assert re.fullmatch(r"[0-9a-f]{40}", common.START_COMMIT or "")
+    assert _git("merge-base", "--is-ancestor", common.START_COMMIT, head) is not None
+
+
 def test_records_name_the_commit_the_process_started_from(monkeypatch):
     """A grid that outlives a commit keeps naming the code it loaded; the newer HEAD is noted beside it."""
     from crlprompt.runners import common
 
-    assert common.versions()["commit"] == common.START_COMMIT and "commit_now" not in common.versions()
-    monkeypatch.setattr(common, "git_commit", lambda: "f" * 40)  # HEAD moved while the process ran
+    started, later = "a" * 40, "f" * 40
+    monkeypatch.setattr(common, "START_COMMIT", started)
+    monkeypatch.setattr(common, "git_commit", lambda: started)  # HEAD has not moved
     v = common.versions()
-    assert v["commit"] == common.START_COMMIT and v["commit_now"] == "f" * 40
+    assert v["commit"] == started and "commit_now" not in v
+    monkeypatch.setattr(common, "git_commit", lambda: later)  # HEAD moved while the process ran
+    v = common.versions()
+    assert v["commit"] == started and v["commit_now"] == later
 
 
 def test_provenance_says_which_crl_runs_predate_the_schedule_fix():
