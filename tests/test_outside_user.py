@@ -86,11 +86,19 @@ def test_sb3_make_vec_env_builds_each_env_once(monkeypatch):
     assert vec.reset().shape == (2, 2)
 
 
-def test_ansi_render():
-    env = gym.make(TINY, render_mode="ansi")
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    assert "reward" in env.render()
+def test_ansi_render_reports_the_step_its_reward_accuracy_and_the_center():
+    """The ansi line carries this episode's numbers, not just its labels: the step count, the last
+    step's reward and accuracy (a reward kind that differs from accuracy) and the moved center's norm."""
+    env = gym.make(TINY, render_mode="ansi", episode_length=2, reward="margin")
+    theta = np.full(env.unwrapped.center.shape, 0.5, np.float32)  # |θ| = 0.5 sqrt(D)
+    env.reset(seed=0, options={"center": theta})
+    assert env.render() == f"step 0/2: no step yet; |center| {0.5 * np.sqrt(theta.size):.3f}"
+    action = np.linspace(-1, 1, env.action_space.shape[0], dtype=np.float32)
+    moved = env.unwrapped.prompt_for(action)  # the prompt this step scores: the next center (2-step episodes)
+    _, reward, _, _, info = env.step(action)
+    assert reward != info["accuracy"]
+    assert env.render() == (f"step 1/2: reward {reward:.4f} accuracy {info['accuracy']:.4f}; "
+                            f"|center| {np.linalg.norm(moved):.3f}")  # fmt: skip
 
 
 def test_sst2_env_needs_no_test_file(monkeypatch, needs_staicc):
