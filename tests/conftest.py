@@ -111,6 +111,19 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("properties")
 
 
+# The limit of a test marked slow (the default, pyproject's `timeout`, is for everything else).
+# Slow tests load the real offline models, train or start processes, which can take several
+# minutes on a shared 2-core machine.
+SLOW_TIMEOUT_S = 1200
+
+
+def pytest_collection_modifyitems(items):
+    """Give slow tests ``SLOW_TIMEOUT_S`` unless they carry their own ``@pytest.mark.timeout``."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print how many Hypothesis cases each property test tried (see tests/helpers/properties.py)."""
     properties = sys.modules.get("helpers.properties")
