@@ -60,6 +60,28 @@ ENV_SPECS: dict[str, dict] = {
 }  # fmt: skip
 
 
+TEXT_ENTRY = "crlprompt.envs.text:TextPromptEnv"
+TOKENS_ENTRY = "crlprompt.envs.tokens:TokenPromptEnv"
+
+#: Text-prompt ids ``CRLPrompt/{name}-Text-v0`` (an instruction string, crlprompt.envs.text) and their token
+#: twins ``CRLPrompt/{name}-Tokens-v0`` (MultiDiscrete, RLPrompt's action space): the SmolLM2 ones on the
+#: rows, data seed, template and verbalizer of the soft ``*-SmolLM2-16Shot`` ids, with the same fitness
+#: (CE on the 16-shot train rows, D_RL kept for selecting the prompt); Tiny on the tiny random Llama.
+TEXT_16 = {"k_shot": 16, "data_seed": 13, "model": "smollm2", "reward": "ce", "reward_split": "train"}
+TEXT_SPECS: dict[str, dict] = {
+    "Tiny": {"task": "tiny", "model": "tiny-llama", "reward": "ce", "max_chars": 128},
+    **{name: {**TEXT_16, "task": task} for name, task in (("SST2-SmolLM2", "sst2"), ("TREC-SmolLM2", "trec"),
+                                                          ("AGNews-SmolLM2", "agnews"))},
+}  # fmt: skip
+#: The token twins' own options (the tiny word-level tokenizer has 57 single-token words).
+TOKENS_EXTRA: dict[str, dict] = {"Tiny": {"vocab_size": 32}}
+
+
+def text_env_ids() -> list[str]:
+    """The text ids and their token twins."""
+    return [f"CRLPrompt/{name}-{kind}-v0" for name in TEXT_SPECS for kind in ("Text", "Tokens")]
+
+
 def _variants(name: str) -> list[tuple[str, dict]]:
     """(suffix, extra kwargs): a -Proj64 twin for ids whose action is the full prompt."""
     if "projection_dim" in ENV_SPECS[name]:
@@ -68,7 +90,7 @@ def _variants(name: str) -> list[tuple[str, dict]]:
 
 
 def env_ids() -> list[str]:
-    """All registered ids."""
+    """All registered soft-prompt ids (the text ids: :func:`text_env_ids`)."""
     return [f"CRLPrompt/{name}{suffix}-v0" for name in ENV_SPECS for suffix, _ in _variants(name)]
 
 
@@ -85,3 +107,9 @@ def register_envs() -> None:
                 kwargs={**kwargs, **extra},
                 disable_env_checker=False,
             )
+    for name, kwargs in TEXT_SPECS.items():
+        for kind, entry in (("Text", TEXT_ENTRY), ("Tokens", TOKENS_ENTRY)):
+            if f"CRLPrompt/{name}-{kind}-v0" not in registry:
+                extra = TOKENS_EXTRA.get(name, {}) if kind == "Tokens" else {}
+                register(id=f"CRLPrompt/{name}-{kind}-v0", entry_point=entry, kwargs={**kwargs, **extra},
+                         disable_env_checker=False)  # fmt: skip
