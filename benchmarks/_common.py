@@ -1,5 +1,6 @@
 """Shared helpers of the crl-prompt benchmarks: CLI flags, machine description, timing, and the
-Markdown block each script prints and appends to ``benchmarks/RESULTS.md``.
+block each script prints and records under ``results/benchmarks/`` (``benchmarks/RESULTS.md`` is
+generated from those records).
 
 Not part of the library: the scripts import it as a sibling module (``python benchmarks/x.py``).
 Dependencies: torch, numpy, the library itself; psutil is optional (``resource`` is the fallback).
@@ -21,7 +22,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
-RESULTS = HERE / "RESULTS.md"
 LOAD_WARN = 1.5
 
 
@@ -32,8 +32,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--model", default="minilm", help="crl-prompt model name (minilm; smollm2 where noted)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per side (median reported)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--no-write", action="store_true", help=f"print only; do not append to {RESULTS.name}")
-    p.add_argument("--results", type=Path, default=RESULTS, help="Markdown file the block is appended to")
+    p.add_argument("--no-write", action="store_true", help="print only; append no record")
+    p.add_argument("--results", type=Path, default=None,
+                   help="JSON-lines file the record is appended to (default results/benchmarks/<script>.jsonl)")
     return p
 
 
@@ -226,28 +227,27 @@ class Report:
         return note
 
     def finish(self) -> str:
+        """Print the block and append its record to ``--results`` (``results/benchmarks/<script>.jsonl``):
+        title, command, date, wall time, load note and the parts (tables as header + rows), stamped with the
+        versions and machine by the project's record writer. ``benchmarks/RESULTS.md`` is generated from
+        these records (``python scripts/update_readme.py``)."""
+        from crlprompt.runners.records import append_record
+        from results_table import block, parse_part
+
         cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-        stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        quick = " [--quick: smoke-test settings, not a measurement]" if self.args.quick else ""
-        block = [
-            f"## {self.title}{quick}",
-            "",
-            f"- date: {stamp}; wall time of the script {time.time() - self.t0:.0f} s",
-            f"- command: `{cmd}`",
-            f"- machine: {machine_line(self.info)}",
-            f"- {self.load_note()}",
-            "",
-            *[p + "\n" for p in self.parts],
-        ]
-        text = "\n".join(block).rstrip() + "\n"
+        rec = {
+            "benchmark": Path(sys.argv[0]).stem, "title": self.title, "quick": bool(self.args.quick),
+            "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "wall_s": time.time() - self.t0,
+            "command": cmd, "load_note": self.load_note(), "parts": [parse_part(p) for p in self.parts],
+        }  # fmt: skip
+        rec["machine"] = {**{k: v for k, v in self.info.items() if k != "versions"}, "line": machine_line(self.info)}
+        text = block({**rec, "versions": self.info["versions"]})
         print("\n" + text)
         if not self.args.no_write:
-            new = not self.args.results.exists()
-            with open(self.args.results, "a") as f:
-                if new:
-                    f.write("# crl-prompt benchmark results\n\nBlocks are appended by the scripts in this folder; see README.md.\n\n")
-                f.write(text + "\n")
-            print(f"(appended to {self.args.results})")
+            path = self.args.results or ROOT / "results" / "benchmarks" / f"{rec['benchmark']}.jsonl"
+            append_record(path, rec, kind="benchmark", device=self.device)
+            print(f"(record appended to {os.path.relpath(path, ROOT)}; `python scripts/update_readme.py` regenerates "
+                  f"benchmarks/RESULTS.md)")  # fmt: skip
         return text
 
 

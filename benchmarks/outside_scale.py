@@ -90,18 +90,25 @@ def table(path: Path) -> str:
         cells.setdefault((r["env_id"], r["alpha"]), []).append(r)
     lines = ["| id | α | data seeds | evals | test at the start | test, found | Δ test (pts) | found > start | D_RL, start → found |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    import gymnasium as gym
+
+    import crlprompt  # noqa: F401  (registers the ids; no torch import)
+
     for (env_id, alpha), rs in sorted(cells.items()):
+        star = "*" if gym.spec(env_id).kwargs.get("alpha") == alpha else ""
         s = np.mean([r["start"]["test"]["accuracy"] for r in rs])
         f = np.mean([r["found"]["test"]["accuracy"] for r in rs])
         wins = sum(r["found"]["test"]["accuracy"] > r["start"]["test"]["accuracy"] for r in rs)
         rl0 = np.mean([r["start"]["rl"]["accuracy"] for r in rs])
         rl1 = np.mean([r["found"]["rl"]["accuracy"] for r in rs])
         seeds = ",".join(str(x) for x in sorted({r["data_seed"] for r in rs}))
-        lines.append(f"| `{env_id.removeprefix('CRLPrompt/')}` | {alpha:g} | {seeds} | {rs[0]['evals']} | {s:.3f} | "
+        lines.append(f"| `{env_id.removeprefix('CRLPrompt/')}` | {alpha:g}{star} | {seeds} | {rs[0]['evals']} | {s:.3f} | "
                      f"{f:.3f} | {100 * (f - s):+.1f} | {wins}/{len(rs)} | {rl0:.3f} → {rl1:.3f} |")  # fmt: skip
     r0 = recs[0]
-    lines += ["", f"{r0['optimizer'].split(' (')[0]} at its defaults, best action of the run, seed {r0['seed']}; "
-              f"commit {str(r0['versions'].get('commit'))[:10]}, {r0['machine'].get('cpu', 'cpu')}."]  # fmt: skip
+    commits = sorted({str(r["versions"].get("commit"))[:10] for r in recs})
+    lines += ["", f"{r0['optimizer']}; its best action of the run (optimiser seed {r0['seed'] + 1}, env seed "
+              f"{r0['seed']}); α marked * is the id's registered value; commit {', '.join(commits)}; "
+              f"{r0['machine'].get('cpu', 'cpu')}, 1 torch thread."]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -4,8 +4,8 @@
     python scripts/update_readme.py           # rewrite every generated block and figure
     python scripts/update_readme.py --check   # exit 1 if a block differs from what its records give
 
-A generated block sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` in README.md
-or any ``docs/**/*.md``; ``BLOCKS`` says which table tool prints it. Only those blocks change: the
+A generated block sits between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` in README.md,
+``benchmarks/RESULTS.md`` or any ``docs/**/*.md``; ``BLOCKS`` says which table tool prints it. Only those blocks change: the
 prose around them is the page's own. ``FIGURES`` are drawn by ``crlprompt.runners.plots`` into
 ``docs/results/img/`` (``--check`` does not compare images, which differ by library version).
 """
@@ -25,7 +25,7 @@ README = ROOT / "README.md"
 
 def pages() -> list[Path]:
     """The files whose generated blocks this tool owns: the README and every docs page."""
-    return [README, *sorted((ROOT / "docs").rglob("*.md"))]
+    return [README, ROOT / "benchmarks" / "RESULTS.md", *sorted((ROOT / "docs").rglob("*.md"))]
 TABLES = ["-m", "crlprompt.runners.tables"]
 
 #: block name -> (table tool arguments after ``python``, how many '#' to add to the tool's headings)
@@ -42,6 +42,8 @@ BLOCKS: dict[str, tuple[list[str], int]] = {
     "floor-few-shot": ([*TABLES, "results/floor/repro"], 1),
     "floor-full": ([*TABLES, "results/floor/full", "results/main_job"], 1),
     "floor-search": (["-m", "crlprompt.runners.compare", "--table", "results/floor/search"], 0),
+    "benchmarks": (["benchmarks/results_table.py", "results/benchmarks"], 0),
+    "outside-scale": (["benchmarks/outside_scale.py", "--table", "results/outside_scale"], 0),
 }
 #: figures of the results pages: arguments of ``python -m crlprompt.runners.plots``
 FIGURES: list[list[str]] = [
