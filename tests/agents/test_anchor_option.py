@@ -10,14 +10,13 @@ import functools
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import crlprompt  # noqa: F401 - registers the ids
 from crlprompt.agents import ESAgent, PPOPromptAgent, RandomSearch
 from crlprompt.agents.anchor import AnchorRule, project_to_ball
 from crlprompt.errors import ConfigError
-from crlprompt.scoring import score_population
 
+from helpers.agents import margin_of
 from helpers import envs
 from helpers.envs import TINY_PROJ
 
@@ -28,10 +27,6 @@ make_vec = functools.partial(envs.make_vec, **ENV_KW)  # a call's keywords overr
 @pytest.fixture(scope="module")
 def setup():
     return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
-
-
-def margin_of(setup, prompt: np.ndarray) -> float:
-    return float(score_population(setup.model, setup.rl, torch.as_tensor(prompt)[None]).reward("margin")[0])
 
 
 def test_anchor_rule_verdicts():

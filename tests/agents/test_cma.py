@@ -12,13 +12,12 @@ import functools
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import crlprompt  # noqa: F401 - registers the ids
-from crlprompt.agents import CMAAgent, RandomSearch, SearchResult
+from crlprompt.agents import CMAAgent, RandomSearch
 from crlprompt.errors import ConfigError
-from crlprompt.scoring import score_population
 
+from helpers.agents import assert_same, margin_of
 from helpers import envs
 from helpers.envs import TINY, TINY_PROJ
 
@@ -30,17 +29,6 @@ make_vec = functools.partial(envs.make_vec, **ENV_KW)  # a call's keywords overr
 def setup():
     """One built tiny setup (model + data) shared by every env of this module."""
     return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
-
-
-def margin_of(setup, prompt: np.ndarray) -> float:
-    """The env's reward (mean logit margin on all of D_RL) of one prompt ``(D,)``."""
-    return float(score_population(setup.model, setup.rl, torch.as_tensor(prompt)[None]).reward("margin")[0])
-
-
-def assert_same(a: SearchResult, b: SearchResult) -> None:
-    np.testing.assert_array_equal(a.best_prompt, b.best_prompt)
-    np.testing.assert_array_equal(a.final_prompt, b.final_prompt)
-    assert (a.best_reward, a.final_reward, a.history, a.evals) == (b.best_reward, b.final_reward, b.history, b.evals)
 
 
 # ----------------------------------------------------------------------------- search

@@ -21,6 +21,7 @@ from crlprompt.agents.sb3 import PPOPromptAgent
 from crlprompt.errors import ConfigError
 from crlprompt.scoring import accuracy
 
+from helpers.agents import assert_same
 from helpers import envs
 from helpers.envs import TINY
 
@@ -43,12 +44,6 @@ def rl_acc(setup, prompt: np.ndarray) -> float:
 
 def center_acc(setup) -> float:
     return accuracy(setup.model, setup.rl)
-
-
-def assert_same(a: SearchResult, b: SearchResult) -> None:
-    np.testing.assert_array_equal(a.best_prompt, b.best_prompt)
-    np.testing.assert_array_equal(a.final_prompt, b.final_prompt)
-    assert (a.best_reward, a.final_reward, a.history, a.evals) == (b.best_reward, b.final_reward, b.history, b.evals)
 
 
 # ----------------------------------------------------------------------------- learning
