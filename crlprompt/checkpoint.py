@@ -4,7 +4,7 @@ A state file holds tensors (prompt, head, optimizer moments, RNG states, best sn
 current epoch's batch order) and a JSON document in the safetensors metadata (counters, history,
 NumPy generator states, config). The metadata also stores a SHA-256 over every tensor's bytes
 and the JSON, so a torn or corrupted file is detected and refused, never silently loaded. Writes
-go to a temporary file in the same directory, are fsynced, then ``os.replace``d into place.
+go through :func:`crlprompt.atomic.atomic_file` (a temporary file beside it, fsynced, renamed into place).
 
 :func:`save_train_state` / :func:`load_train_state` lay a :class:`TrainState` (with the model's
 trainable parameters, the optimizer and the RNGs) out in that file:
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_file
 from .errors import CheckpointError  # re-exported: crlprompt.checkpoint.CheckpointError
 from .prompt_io import tensor_digest
 
@@ -99,17 +98,8 @@ def save_state(path: str | Path, tensors: dict[str, torch.Tensor], doc: dict) ->
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}  # clone: no shared storage
     text = json.dumps(doc)
     meta = {"format": FORMAT, "doc": text, "sha256": _digest(tensors, text)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .atomic import atomic_dir, atomic_file
 from .errors import CheckpointError, ModelError
 from .modelcard import (
     CARD_FILE, POOLING_TEXT, adapter_record, base_model_id, model_card, model_name, read_card_record,
@@ -108,7 +109,7 @@ def checkpoint_layout(path: str | Path) -> tuple[str, int] | None:
 
 # ---------------------------------------------------------------------- prompt files
 def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> None:
-    """Write θ and the head (if it has parameters) as safetensors, with the layout in its metadata."""
+    """Write θ and the head (if it has parameters) as safetensors (atomically), the layout in its metadata."""
     from safetensors.torch import save_file
 
     tensors = {"theta": pm.prompt.theta.detach().float().cpu().contiguous()}
@@ -119,7 +120,8 @@ def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> No
                 "pooling": pm.pooling}  # fmt: skip
     metadata.update({k: json.dumps(v) for k, v in (meta or {}).items()})
     metadata["sha256"] = tensor_digest(tensors, metadata["layout"])
-    save_file(tensors, str(path), metadata=metadata)
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def load_prompt(pm: nn.Module, path: str | Path, *, strict: bool = True, require_head: bool = True) -> dict:
@@ -254,8 +256,8 @@ def peft_model_with_theta(lm: LoadedModel, full_model: nn.Module, layout, theta:
 def save_peft_adapter(
     pm: nn.Module, out_dir: str | Path, *, spec: Any = None, setup: Any = None, metrics: dict | None = None
 ) -> Path:
-    """Save the prompt as a standard PEFT adapter (``PeftModel.from_pretrained`` loads it), with the
-    linear head in ``head.safetensors`` and a model card.
+    """Save the prompt as a standard PEFT adapter (``PeftModel.from_pretrained`` loads it), with the linear
+    head in ``head.safetensors`` and a model card; written beside ``out_dir``, then renamed over it.
 
     Args:
         spec: the :class:`~crlprompt.tasks.TaskSpec` (task name and labels for the card).
@@ -265,22 +267,23 @@ def save_peft_adapter(
     from safetensors.torch import save_file
 
     out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not (out / ADAPTER_CONFIG).is_file():
+        raise CheckpointError(f"{out} holds files other than a PEFT adapter; save to a new or empty directory")
     lm = pm.lm
     full = lm.body if lm.arch == "encoder" else lm.full
     model = peft_model_with_theta(lm, full, pm.layout, pm.prompt.theta)
     model.peft_config["default"].base_model_name_or_path = base_model_id(lm.name)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model.save_pretrained(str(out), save_embedding_layers=False)  # a prompt never changes the vocabulary
     record = adapter_record(pm, spec=spec, setup=setup, metrics=metrics)
-    if pm.head_kind == "linear":
-        tensors = {k: v.detach().float().cpu().contiguous() for k, v in pm.head.state_dict().items()}
-        meta = {"format": "crl-prompt-head", "pooling": record["pooling"], "model": lm.name,
-                "labels": json.dumps(record.get("labels")), "sha256": tensor_digest(tensors)}  # fmt: skip
-        save_file(tensors, str(out / HEAD_FILE), metadata=meta)
-    weights, _ = _read_safetensors(out / ADAPTER_WEIGHTS)
-    record["adapter_sha256"] = tensor_digest(weights)  # PEFT writes that file; the card keeps its checksum
-    (out / CARD_FILE).write_text(model_card(record, model.peft_config["default"].peft_type.value))
+    with atomic_dir(out) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model.save_pretrained(str(tmp), save_embedding_layers=False)  # a prompt never changes the vocabulary
+        if pm.head_kind == "linear":
+            tensors = {k: v.detach().float().cpu().contiguous() for k, v in pm.head.state_dict().items()}
+            meta = {"format": "crl-prompt-head", "pooling": record["pooling"], "model": lm.name,
+                    "labels": json.dumps(record.get("labels")), "sha256": tensor_digest(tensors)}  # fmt: skip
+            save_file(tensors, str(tmp / HEAD_FILE), metadata=meta)
+        record["adapter_sha256"] = tensor_digest(_read_safetensors(tmp / ADAPTER_WEIGHTS)[0])  # PEFT wrote it
+        (tmp / CARD_FILE).write_text(model_card(record, model.peft_config["default"].peft_type.value))
     return out
 
 

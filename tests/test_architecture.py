@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "crlprompt"
 
 #: bottom to top; a module may import modules of its own layer or of a lower one
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "distributed", "registry", "lazy"),
+    ("errors", "distributed", "registry", "lazy", "atomic"),
     ("data",),
     ("tasks",),
     ("models",),

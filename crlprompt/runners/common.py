@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..atomic import append_line
 from ..checkpoint import jsonable  # noqa: F401  (re-exported for the runners)
 from ..errors import ConfigError
 
@@ -223,16 +224,9 @@ def load_results(path: Path) -> list[dict]:
 
 
 def append_jsonl(path: Path, rec: dict) -> None:
-    """Append one record; first end a line torn by an interrupted write, so no record merges into it."""
-    with open(path, "ab+") as f:
-        f.seek(0, 2)
-        if f.tell() > 0:
-            f.seek(-1, 2)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write((json.dumps(jsonable(rec)) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one record as one line (:func:`crlprompt.atomic.append_line`: a line torn by a killed
+    writer is ended first, so no record merges into it)."""
+    append_line(path, json.dumps(jsonable(rec)))
 
 
 def git_commit() -> str | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from .common import mean_std
 from .records import read_records
 
@@ -230,5 +231,5 @@ def table_main(root: str | Path) -> str:
     if not runs and not base:
         raise ConfigError(f"no results.jsonl or baselines.jsonl under {root}; pass a compare --out directory")
     text = markdown_table(runs, base)
-    (root / "table.md").write_text(text)
+    atomic_write(root / "table.md", text)
     return text

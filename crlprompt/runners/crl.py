@@ -32,6 +32,7 @@ from pathlib import Path
 
 
 from ..agents.crl import CRLConfig
+from ..atomic import atomic_write
 from ..build import SetupConfig
 from ..distributed import is_main
 from ..errors import ConfigError, CRLPromptError, ModelError
@@ -162,9 +163,7 @@ def write_tables(cfg: ReproduceConfig, results: list[dict]) -> Path:
         path = cfg.out / ("table2.md" if cfg.ablation else "table1.md")
         full = [r for r in results if r["k_shot"] is None and not r["tag"]]
         text = table(full, cfg.tasks, cfg.models, methods, names)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
     return path
 
 

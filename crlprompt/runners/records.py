@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write
 from ..errors import ConfigError
 from .common import append_jsonl, jsonable, load_results, machine, versions
 from .config import METHODS
@@ -209,10 +209,5 @@ def migrate_file(path: Path | str, *, write: bool = True) -> dict:
         counts[f"kind {new['kind']}"] += 1
         out.append(line if new is rec else json.dumps(jsonable(new)))
     if write and counts["migrated"]:
-        tmp = path.with_name(f".{path.name}.migrating")
-        with open(tmp, "w") as f:
-            f.write("".join(line + "\n" for line in out))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, "".join(line + "\n" for line in out))
     return dict(counts)

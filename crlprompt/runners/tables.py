@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from .common import mean_std
 from .config import METHODS
 from .pairing import Refused, floor_pairs, pairs, refusal_note, scored_runs, trains
@@ -369,10 +370,10 @@ def main(argv: list[str] | None = None) -> None:
         t1, t2, results = merge(root)
         if not results:
             raise SystemExit(f"no full-data records under {root}")
-        (root / "table1.md").write_text(t1)
+        atomic_write(root / "table1.md", t1)
         print("## Table 1\n\n" + t1)
         if t2:
-            (root / "table2.md").write_text(t2)
+            atomic_write(root / "table2.md", t2)
             print("## Table 2 (ablation)\n\n" + t2)
         return
     text = report([Path(a) for a in argv])

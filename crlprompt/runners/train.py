@@ -24,7 +24,7 @@ from pathlib import Path
 from ..checkpoint import STATE_FILE
 from ..distributed import barrier, default_device, is_main
 from ..errors import CheckpointError, ConfigError
-from ..rundir import partial_dir
+from ..atomic import atomic_write, partial_dir, replace_dir
 from .common import check_out_dir, jsonable, setup_logging  # noqa: F401  (setup_logging re-exported for the CLI)
 from .config import METHODS, EvalConfig, Method, TrainConfig, get_method, setup_from_run_config  # noqa: F401
 from .records import append_record, stamp
@@ -114,7 +114,7 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     ``progress`` overrides ``cfg.progress``."""
     from ..agents.crl import CRLAgent
     from ..build import build, resolve_device
-    from ..rundir import commit, write_prompt_files
+    from ..rundir import write_prompt_files
 
     agent_cfg = cfg.agent_config()  # validates
     check_out_dir(cfg.out)  # a file, or under a file or an unwritable directory: refused before loading anything
@@ -146,7 +146,7 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     try:
         metrics = io.StringIO()
         if main:
-            (tmp / "config.json").write_text(config_text)
+            atomic_write(tmp / "config.json", config_text)  # a resume reads it back
             metrics = open(tmp / "metrics.jsonl", "w")  # rewritten from the agent's history on resume
 
         def write(event: str, rec: dict) -> None:
@@ -191,7 +191,7 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
         write_prompt_files(tmp, setup.model, meta=meta, spec=setup.spec, setup=setup_cfg, record=record,
                            adapter=cfg.save_adapter)  # fmt: skip
         (tmp / STATE_FILE).unlink(missing_ok=True)  # the finished run needs no resume state
-        commit(tmp, cfg.out)
+        replace_dir(tmp, cfg.out)
     except BaseException as e:
         if not main:
             raise
