@@ -220,6 +220,14 @@ class ActionScorer:
         self.accuracies = None if np.isnan(acc).all() else acc
         return out
 
+    def null_action(self) -> np.ndarray:
+        """The action that stands for "nothing scored yet" (0: the center)."""
+        return np.zeros(self.action_dim, np.float32)
+
+    def keep(self, action: Any) -> np.ndarray:
+        """A copy of ``action`` to hold as the best one."""
+        return np.asarray(action, np.float32).copy()
+
     def score_one(self, action: np.ndarray) -> float:
         """Reward of one action (a vector env scores it K times in one step and returns the first)."""
         return float(self(np.repeat(np.asarray(action, np.float32)[None], self.batch, 0))[0])
@@ -262,9 +270,13 @@ class SearchAgent(ABC):
     (the SB3 agents, whose batches are single env steps)."""
 
     def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int = 0):
-        self.scorer = ActionScorer(env)
+        self.scorer = self.make_scorer(env)
         self.seed = seed
         self._start_run()
+
+    def make_scorer(self, env: Any) -> "ActionScorer":
+        """What scores this agent's actions through ``env`` (text agents score strings)."""
+        return ActionScorer(env)
 
     @property
     @abstractmethod
@@ -309,7 +321,7 @@ class SearchAgent(ABC):
     def _start_run(self, callbacks: list[Callable] | None = None) -> None:
         """Zero the bookkeeping: ``evals``, ``history``, ``best_action`` / ``best_prompt`` / ``best_reward``."""
         self.evals, self.history = 0, []
-        self.best_action: np.ndarray = np.zeros(self.scorer.action_dim, np.float32)
+        self.best_action = self.scorer.null_action()
         self.best_reward, self.best_prompt = -math.inf, None
         self._callbacks = callbacks or []
         self._last: tuple[np.ndarray, np.ndarray | None] = (np.empty(0), None)
@@ -330,7 +342,7 @@ class SearchAgent(ABC):
         i, r = best
         improved = r > self.best_reward
         if improved:
-            self.best_action, self.best_reward = np.asarray(actions[i], np.float32).copy(), r
+            self.best_action, self.best_reward = self.scorer.keep(actions[i]), r
             self.best_prompt = self.scorer.prompt_for(self.best_action)
         if improved or self.history_every_batch:
             self.history.append((self.evals, self.best_reward))

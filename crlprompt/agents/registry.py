@@ -59,6 +59,26 @@ def vector_factory(agent: type | str, *, num_envs: int | None = None, **fixed: A
     return make
 
 
+def text_factory(agent: type | str) -> Factory:
+    """The factory of a text-prompt agent: the text env of a ``CRLPrompt/*-Text-v0`` id (one prompt per
+    step; ``num_envs`` does not apply) and the agent on it."""
+
+    def make(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
+        import gymnasium as gym
+
+        from .text import text_env_of
+
+        env = gym.make(env_id, **env_kwargs)
+        try:
+            text_env_of(env)  # a soft id is refused here, naming the text ids
+            return _resolve(agent)(env, seed=seed, **kw), env
+        except BaseException:
+            env.close()
+            raise
+
+    return make
+
+
 def _cma(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, popsize: int | None = None,
          projection_dim: int | None = None, **kw):  # fmt: skip
     """CMA-ES; one generation (``popsize``, default ``num_envs``) per batched forward."""
@@ -111,6 +131,8 @@ class AgentSpec:
     """The optional module it needs (``cma``, ``stable_baselines3``...), or None."""
     options: dict[str, Any] = field(default_factory=dict)
     """Fixed agent arguments the factory passes (``algo="td3"``, ``diagonal=True``): not settable per run."""
+    space: str = "soft"
+    """The prompts it searches: ``"soft"`` (the soft-prompt ids) or ``"text"`` (the ``*-Text-v0`` ids)."""
 
     @property
     def agent_name(self) -> str:
@@ -161,6 +183,7 @@ def register_agent(
     differs: str = "",
     needs: str | None = None,
     replace: bool = False,
+    space: str = "soft",
     **options: Any,
 ) -> AgentSpec:
     """Add ``name`` to the registry and return its spec.
@@ -171,7 +194,8 @@ def register_agent(
     given ``options`` (fixed arguments, e.g. ``algo="td3"``) and the run's ``--algo-kwargs``; with
     ``make=``, ``options`` names what that factory fixes. A plain function as ``agent`` is taken as
     the factory itself. Fixed arguments are refused in ``--algo-kwargs``. ``needs`` names an optional
-    module it imports (for the lists of what runs where). ``replace=True`` overwrites a name.
+    module it imports (for the lists of what runs where). ``replace=True`` overwrites a name. ``space``:
+    ``"soft"`` or ``"text"`` (a text agent's factory is :func:`text_factory`).
     """
     if not (isinstance(name, str) and name and not set(name) & set(", \t\n{}\"'")):
         raise ConfigError(f"an agent name must be a non-empty string without commas, spaces or quotes, got {name!r}")
@@ -183,7 +207,9 @@ def register_agent(
         make = vector_factory(agent, num_envs=num_envs, **options)
     elif num_envs is not None:
         raise ConfigError("num_envs goes to the default factory; with make=, the factory chooses the env")
-    spec = AgentSpec(name, agent, make, follows, differs, needs, options)
+    if space not in ("soft", "text"):
+        raise ConfigError(f"space must be 'soft' or 'text', got {space!r}")
+    spec = AgentSpec(name, agent, make, follows, differs, needs, options, space)
     REGISTRY[name] = spec
     return spec
 
@@ -195,8 +221,10 @@ def get_spec(name: str) -> AgentSpec:
         raise ConfigError(f"unknown algorithm {name!r}; choose from {', '.join(REGISTRY)}") from None
 
 
-def names() -> list[str]:
-    return list(REGISTRY)
+def names(space: str | None = "soft") -> list[str]:
+    """The registered names of one prompt space: ``"soft"`` (the soft-prompt ids' agents, the default),
+    ``"text"`` (the ``*-Text-v0`` ids'), or None for every one (what ``--algos`` accepts)."""
+    return [n for n, s in REGISTRY.items() if space is None or s.space == space]
 
 
 def help_text() -> str:
@@ -255,3 +283,13 @@ for _algo in ("sac", "td3", "crossq", "ars"):  # ARS scores one policy per step:
     register_agent(_algo, "crlprompt.agents.sb3_offpolicy:SB3OffPolicyAgent", num_envs=1 if _algo == "ars" else None,
                    follows=_SB3[0], differs=_SB3[1], needs="sb3_contrib" if _algo in ("crossq", "ars") else
                    "stable_baselines3", algo=_algo)  # fmt: skip
+_TEXT = "budget in target-model evaluations; agent LM: any causal LM (default SmolLM2-135M-Instruct)"
+register_agent("handcraft", "crlprompt.agents.text:HandCraftAgent", make=text_factory("crlprompt.agents.text:HandCraftAgent"),
+               space="text", follows="HandCraft (the paper's template and label words, zero-shot)",
+               differs="the text ids' no-instruction row (one evaluation)")  # fmt: skip
+register_agent("ape", "crlprompt.agents.ape:APEAgent", make=text_factory("crlprompt.agents.ape:APEAgent"), space="text",
+               follows="APE (Zhou et al. 2023), iterative", differs=f"instructions induced from train pairs, the best "
+               f"few resampled as variations; {_TEXT}")  # fmt: skip
+register_agent("lcp", "crlprompt.agents.lcp:LCPAgent", make=text_factory("crlprompt.agents.lcp:LCPAgent"), space="text",
+               follows="LCP, learning from contrastive prompts (2024)", differs=f"each round shows the agent LM the "
+               f"best and worst instructions with their env rewards; {_TEXT}")  # fmt: skip

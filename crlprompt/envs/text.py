@@ -134,6 +134,9 @@ class TextPromptSearch:
     def __init__(self, setup: Setup, config: TextEnvConfig):
         if setup.model.head_kind != "verbalizer":
             raise ConfigError("a text env needs a setup whose head is the verbalizer (head='verbalizer')")
+        if setup.lm.arch != "decoder":
+            raise ConfigError(f"a text env's target answers with its next token: pass a causal LM (smollm2, tiny-llama, "
+                              f"an HF decoder), not the encoder {setup.lm.name!r}")  # fmt: skip
         self.setup, self.config = setup, config
         self.model = setup.model  # no prompt: the template and the verbalizer (HandCraft)
         self.data = setup.rl if config.reward_split == "rl" else setup.train

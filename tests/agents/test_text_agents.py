@@ -1,0 +1,162 @@
+"""The text-prompt agents (handcraft, APE, LCP) on the tiny text id, with the tiny random Llama as the
+agent LM; SmolLM2 as agent and target behind the slow marker."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import crlprompt  # noqa: F401  (registers the ids)
+from crlprompt.agents.registry import get_spec
+from crlprompt.errors import ConfigError
+
+TEXT = "CRLPrompt/Tiny-Text-v0"
+TINY_AGENT = {"agent_model": "tiny-llama", "max_new_tokens": 6}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """The tiny text id's model and data, built once (every env below gets it as ``setup=``)."""
+    return gym.make(TEXT).unwrapped.search.setup
+
+
+def build(name, setup, seed=0, **kw):
+    kw = kw if name == "handcraft" else {**TINY_AGENT, **kw}
+    return get_spec(name).build(TEXT, {"setup": setup}, seed, num_envs=1, **kw)
+
+
+@pytest.mark.parametrize("name", ["ape", "lcp"])
+@pytest.mark.parametrize("budget", [1, 7, 13])
+def test_budget_counts_target_evaluations_and_is_never_exceeded(setup, name, budget):
+    agent, env = build(name, setup, candidates=4)
+    search = env.unwrapped.search
+    before = search.num_evals
+    result = agent.learn(budget)
+    assert result.evals == search.num_evals - before <= budget and result.evals >= 1
+    assert len(agent.scored) == result.evals  # every scored instruction cost one evaluation
+    assert result.best_reward == max(agent.scored.values()) == agent.scored[result.best_prompt]
+    assert env.action_space.contains(result.best_prompt)
+    evals = [e for e, _ in result.history]
+    best = [r for _, r in result.history]
+    assert evals == sorted(evals) and evals[-1] == result.evals and best == sorted(best)
+    assert result.target_seconds > 0 and result.agent_seconds >= 0
+
+
+@pytest.mark.parametrize("name", ["ape", "lcp"])
+def test_same_seed_same_search_other_seed_other_instructions(setup, name):
+    runs = [build(name, setup, seed=s)[0] for s in (0, 0, 1)]
+    results = [a.learn(10) for a in runs]
+    assert results[0].best_prompt == results[1].best_prompt and results[0].history == results[1].history
+    assert list(runs[0].scored) == list(runs[1].scored) != list(runs[2].scored)
+
+
+def test_handcraft_scores_the_bare_template_once(setup):
+    from crlprompt.floors import handcraft_floor
+
+    agent, env = build("handcraft", setup)
+    result = agent.learn(5)
+    assert result.evals == 1 and result.best_prompt == "" and result.history == [(1, result.best_reward)]
+    assert env.unwrapped.evaluate("", split="rl")["accuracy"] == pytest.approx(handcraft_floor(setup)["rl_acc"])
+
+
+def test_ape_resamples_variations_of_its_best_instructions(setup):
+    agent, _ = build("ape", setup, candidates=4, keep=2, variations=1)
+    asked = []
+    write = agent.write
+    agent.write = lambda meta, n: asked.append(meta) or write(meta, n)
+    agent.learn(12)
+    assert "input-output pairs" in asked[0] and len(asked) > 1
+    later = asked[1:3]  # the first round after induction: variations of the two best so far
+    firsts = [p for p, _ in sorted(agent.scored.items(), key=lambda kv: -kv[1])]
+    assert all("Generate a variation of the following instruction" in m for m in later)
+    assert any(p in later[0] for p in firsts)
+
+
+def test_lcp_shows_good_and_bad_instructions_with_their_scores(setup):
+    agent, _ = build("lcp", setup, candidates=4, per_round=2, top=2, bottom=1)
+    agent.learn(4)  # the induction round alone
+    ranked = agent.ranked()
+    meta = agent.contrast()
+    good, bad = meta.split("Good instructions:")[1].split("Bad instructions:")
+    assert f"score {ranked[0][1]:.3f}: {ranked[0][0]}" in good and f"score {ranked[1][1]:.3f}" in good
+    assert f"score {ranked[-1][1]:.3f}: {ranked[-1][0]}" in bad and ranked[0][0] not in bad
+    assert "Input:" in meta and "Output:" in meta
+
+
+@pytest.mark.parametrize("name", ["ape", "lcp"])
+def test_init_prompts_are_scored_first(setup, name):
+    """LCP's adaptation use: start from instructions found for another target."""
+    start = ["the movie was great", "what is the number"]
+    agent, _ = build(name, setup, init_prompts=start)
+    agent.learn(6)
+    assert list(agent.scored)[:2] == start
+
+
+def test_a_callback_stops_the_search_and_a_result_saves_its_instruction(setup, tmp_path):
+    agent, env = build("ape", setup, candidates=3)
+    result = agent.learn(30, callback=lambda evals, best: evals < 3)
+    assert result.evals == 3
+    path = result.save(tmp_path / "run", env, meta={"seed": 0})
+    doc = json.loads(path.read_text())
+    assert doc["prompt"] == result.best_prompt and doc["reward"] == result.best_reward and doc["seed"] == 0
+    assert doc["setup"]["task"] == "tiny" and doc["text_env"]["reward"] == "ce"
+
+
+def test_text_agents_refuse_soft_ids_and_bad_options(setup):
+    with pytest.raises(ConfigError, match="Text-v0"):
+        get_spec("ape").build("CRLPrompt/Tiny-v0", {}, 0, num_envs=1, **TINY_AGENT)
+    for kw, match in (({"candidates": 0}, "candidates"), ({"temperature": 0.0}, "temperature"),
+                      ({"init_prompts": "one string"}, "init_prompts"), ({"sigma": 1.0}, "takes no argument")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            build("ape", setup, **kw)
+    agent, _ = build("ape", setup, agent_model="tiny-bert")
+    with pytest.raises(ConfigError, match="causal LM"):
+        agent.learn(2)
+
+
+def test_agent_lm_helpers(setup):
+    from crlprompt.agents.agent_lm import agent_model, demonstrations, instruction_of
+
+    assert instruction_of('Instruction: "Rate the review \u2014 positive or negative."\nMore text', 256) == (
+        "Rate the review - positive or negative.")  # fmt: skip
+    assert instruction_of("one two three four", 9) == "one two" and instruction_of("\n \n", 10) == ""
+    demos = demonstrations(setup, 4, np.random.default_rng(0))
+    assert len(demos) == 4 and {y for _, y in demos} == set(setup.spec.verbalizer)  # classes interleaved
+    assert agent_model("tiny-llama", setup.lm) is setup.lm  # the target's model, shared
+    assert agent_model("tiny-llama", setup.lm, private=True) is not setup.lm
+
+
+def test_compare_runs_text_agents_and_writes_the_soft_benchmark_records(setup, tmp_path):
+    from crlprompt.runners.compare import CompareConfig, run_compare
+    from crlprompt.runners.records import read_records
+
+    kw = json.dumps({"ape": TINY_AGENT, "lcp": TINY_AGENT})
+    cfg = CompareConfig(env_id=TEXT, algos=("handcraft", "ape", "lcp"), budget=6, seeds=(0,), out=tmp_path / "cmp",
+                        algo_kwargs=kw, progress=False)  # fmt: skip
+    runs = run_compare(cfg)
+    assert sorted(r["algo"] for r in runs) == ["ape", "handcraft", "lcp"]
+    for r in runs:
+        assert r["evals"] <= 6 and r["action_dim"] == "text" and isinstance(r["best_prompt"], str)
+        assert 0 <= r["selected_test_acc"] <= 1 and r["target_seconds"] > 0
+    base = read_records(tmp_path / "cmp" / "baselines.jsonl", "baseline")
+    assert [b["algo"] for b in base] == ["handcraft", "icl"]
+    hand = next(r for r in runs if r["algo"] == "handcraft")
+    assert hand["selected_test_acc"] == pytest.approx(base[0]["selected_test_acc"])  # the same measurement
+    table = (tmp_path / "cmp" / "table.md").read_text()
+    assert "| ape | 1 | text |" in table and "floor: HandCraft" in table
+    assert run_compare(cfg) == runs  # a rerun resumes: nothing left to do
+    bad = CompareConfig(env_id=TEXT, algos=("cma",), budget=6, out=tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match="text-prompt agents: handcraft"):
+        run_compare(bad)
+
+
+@pytest.mark.slow
+def test_ape_with_smollm2_writes_english_instructions_for_sst2(shared_data_dir):
+    env = gym.make("CRLPrompt/SST2-SmolLM2-Text-v0", data_dir=str(shared_data_dir), max_test=16)
+    agent = get_spec("ape").agent_class(env, seed=0, candidates=3, max_new_tokens=24)
+    result = agent.learn(3)
+    assert 1 <= result.evals <= 3 and sum(c.isalpha() for c in result.best_prompt) >= 10
+    assert agent.lm is env.unwrapped.search.setup.lm  # SmolLM2 is agent and target: loaded once
