@@ -80,7 +80,7 @@ class CompareConfig(GridOptions):
         super().__post_init__()
         self.algos = tuple(a for v in ([self.algos] if isinstance(self.algos, str) else self.algos)
                            for a in str(v).replace(",", " ").split())  # fmt: skip
-        algos, known = self.algo_list, registry.names()
+        algos, known = self.algo_list, registry.names(None)
         bad = [a for a in algos if a not in known]
         if bad or not algos:
             raise ConfigError(f"unknown algorithm(s) {bad or algos}; choose from {', '.join(known)}, e.g. --algos random,es,cma,ppo")
@@ -174,19 +174,25 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     from .baselines import baselines
     from .compare_cells import remote_cell, run_one
     from .compare_report import markdown_table, plot_curves
+    from .compare_text import TEXT_BASELINES, build_text_search, is_text_id, run_text_one, text_baselines
     from .launch import run_cells
 
     check_out_dir(cfg.out)  # a file, or under a file or an unwritable directory: refused before anything loads
     options = _env_options(cfg.env_id)
+    text = is_text_id(cfg.env_id)  # an instruction string per step (crlprompt.envs.text): its own rows and scoring
+    if text and cfg.launcher == "ray":
+        raise ConfigError("the text ids run with --launcher local (their agent LMs load in this process)")
     env_kwargs, algo_kwargs = json.loads(cfg.env_kwargs), json.loads(cfg.algo_kwargs)
     runs, base = _open_out(cfg)  # reads only: nothing is written before the preflight below passes
-    done = {_key(r) for r in runs} | {_key(b) for b in base}
+    # runs and baseline rows apart: a text comparison's `handcraft` is both an agent and a floor row
+    done, done_base = {_key(r) for r in runs}, {_key(b) for b in base}
     plan = []  # (data seed override, its data seed, runs to do, baselines needed)
     for data_seed in cfg.data_seed_list:
         seed_kw = {} if data_seed is None else {"data_seed": data_seed}
         ds = _ds(options, seed_kw)
         todo = [(a, s) for a in cfg.algo_list for s in cfg.seed_list if (a, s, ds) not in done]
-        need_base = cfg.baselines and ("gradient", cfg.seed_list[0], ds) not in done  # the last baseline row
+        last = TEXT_BASELINES[-1] if text else "gradient"
+        need_base = cfg.baselines and (last, cfg.seed_list[0], ds) not in done_base  # the last baseline row
         if todo or need_base:
             plan.append((seed_kw, todo, need_base))
     out = Path(cfg.out)
@@ -201,11 +207,14 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
     try:
         for seed_kw, todo, need_base in plan:
             t0 = time.perf_counter()
-            search = make_search(EnvConfig.from_kwargs(**{**options, **env_kwargs, **seed_kw}), lm=lm, require_test=True)
+            kwargs = {**options, **env_kwargs, **seed_kw}
+            search = (build_text_search(kwargs, lm) if text else
+                      make_search(EnvConfig.from_kwargs(**kwargs), lm=lm, require_test=True))  # fmt: skip
             lm, setup = search.setup.lm, search.setup
             ds = setup.config.data_seed
-            log.info("built %s (data seed %d) in %.1fs: D=%d, action dim %d, %d reward rows", cfg.env_id, ds,
-                     time.perf_counter() - t0, search.dim, search.action_dim, len(search.data))  # fmt: skip
+            space = "text prompts" if text else f"D={search.dim}, action dim {search.action_dim}"
+            log.info("built %s (data seed %d) in %.1fs: %s, %d reward rows", cfg.env_id, ds,
+                     time.perf_counter() - t0, space, len(search.data))  # fmt: skip
             run_kw = {**env_kwargs, **seed_kw, "setup": setup}
             if bar is None:
                 _preflight(cfg, run_kw, algo_kwargs)  # bad settings fail here, before anything is written
@@ -224,14 +233,17 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
             common = {"env_id": cfg.env_id, "data_seed": ds, "env_kwargs": env_kwargs, **stamp}
             if need_base:  # a resumed run may hold some of them already
                 bar.set_description(f"baselines, data {ds}")
-                have = {a for a, s, d in done if s == cfg.seed_list[0] and d == ds}
-                for rec in baselines(search, seed=cfg.seed_list[0], grad_epochs=cfg.grad_epochs, grad_lr=cfg.grad_lr,
-                                     skip=have):  # fmt: skip
+                have = {a for a, s, d in done_base if s == cfg.seed_list[0] and d == ds}
+                rows = (text_baselines(search, seed=cfg.seed_list[0], skip=have) if text else
+                        baselines(search, seed=cfg.seed_list[0], grad_epochs=cfg.grad_epochs, grad_lr=cfg.grad_lr,
+                                  skip=have))  # fmt: skip
+                for rec in rows:
                     rec = {**common, **rec}
                     rec = append_record(out / "baselines.jsonl", rec, kind="baseline")
                     base.append(jsonable(rec))
-            center = search.center.detach().cpu().numpy()
-            common = {**common, "center_rl_acc": acc(center, setup.rl), "center_test_acc": acc(center, setup.test)}
+            if not text:  # a text search has no center: every instruction is a whole action
+                center = search.center.detach().cpu().numpy()
+                common = {**common, "center_rl_acc": acc(center, setup.rl), "center_test_acc": acc(center, setup.test)}
             for algo, seed in todo:
                 job = (cfg, registry.get_spec(algo).build, algo, seed, {**env_kwargs, **seed_kw}, algo_kwargs.get(algo, {}),
                        common)  # fmt: skip
@@ -239,7 +251,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
                     jobs.append(({**options, **env_kwargs, **seed_kw}, job))
                     continue
                 bar.set_description(f"{algo} seed {seed} data {ds}")
-                finished(job, run_one(*job, setup=setup, bar=bar))
+                finished(job, (run_text_one if text else run_one)(*job, setup=setup, bar=bar))
         if jobs:
             run_cells(jobs, remote_cell, lambda job, rec: finished(job[1], rec), launcher="ray",
                       address=cfg.ray_address, cpus_per_cell=cfg.cpus_per_run)  # fmt: skip
@@ -262,7 +274,11 @@ def _ds(options: dict, seed_kw: dict) -> int:
 
 def _preflight(cfg: CompareConfig, run_kw: dict, algo_kwargs: dict) -> None:
     """Build every algorithm once and check that the budget covers one of its updates."""
+    from .compare_text import check_space, is_text_id
+
+    text = is_text_id(cfg.env_id)
     for algo in cfg.algo_list:
+        check_space(algo, registry.get_spec(algo).space, text)
         agent, env = registry.get_spec(algo).build(cfg.env_id, run_kw, cfg.seed_list[0], num_envs=cfg.num_envs,
                                                    **algo_kwargs.get(algo, {}))  # fmt: skip
         env.close()
