@@ -86,22 +86,32 @@ def as_chat(lm: LoadedModel, text: str) -> str:
 
 
 @torch.no_grad()
-def sample(lm: LoadedModel, text: str, n: int, *, seed: int, max_new_tokens: int = 48, temperature: float = 1.0,
-           top_p: float = 0.95) -> list[str]:  # fmt: skip
-    """``n`` samples of the agent LM continuing ``text`` (already in chat form), decoded."""
-    tok, model = lm.tokenizer, lm.full
-    device = next(model.parameters()).device
-    enc = tok(text, return_tensors="pt", add_special_tokens=False).to(device)
+def generate_ids(model, tok, prompt_ids: torch.Tensor, n: int, *, seed: int, max_new_tokens: int = 48,
+                 temperature: float = 1.0, top_p: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``n`` sampled continuations of ``prompt_ids (1, P)``: ``(prompt (1, P'), generated (n, G))`` token
+    ids, the prompt cut to its last positions where it would not leave ``max_new_tokens`` of the model's
+    positions; the random state is forked and seeded with ``seed``."""
     limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and enc["input_ids"].shape[1] + max_new_tokens > limit:  # a small model: keep the meta-prompt's end
-        keep = max(limit - max_new_tokens, 1)
-        enc = {k: v[:, -keep:] for k, v in enc.items()}
+    if limit and prompt_ids.shape[1] + max_new_tokens > limit:  # a small model: keep the meta-prompt's end
+        prompt_ids = prompt_ids[:, -max(limit - max_new_tokens, 1) :]
+    device = prompt_ids.device
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                             num_return_sequences=n, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
-    return [tok.decode(row[enc["input_ids"].shape[1] :], skip_special_tokens=True) for row in out]
+        out = model.generate(input_ids=prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=True,
+                             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
+    return prompt_ids, out[:, prompt_ids.shape[1] :]
+
+
+def sample(lm: LoadedModel, text: str, n: int, *, seed: int, max_new_tokens: int = 48, temperature: float = 1.0,
+           top_p: float = 0.95) -> list[str]:  # fmt: skip
+    """``n`` samples of the agent LM continuing ``text`` (already in chat form), decoded."""
+    device = next(lm.full.parameters()).device
+    ids = lm.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+    _, gen = generate_ids(lm.full, lm.tokenizer, ids, n, seed=seed, max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_p=top_p)  # fmt: skip
+    return [lm.tokenizer.decode(row, skip_special_tokens=True) for row in gen]
 
 
 _LEAD = re.compile(r"^\s*(?:new\s+)?(?:instruction|output|answer)\s*[:\-]\s*", re.IGNORECASE)

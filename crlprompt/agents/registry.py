@@ -59,9 +59,9 @@ def vector_factory(agent: type | str, *, num_envs: int | None = None, **fixed: A
     return make
 
 
-def text_factory(agent: type | str) -> Factory:
+def text_factory(agent: type | str, **fixed: Any) -> Factory:
     """The factory of a text-prompt agent: the text env of a ``CRLPrompt/*-Text-v0`` id (one prompt per
-    step; ``num_envs`` does not apply) and the agent on it."""
+    step; ``num_envs`` does not apply) and the agent on it, given ``fixed`` arguments."""
 
     def make(env_id: str, env_kwargs: dict, seed: int, *, num_envs: int, **kw):
         import gymnasium as gym
@@ -71,7 +71,7 @@ def text_factory(agent: type | str) -> Factory:
         env = gym.make(env_id, **env_kwargs)
         try:
             text_env_of(env)  # a soft id is refused here, naming the text ids
-            return _resolve(agent)(env, seed=seed, **kw), env
+            return _resolve(agent)(env, seed=seed, **fixed, **kw), env
         except BaseException:
             env.close()
             raise
@@ -293,3 +293,11 @@ register_agent("ape", "crlprompt.agents.ape:APEAgent", make=text_factory("crlpro
 register_agent("lcp", "crlprompt.agents.lcp:LCPAgent", make=text_factory("crlprompt.agents.lcp:LCPAgent"), space="text",
                follows="LCP, learning from contrastive prompts (2024)", differs=f"each round shows the agent LM the "
                f"best and worst instructions with their env rewards; {_TEXT}")  # fmt: skip
+_SP = "crlprompt.agents.stableprompt:StablePromptAgent"
+register_agent("stableprompt", _SP, make=text_factory(_SP), space="text", needs="peft",
+               follows="StablePrompt (Kwon et al. 2024): APPO", differs="LoRA on the agent LM (PEFT), B instructions "
+               "per update from a task-agnostic meta-prompt; PPO with a KL toward an anchor that moves to the policy "
+               f"when the batch reward improves; {_TEXT}")  # fmt: skip
+register_agent("stableprompt-ppo", _SP, make=text_factory(_SP, anchor="previous"), space="text", needs="peft",
+               follows="StablePrompt's ablation: plain PPO", differs="the KL's reference is the policy before each "
+               "update", anchor="previous")  # fmt: skip

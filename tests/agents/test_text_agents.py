@@ -153,6 +153,86 @@ def test_compare_runs_text_agents_and_writes_the_soft_benchmark_records(setup, t
         run_compare(bad)
 
 
+def test_ppo_terms_kl_is_zero_only_where_policy_and_anchor_agree():
+    import torch
+
+    from crlprompt.losses.ppo import kl_penalty, ppo_clip_loss
+
+    logp, mask = torch.tensor([[-1.0, -2.0, -0.5]]), torch.tensor([[1.0, 1.0, 0.0]])
+    assert float(kl_penalty(logp, logp, mask)) == 0.0
+    assert float(kl_penalty(logp, logp + torch.tensor([[0.0, 0.3, 5.0]]), mask)) > 0  # the masked token is ignored
+    assert float(kl_penalty(logp, logp + torch.tensor([[0.0, 0.0, 5.0]]), mask)) == 0.0
+    new = torch.tensor([0.0, 0.0], requires_grad=True)  # ratio e^1 > 1 + clip for a positive advantage: no gradient
+    ppo_clip_loss(new, torch.tensor([-1.0, 0.0]), torch.tensor([1.0, -1.0]), 0.2).backward()
+    assert new.grad[0] == 0 and new.grad[1] != 0
+
+
+SP_KW = {"agent_model": "tiny-llama", "max_new_tokens": 8, "batch": 4, "lr": 1e-2}
+
+
+@pytest.mark.parametrize("name", ["stableprompt", "stableprompt-ppo"])
+def test_stableprompt_trains_its_adapter_within_the_budget_and_leaves_the_target_alone(setup, name):
+    import torch
+
+    agent, env = get_spec(name).build(TEXT, {"setup": setup}, 0, num_envs=1, **SP_KW)
+    target = {n: p.clone() for n, p in setup.lm.full.named_parameters()}
+    events = []
+    result = agent.learn(14, callback=events.append)
+    assert result.evals <= 14 and result.evals == len(agent.scored)
+    lora_b = {n: p for n, p in agent.policy.named_parameters() if "lora_B" in n}
+    assert lora_b and any(float(p.detach().abs().sum()) > 0 for p in lora_b.values())  # B starts at 0: it was trained
+    base = [p for n, p in agent.policy.named_parameters() if "lora_" not in n]
+    assert not any(p.requires_grad for p in base)
+    assert all(torch.equal(p, target[n]) for n, p in setup.lm.full.named_parameters())
+    moved = [e.diagnostics["anchor_moved"] for e in events]
+    assert moved and (any(moved) if name == "stableprompt" else not any(moved))
+    assert agent.anchor == ("appo" if name == "stableprompt" else "previous")
+
+
+def test_appo_anchor_moves_only_on_improvement_and_kl_is_zero_at_the_anchor(setup):
+    import torch
+
+    from crlprompt.losses.ppo import kl_penalty
+
+    agent, _ = get_spec("stableprompt").build(TEXT, {"setup": setup}, 0, num_envs=1, **SP_KW)
+    agent.start()
+    prompt, gen, texts = agent.sample_batch()
+    assert len(texts) == 4 and gen.shape[0] == 4
+    with torch.no_grad():
+        logp, mask = agent.log_probs(prompt, gen)
+        with agent.anchored():
+            ref, _ = agent.log_probs(prompt, gen)
+    assert float(kl_penalty(logp, ref, mask)) == 0.0  # policy == anchor at the start (LoRA B = 0)
+    assert agent.move_anchor(-0.5) and agent.anchor_moves == 1
+    with torch.no_grad():
+        next(p for n, p in agent.policy.named_parameters() if "lora_B" in n).add_(0.5)
+    kept = {n: v.clone() for n, v in agent.anchor_state.items()}
+    assert not agent.move_anchor(-0.6) and not agent.move_anchor(-0.5)  # no improvement: the anchor stays
+    assert all(torch.equal(kept[n], v) for n, v in agent.anchor_state.items())
+    with torch.no_grad():
+        logp, mask = agent.log_probs(prompt, gen)
+        with agent.anchored():
+            ref, _ = agent.log_probs(prompt, gen)
+    assert float(kl_penalty(logp, ref, mask)) > 0
+    assert agent.move_anchor(-0.4)  # an improvement: the anchor is the policy now
+    assert all(torch.equal(v, dict(agent.policy.named_parameters())[n]) for n, v in agent.anchor_state.items())
+
+
+def test_stableprompt_adapter_saves_as_a_peft_adapter(setup, tmp_path):
+    import torch
+    from peft import PeftModel
+
+    from crlprompt.models import load_model
+
+    agent, _ = get_spec("stableprompt").build(TEXT, {"setup": setup}, 0, num_envs=1, **SP_KW)
+    agent.learn(8)
+    agent.save_adapter(tmp_path / "adapter")
+    loaded = PeftModel.from_pretrained(load_model("tiny-llama").full, str(tmp_path / "adapter"))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, agent.policy(input_ids=ids).logits, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_ape_with_smollm2_writes_english_instructions_for_sst2(shared_data_dir):
     env = gym.make("CRLPrompt/SST2-SmolLM2-Text-v0", data_dir=str(shared_data_dir), max_test=16)
