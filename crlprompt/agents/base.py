@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EnvError
 
 
 @dataclass(frozen=True)
@@ -335,6 +335,11 @@ class SearchAgent(ABC):
                  spent: int | None = None, best: tuple[int, float] | None = None) -> None:  # fmt: skip
         """Count a scored batch ``actions (n, d)`` with ``rewards (n,)``: ``spent`` evaluations (default n),
         the best so far (``best``: the batch's best ``(index, reward)``, default its argmax)."""
+        values = np.append(np.ravel(rewards), [] if best is None else [best[1]]).astype(np.float64)
+        if not np.isfinite(values).all():  # unrankable: NaN would become the best, inf poisons ranks and means
+            raise EnvError(f"{self.algo or type(self).__name__} got a non-finite reward "
+                           f"({values[~np.isfinite(values)][0]}); rewards must be finite: fix the env's reward "
+                           "(a custom reward function or wrapper that returns NaN or inf)")  # fmt: skip
         self.evals += len(actions) if spent is None else spent
         if best is None:
             i = int(np.argmax(rewards))
