@@ -301,3 +301,6 @@ register_agent("stableprompt", _SP, make=text_factory(_SP), space="text", needs=
 register_agent("stableprompt-ppo", _SP, make=text_factory(_SP, anchor="previous"), space="text", needs="peft",
                follows="StablePrompt's ablation: plain PPO", differs="the KL's reference is the policy before each "
                "update", anchor="previous")  # fmt: skip
+register_agent("rlprompt", "crlprompt.agents.rlprompt:RLPromptAgent", make=text_factory("crlprompt.agents.rlprompt:RLPromptAgent"),
+               space="text", follows="RLPrompt (Deng et al. 2022), its action space", differs="a softmax table per position "
+               "over the token twin's words instead of a policy LM; REINFORCE on z-scored batch rewards")  # fmt: skip

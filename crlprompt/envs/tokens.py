@@ -22,9 +22,10 @@ from .text import TextPromptEnv
 _WORD = re.compile(r"^[A-Za-z]{3,}$")
 
 
-def token_vocabulary(tokenizer: Any, size: int) -> list[str]:
+def token_vocabulary(tokenizer: Any, size: int, *, strict: bool = True) -> list[str]:
     """``size`` words, each one token of ``tokenizer`` (also after a space), in token-id order: for BPE
-    vocabularies the most frequent merges first. Deterministic for a tokenizer."""
+    vocabularies the most frequent merges first. Deterministic for a tokenizer. A tokenizer with fewer
+    such words raises a :class:`ConfigError`, or with ``strict=False`` gives all it has."""
     words: list[str] = []
     seen: set[str] = set()
     for i in range(len(tokenizer)):
@@ -37,7 +38,9 @@ def token_vocabulary(tokenizer: Any, size: int) -> list[str]:
         words.append(word)
         if len(words) == size:
             return words
-    raise ConfigError(f"the tokenizer has only {len(words)} single-token words; ask for vocab_size <= {len(words)}")
+    if strict or not words:
+        raise ConfigError(f"the tokenizer has only {len(words)} single-token words; ask for vocab_size <= {len(words)}")
+    return words
 
 
 class TokenPromptEnv(gym.Env):

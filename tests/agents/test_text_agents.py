@@ -233,6 +233,19 @@ def test_stableprompt_adapter_saves_as_a_peft_adapter(setup, tmp_path):
         assert torch.allclose(loaded(input_ids=ids).logits, agent.policy(input_ids=ids).logits, atol=1e-6)
 
 
+def test_rlprompt_samples_twin_words_and_moves_toward_the_better_sample(setup):
+    agent, env = get_spec("rlprompt").build(TEXT, {"setup": setup}, 0, num_envs=1, batch=4, positions=3)
+    assert len(agent.words) == 57  # vocab_size 256 asked: all the tiny tokenizer has
+    result = agent.learn(9)
+    assert result.evals <= 9 and all(len(p.split()) == 3 and set(p.split()) <= set(agent.words) for p in agent.scored)
+    agent.start()  # a uniform policy; one update on two known samples
+    agent._sampled = [(np.array([0, 1, 2]), "good"), (np.array([3, 4, 5]), "bad")]
+    agent.scored = {"good": 1.0, "bad": 0.0}
+    agent.tell([], np.array([]))
+    p = agent.probs()
+    assert p[0, 0] > p[0, 1] == p[0, 2] > p[0, 3] and np.allclose(p.sum(1), 1)
+
+
 @pytest.mark.slow
 def test_ape_with_smollm2_writes_english_instructions_for_sst2(shared_data_dir):
     env = gym.make("CRLPrompt/SST2-SmolLM2-Text-v0", data_dir=str(shared_data_dir), max_test=16)
