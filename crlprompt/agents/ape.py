@@ -20,10 +20,12 @@ class APEAgent(AgentLMSearch):
     algo = "ape"
 
     def __init__(self, env, *, keep: int = 3, variations: int = 2,
-                 agent_model: str = DEFAULT_AGENT, num_demos: int = 5, candidates: int = 8, temperature: float = 1.0,
-                 top_p: float = 0.95, max_new_tokens: int = 48, init_prompts: Sequence[str] = (), seed: int = 0):  # fmt: skip
-        super().__init__(env, agent_model=agent_model, num_demos=num_demos, candidates=candidates, temperature=temperature,
-                         top_p=top_p, max_new_tokens=max_new_tokens, init_prompts=init_prompts, seed=seed)  # fmt: skip
+                 agent_model: str = DEFAULT_AGENT, num_demos: int = 5, candidates: int = 8,
+                 temperature: float = 1.0, top_p: float = 0.95, max_new_tokens: int = 48,
+                 init_prompts: Sequence[str] = (), seed: int = 0):  # fmt: skip
+        super().__init__(env, agent_model=agent_model, num_demos=num_demos, candidates=candidates,
+                         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                         init_prompts=init_prompts, seed=seed)  # fmt: skip
         self.keep, self.variations = check_positive("keep", keep), check_positive("variations", variations)
 
     def propose_next(self, room: int) -> list[str]:

@@ -21,10 +21,12 @@ class LCPAgent(AgentLMSearch):
     algo = "lcp"
 
     def __init__(self, env, *, per_round: int = 4, top: int = 3, bottom: int = 3,
-                 agent_model: str = DEFAULT_AGENT, num_demos: int = 5, candidates: int = 8, temperature: float = 1.0,
-                 top_p: float = 0.95, max_new_tokens: int = 48, init_prompts: Sequence[str] = (), seed: int = 0):  # fmt: skip
-        super().__init__(env, agent_model=agent_model, num_demos=num_demos, candidates=candidates, temperature=temperature,
-                         top_p=top_p, max_new_tokens=max_new_tokens, init_prompts=init_prompts, seed=seed)  # fmt: skip
+                 agent_model: str = DEFAULT_AGENT, num_demos: int = 5, candidates: int = 8,
+                 temperature: float = 1.0, top_p: float = 0.95, max_new_tokens: int = 48,
+                 init_prompts: Sequence[str] = (), seed: int = 0):  # fmt: skip
+        super().__init__(env, agent_model=agent_model, num_demos=num_demos, candidates=candidates,
+                         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                         init_prompts=init_prompts, seed=seed)  # fmt: skip
         self.per_round = check_positive("per_round", per_round)
         self.top, self.bottom = check_positive("top", top), check_positive("bottom", bottom)
 

@@ -284,8 +284,8 @@ for _algo in ("sac", "td3", "crossq", "ars"):  # ARS scores one policy per step:
                    follows=_SB3[0], differs=_SB3[1], needs="sb3_contrib" if _algo in ("crossq", "ars") else
                    "stable_baselines3", algo=_algo)  # fmt: skip
 _TEXT = "budget in target-model evaluations; agent LM: any causal LM (default SmolLM2-135M-Instruct)"
-register_agent("handcraft", "crlprompt.agents.text:HandCraftAgent", make=text_factory("crlprompt.agents.text:HandCraftAgent"),
-               space="text", follows="HandCraft (the paper's template and label words, zero-shot)",
+_HC = "crlprompt.agents.text:HandCraftAgent"
+register_agent("handcraft", _HC, make=text_factory(_HC), space="text", follows="HandCraft (the paper's template and label words, zero-shot)",
                differs="the text ids' no-instruction row (one evaluation)")  # fmt: skip
 register_agent("ape", "crlprompt.agents.ape:APEAgent", make=text_factory("crlprompt.agents.ape:APEAgent"), space="text",
                follows="APE (Zhou et al. 2023), iterative", differs=f"instructions induced from train pairs, the best "
@@ -301,6 +301,7 @@ register_agent("stableprompt", _SP, make=text_factory(_SP), space="text", needs=
 register_agent("stableprompt-ppo", _SP, make=text_factory(_SP, anchor="previous"), space="text", needs="peft",
                follows="StablePrompt's ablation: plain PPO", differs="the KL's reference is the policy before each "
                "update", anchor="previous")  # fmt: skip
-register_agent("rlprompt", "crlprompt.agents.rlprompt:RLPromptAgent", make=text_factory("crlprompt.agents.rlprompt:RLPromptAgent"),
-               space="text", follows="RLPrompt (Deng et al. 2022), its action space", differs="a softmax table per position "
-               "over the token twin's words instead of a policy LM; REINFORCE on z-scored batch rewards")  # fmt: skip
+_RLP = "crlprompt.agents.rlprompt:RLPromptAgent"
+register_agent("rlprompt", _RLP, make=text_factory(_RLP), space="text", follows="RLPrompt (Deng et al. 2022), its action "
+               "space", differs="a softmax table per position over the token twin's words instead of a policy LM; "
+               "REINFORCE on z-scored batch rewards")  # fmt: skip

@@ -28,8 +28,8 @@ class RLPromptAgent(TextSearchAgent):
     def __init__(self, env, *, positions: int = 5, vocab_size: int = 256, batch: int = 8, lr: float = 1.0,
                  seed: int = 0):  # fmt: skip
         super().__init__(env, seed)
-        self.positions, self.vocab_size = check_positive("positions", positions), check_positive("vocab_size", vocab_size)
-        self.batch = check_positive("batch", batch)
+        self.positions, self.batch = check_positive("positions", positions), check_positive("batch", batch)
+        self.vocab_size = check_positive("vocab_size", vocab_size)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
             raise ConfigError(f"lr must be a number > 0, got {lr!r}")
         self.lr = float(lr)

@@ -183,7 +183,8 @@ class StablePromptAgent(TextSearchAgent):
         self.policy.eval()
         mean = float(rewards.mean())
         moved = self.anchor == "appo" and self.move_anchor(mean)
-        return {"loss": float(loss.detach()), "kl_to_anchor": float(kl.detach()), "batch_reward": mean, "anchor_moved": moved}
+        return {"loss": float(loss.detach()), "kl_to_anchor": float(kl.detach()), "batch_reward": mean,
+                "anchor_moved": moved}
 
     def move_anchor(self, batch_reward: float) -> bool:
         """APPO's rule: the anchor becomes the current policy when ``batch_reward`` beats the anchor's."""

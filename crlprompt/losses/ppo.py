@@ -17,7 +17,9 @@ def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), -1).gather(2, tokens.unsqueeze(2)).squeeze(2)
 
 
-def ppo_clip_loss(logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, clip: float = 0.2) -> torch.Tensor:
+def ppo_clip_loss(
+    logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, clip: float = 0.2
+) -> torch.Tensor:
     """``-mean(min(ρ A, clip(ρ, 1-ε, 1+ε) A))`` with ρ = exp(logp − logp_old); all ``(B,)`` (sequence
     log-probabilities and advantages), ``logp_old`` and ``advantages`` without gradient."""
     ratio = torch.exp(logp - logp_old.detach())
