@@ -75,9 +75,10 @@ def append_line(path: str | Path, line: str) -> None:
     data = (line + "\n").encode()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        end = os.lseek(fd, 0, os.SEEK_END)
-        if end > 0 and os.pread(fd, 1, end - 1) != b"\n":
-            data = b"\n" + data  # the torn tail stays a line of its own; readers skip it
+        if os.lseek(fd, 0, os.SEEK_END) > 0:
+            os.lseek(fd, -1, os.SEEK_END)  # (O_APPEND: the write still goes to the end)
+            if os.read(fd, 1) != b"\n":
+                data = b"\n" + data  # the torn tail stays a line of its own; readers skip it
         view = memoryview(data)
         while view:  # a regular file takes it in one write; a short write continues the same line
             view = view[os.write(fd, view) :]
