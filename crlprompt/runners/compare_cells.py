@@ -10,6 +10,47 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def learn_cell(agent: Any, budget: int, bar: Any = None) -> Any:
+    """``agent.learn(budget)`` with ``bar`` (a tqdm bar, or None) advanced per batch; the SearchResult."""
+    seen = [0]
+
+    def progress(event) -> None:  # a SearchEvent after each batch
+        if bar is not None:
+            bar.update(event.evals - seen[0])
+            bar.set_postfix(best=f"{event.best_reward:.3f}", refresh=False)
+        seen[0] = event.evals
+
+    result = agent.learn(budget, callback=progress)
+    if bar is not None:
+        bar.update(budget - seen[0])  # a run may stop short of the budget (whole generations)
+    return result
+
+
+def cell_record(cfg: Any, algo: str, seed: int, env: Any, env_kwargs: dict, algo_kwargs: dict, common: dict,
+                result: Any, acc: Callable[[Any, str], float], **fields: Any) -> dict:  # fmt: skip
+    """A run's record: its best and final prompts re-scored with ``acc(prompt, "rl" | "test")``, the one
+    better on D_RL selected, ``fields`` added (what differs per env kind); saves the selected prompt when
+    ``cfg.save_prompts`` and closes ``env``."""
+    best_rl, final_rl = acc(result.best_prompt, "rl"), acc(result.final_prompt, "rl")
+    best_test, final_test = acc(result.best_prompt, "test"), acc(result.final_prompt, "test")
+    which = "best" if best_rl >= final_rl else "final"
+    rec = {
+        **common, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
+        "seconds": result.seconds, "evals_per_s": result.evals_per_second, **fields,
+        "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
+        "best_rl_acc": best_rl, "final_rl_acc": final_rl, "best_test_acc": best_test,
+        "final_test_acc": final_test, "selected": which,
+        "selected_rl_acc": max(best_rl, final_rl), "selected_test_acc": best_test if which == "best" else final_test,
+        "history": result.history, "algo_kwargs": algo_kwargs,
+    }  # fmt: skip
+    if cfg.save_prompts:
+        ds = common["data_seed"]
+        name = f"{algo}-s{seed}" + ("" if "data_seed" not in env_kwargs else f"-d{ds}")
+        rec["checkpoint"] = str(result.save(Path(cfg.out) / "runs" / name, env, which=which, meta={"seed": seed}).parent)
+    env.close()
+    return rec
+
+
 def run_one(cfg: Any, factory: Callable, algo: str, seed: int, env_kwargs: dict, algo_kwargs: dict, common: dict,
             *, setup: Any = None, bar: Any = None) -> dict:  # fmt: skip
     """Search with ``factory``'s agent (a registry spec's ``build``) for ``cfg.budget`` evaluations;
@@ -24,39 +65,14 @@ def run_one(cfg: Any, factory: Callable, algo: str, seed: int, env_kwargs: dict,
     agent, env = factory(cfg.env_id, run_kw, seed, num_envs=cfg.num_envs, **algo_kwargs)
     s = search_of(env)
     setup = s.setup
-    seen = [0]
 
-    def progress(event) -> None:  # a SearchEvent after each batch
-        if bar is not None:
-            bar.update(event.evals - seen[0])
-            bar.set_postfix(best=f"{event.best_reward:.3f}", refresh=False)
-        seen[0] = event.evals
+    def acc(prompt, split: str) -> float:
+        return accuracy(setup.model, getattr(setup, split), theta=torch.as_tensor(prompt, dtype=torch.float32))
 
-    def acc(prompt, data) -> float:
-        return accuracy(setup.model, data, theta=torch.as_tensor(prompt, dtype=torch.float32))
-
-    result = agent.learn(cfg.budget, callback=progress)
-    if bar is not None:
-        bar.update(cfg.budget - seen[0])  # a run may stop short of the budget (whole generations)
-    best_rl, final_rl = acc(result.best_prompt, setup.rl), acc(result.final_prompt, setup.rl)
-    best_test, final_test = acc(result.best_prompt, setup.test), acc(result.final_prompt, setup.test)
-    which = "best" if best_rl >= final_rl else "final"
-    rec = {
-        **common, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
-        "example_forwards": result.evals * (s.reward_batch_size or len(s.data)),
-        "seconds": result.seconds, "evals_per_s": result.evals_per_second, "action_dim": int(s.action_dim),
-        "reward": s.reward_kind, "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
-        "best_rl_acc": best_rl, "final_rl_acc": final_rl, "best_test_acc": best_test,
-        "final_test_acc": final_test, "selected": which,
-        "selected_rl_acc": max(best_rl, final_rl), "selected_test_acc": best_test if which == "best" else final_test,
-        "history": result.history, "algo_kwargs": algo_kwargs,
-    }  # fmt: skip
-    if cfg.save_prompts:
-        ds = common["data_seed"]
-        name = f"{algo}-s{seed}" + ("" if "data_seed" not in env_kwargs else f"-d{ds}")
-        rec["checkpoint"] = str(result.save(Path(cfg.out) / "runs" / name, env, which=which, meta={"seed": seed}).parent)
-    env.close()
-    return rec
+    result = learn_cell(agent, cfg.budget, bar)
+    return cell_record(cfg, algo, seed, env, env_kwargs, algo_kwargs, common, result, acc,
+                       example_forwards=result.evals * (s.reward_batch_size or len(s.data)),
+                       action_dim=int(s.action_dim), reward=s.reward_kind)  # fmt: skip
 
 
 def remote_cell(cell: tuple[dict, tuple]) -> dict:

@@ -12,7 +12,6 @@ ceiling is the soft ids' (run ``compare`` on the matching ``-16Shot`` id to get 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
@@ -75,43 +74,19 @@ def text_baselines(search, *, seed: int = 0, skip: Collection[str] = ()) -> Iter
 def run_text_one(cfg: Any, factory: Callable, algo: str, seed: int, env_kwargs: dict, algo_kwargs: dict, common: dict,
                  *, setup: Any = None, bar: Any = None) -> dict:  # fmt: skip
     """One text run: search for ``cfg.budget`` target evaluations, re-score the best and final
-    instructions on D_RL and test, keep the one better on D_RL, return the record."""
+    instructions on D_RL and test, keep the one better on D_RL, return the record (the soft runs'
+    :func:`~.compare_cells.cell_record`, with both instructions verbatim and the agent / target time)."""
+    from .compare_cells import cell_record, learn_cell
+
     run_kw = dict(env_kwargs) if setup is None else {**env_kwargs, "setup": setup}
     agent, env = factory(cfg.env_id, run_kw, seed, num_envs=cfg.num_envs, **algo_kwargs)
     search = env.unwrapped.search
-    seen = [0]
-
-    def progress(event) -> None:
-        if bar is not None:
-            bar.update(event.evals - seen[0])
-            bar.set_postfix(best=f"{event.best_reward:.3f}", refresh=False)
-        seen[0] = event.evals
-
-    result = agent.learn(cfg.budget, callback=progress)
-    if bar is not None:
-        bar.update(cfg.budget - seen[0])
+    result = learn_cell(agent, cfg.budget, bar)
 
     def acc(prompt: str, split: str) -> float:
         return search.evaluate(prompt, split=split)["accuracy"]
 
-    best_rl, final_rl = acc(result.best_prompt, "rl"), acc(result.final_prompt, "rl")
-    best_test, final_test = acc(result.best_prompt, "test"), acc(result.final_prompt, "test")
-    which = "best" if best_rl >= final_rl else "final"
-    rec = {
-        **common, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
-        "example_forwards": result.evals * len(search.data), "seconds": result.seconds,
-        "evals_per_s": result.evals_per_second, "action_dim": "text", "reward": search.reward_kind,
-        "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
-        "best_rl_acc": best_rl, "final_rl_acc": final_rl, "best_test_acc": best_test, "final_test_acc": final_test,
-        "selected": which, "selected_rl_acc": max(best_rl, final_rl),
-        "selected_test_acc": best_test if which == "best" else final_test,
-        "best_prompt": result.best_prompt, "final_prompt": result.final_prompt,
-        "agent_seconds": result.agent_seconds, "target_seconds": result.target_seconds,
-        "history": result.history, "algo_kwargs": algo_kwargs,
-    }  # fmt: skip
-    if cfg.save_prompts:
-        ds = common["data_seed"]
-        name = f"{algo}-s{seed}" + ("" if "data_seed" not in env_kwargs else f"-d{ds}")
-        rec["checkpoint"] = str(result.save(Path(cfg.out) / "runs" / name, env, which=which, meta={"seed": seed}).parent)
-    env.close()
-    return rec
+    return cell_record(cfg, algo, seed, env, env_kwargs, algo_kwargs, common, result, acc,
+                       example_forwards=result.evals * len(search.data), action_dim="text",
+                       reward=search.reward_kind, best_prompt=result.best_prompt, final_prompt=result.final_prompt,
+                       agent_seconds=result.agent_seconds, target_seconds=result.target_seconds)  # fmt: skip
