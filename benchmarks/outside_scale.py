@@ -75,10 +75,22 @@ def done(path: Path) -> set[tuple]:
     return {(r["env_id"], r["alpha"], r["data_seed"], r["seed"], r["budget"]) for r in read_records(path, "benchmark")}
 
 
+#: compare runs whose ``floor`` baseline rows (no prompt + logistic regression, per id and data seed) the table shows
+FLOORS = ROOT / "results" / "floor" / "search"
+
+
+def floors(root: Path = FLOORS) -> dict[tuple[str, int], float]:
+    """(id, data seed) -> the no-prompt floor's test accuracy, from compare's ``baselines.jsonl`` files."""
+    from crlprompt.runners.records import read_records
+
+    return {(r["env_id"], r["data_seed"]): r["selected_test_acc"] for f in sorted(root.glob("*/baselines.jsonl"))
+            for r in read_records(f, "baseline") if r["algo"] == "floor"}  # fmt: skip
+
+
 def table(path: Path) -> str:
-    """Mean test accuracy at the start and for the found prompt per (id, α), the number of data seeds
-    where the found prompt beats the start on test, and the verdict per id (the smallest α that wins
-    on average)."""
+    """Per (id, α): mean test accuracy of the no-prompt floor, the start and the found prompt over the
+    data seeds, the found prompt's gain over the start and over the floor (marked where it is under the
+    floor), and on how many data seeds the found prompt beats the start."""
     from crlprompt.runners.records import read_records
 
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
@@ -88,8 +100,9 @@ def table(path: Path) -> str:
     cells: dict[tuple, list[dict]] = {}
     for r in recs:
         cells.setdefault((r["env_id"], r["alpha"]), []).append(r)
-    lines = ["| id | α | data seeds | evals | test at the start | test, found | Δ test (pts) | found > start | D_RL, start → found |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    floor = floors()
+    lines = ["| id | α | data seeds | evals | no-prompt floor (test) | test at the start | test, found | Δ vs start (pts) "
+             "| Δ vs floor (pts) | found > start | D_RL, start → found |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     import gymnasium as gym
 
     import crlprompt  # noqa: F401  (registers the ids; no torch import)
@@ -102,12 +115,17 @@ def table(path: Path) -> str:
         rl0 = np.mean([r["start"]["rl"]["accuracy"] for r in rs])
         rl1 = np.mean([r["found"]["rl"]["accuracy"] for r in rs])
         seeds = ",".join(str(x) for x in sorted({r["data_seed"] for r in rs}))
-        lines.append(f"| `{env_id.removeprefix('CRLPrompt/')}` | {alpha:g}{star} | {seeds} | {rs[0]['evals']} | {s:.3f} | "
-                     f"{f:.3f} | {100 * (f - s):+.1f} | {wins}/{len(rs)} | {rl0:.3f} → {rl1:.3f} |")  # fmt: skip
+        fl = [floor.get((env_id, r["data_seed"])) for r in rs]
+        fl_cell, vs_floor = "–", "–"
+        if None not in fl:
+            fl_cell, d = f"{np.mean(fl):.3f}", 100 * (f - np.mean(fl))
+            vs_floor = f"{d:+.1f}" + (" **under the floor**" if d < 0 else "")
+        lines.append(f"| `{env_id.removeprefix('CRLPrompt/')}` | {alpha:g}{star} | {seeds} | {rs[0]['evals']} | {fl_cell} | "
+                     f"{s:.3f} | {f:.3f} | {100 * (f - s):+.1f} | {vs_floor} | {wins}/{len(rs)} | {rl0:.3f} → {rl1:.3f} |")  # fmt: skip
     r0 = recs[0]
     commits = sorted({str(r["versions"].get("commit"))[:10] for r in recs})
     lines += ["", f"{r0['optimizer']}; its best action of the run (optimiser seed {r0['seed'] + 1}, env seed "
-              f"{r0['seed']}); α marked * is the id's registered value; commit {', '.join(commits)}; "
+              f"{r0['seed']}); α marked * is the id's registered value; the floor is the `floor` row of the compare runs under results/floor/search for the same id and data seeds; commit {', '.join(commits)}; "
               f"{r0['machine'].get('cpu', 'cpu')}, 1 torch thread."]  # fmt: skip
     return "\n".join(lines)
 

@@ -35,7 +35,7 @@ Budgets of about 200 evaluations: α = 1 is the scale of the 1,000-evaluation CM
 outside optimiser at its library defaults (pycma, popsize 22) pass ``alpha=0.1``: of the α measured
 (0.1, 0.3, 1) it is the one whose found prompt beat the start on test on average on all three MiniLM
 ids (``benchmarks/outside_scale.py``, records in ``results/outside_scale/``, table in docs/env.md);
-at α = 1 it ended below the start on SST-2 and AG News. The SmolLM2 ids were not measured.
+at α = 1 it ended below the start, and under the no-prompt floor, on SST-2 and AG News. The SmolLM2 ids were not measured.
 
 Accuracy is in every step's ``info``.
 """
