@@ -46,11 +46,14 @@ def _check_partial(out: Path, identity: dict, overwrite: bool) -> None:
         stored = json.loads((tmp / "config.json").read_text())
     except (OSError, ValueError):
         stored = None
-    keys = set(identity) - set(NOT_IDENTITY)
-    now = json.dumps({k: identity[k] for k in sorted(keys)}, default=str)
-    if isinstance(stored, dict) and all(stored.get(k) == v for k, v in json.loads(now).items()):
+    request = _request(identity)
+    if isinstance(stored, dict) and isinstance(stored.get("request"), dict):
+        old = stored["request"]  # the settings as that run was given them ("auto" unresolved)
+    else:  # a partial run written before "request" was stored: its resolved settings
+        old = {k: stored.get(k) for k in request} if isinstance(stored, dict) else None
+    if old == request:
         return  # the same run: resumed, or restarted on --no-resume
-    diff = _config_diff(tmp / "config.json", now, only=keys)
+    diff = _dict_diff(old, request) if isinstance(old, dict) else "its config.json is unreadable"
     raise ConfigError(
         f"{tmp} holds an interrupted run with other settings ({diff}); pass --overwrite to discard it and "
         f"start afresh, or choose another --out (rerun with the same settings to resume it)"
@@ -86,17 +89,23 @@ def _same_run(a: str, b: str) -> bool:
     return {k: v for k, v in da.items() if k not in NOT_IDENTITY} == {k: v for k, v in db.items() if k not in NOT_IDENTITY}
 
 
-def _config_diff(old_file: Path, new_text: str, only: set[str] | None = None) -> str:
-    """The top-level and nested config keys whose values differ, as ``a.b: old -> new`` (at most 5);
-    ``only``: compare these top-level keys alone."""
+def _request(identity: dict) -> dict:
+    """The run's settings as given (``auto`` left unresolved, no NOT_IDENTITY flags), JSON-normalised:
+    what a rerun must repeat to resume the run."""
+    return json.loads(json.dumps({k: v for k, v in sorted(identity.items()) if k not in NOT_IDENTITY}, default=str))
+
+
+def _config_diff(old_file: Path, new_text: str) -> str:
+    """The top-level and nested config keys whose values differ, as ``a.b: old -> new`` (at most 5)."""
     try:
         old = json.loads(old_file.read_text())
     except (OSError, ValueError):
         return "its config.json is unreadable"
-    new = json.loads(new_text)
-    if only is not None:
-        old = {k: v for k, v in old.items() if k in only} if isinstance(old, dict) else {}
-        new = {k: v for k, v in new.items() if k in only}
+    return _dict_diff(old if isinstance(old, dict) else {}, json.loads(new_text))
+
+
+def _dict_diff(old: dict, new: dict) -> str:
+    """``a.b: old -> new`` for each nested key whose value differs (at most 5 named)."""
 
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
@@ -133,7 +142,9 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     )  # fmt: skip
     progress = cfg.progress if progress is None else progress
     setup_cfg = setup.config  # pooling and init resolved on the model
-    config_text = json.dumps(identity | {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)}, indent=2)
+    config_text = json.dumps(
+        identity | {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg), "request": _request(identity)}, indent=2
+    )  # "request": the settings as given, which _check_partial compares with a rerun's
     main = is_main()  # under torchrun, rank 0 alone writes; the others train and read
     if main:
         tmp, resuming = _prepare_out(cfg.out, config_text, cfg.resume)

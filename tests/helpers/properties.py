@@ -60,7 +60,9 @@ _serial = iter(range(10**9))
 
 
 def fresh_name(stem: str = "f") -> str:
-    return f"{stem}{next(_serial)}"
+    """A new name of fixed length: a strategy that draws from data built on the name (a pickle
+    holding the path) then draws the same choices when Hypothesis replays a case."""
+    return f"{stem}{next(_serial):09d}"
 
 
 # ----------------------------------------------------------------------------- damaged files

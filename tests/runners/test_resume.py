@@ -286,13 +286,15 @@ def test_a_partial_run_of_other_settings_is_refused_not_deleted(tmp_path, monkey
     assert json.loads((out / "config.json").read_text())["agent"]["lr"] == 2e-2
 
 
-def test_a_partial_run_resumes_when_only_how_to_run_differs(tmp_path, monkeypatch, caplog):
-    """--overwrite, --no-progress and --resume are not the run's identity: the partial run is resumed."""
+@pytest.mark.parametrize("how", [[], ["--no-progress"], ["--no-progress", "--overwrite"]], ids=["same", "progress", "overwrite"])
+def test_a_partial_run_resumes_when_only_how_to_run_differs(tmp_path, monkeypatch, caplog, how):
+    """The same command resumes (settings left at ``auto`` compare as given, not as resolved);
+    --overwrite, --no-progress and --resume are not the run's identity either."""
     from crlprompt import cli
 
     out = tmp_path / "run"
     _interrupted_cli_run(out, monkeypatch)
     with caplog.at_level("INFO", logger="crlprompt"):
-        cli.main([*_cli(out)[3:], "--no-progress", "--overwrite"])
+        cli.main([*_cli(out)[3:], *how])
     assert any("resuming the interrupted run" in r.getMessage() for r in caplog.records)
     assert (out / "prompt.safetensors").is_file()
