@@ -63,6 +63,7 @@ class GPBanditAgent(AskTellAgent):
     """
 
     algo = "gp-bandit"
+    global_rngs = ("torch",)  # BoTorch's draws, from the private stream of session()
 
     def __init__(
         self,

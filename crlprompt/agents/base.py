@@ -21,6 +21,7 @@ batch to the callbacks. :class:`AskTellAgent` adds the loop itself, so that an a
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import time
@@ -220,6 +221,13 @@ class ActionScorer:
         self.accuracies = None if np.isnan(acc).all() else acc
         return out
 
+    def rng_state(self) -> dict:
+        """The env's random state (its minibatch draws), to continue a search where it stood."""
+        return copy.deepcopy(self.env.unwrapped.np_random.bit_generator.state)
+
+    def set_rng_state(self, state: dict) -> None:
+        self.env.unwrapped.np_random.bit_generator.state = copy.deepcopy(state)
+
     def null_action(self) -> np.ndarray:
         """The action that stands for "nothing scored yet" (0: the center)."""
         return np.zeros(self.action_dim, np.float32)
@@ -299,15 +307,25 @@ class SearchAgent(ABC):
         """``(final prompt (D,), its reward)`` after the search; default: the best prompt."""
         return self._best_prompt().copy(), self.best_reward
 
-    def learn(self, budget: int, callback: Callback | None = None, callbacks: Iterable[Callback] = ()) -> SearchResult:
+    def learn(
+        self, budget: int, callback: Callback | None = None, callbacks: Iterable[Callback] = (), *,
+        state: dict | None = None,
+    ) -> SearchResult:  # fmt: skip
         """Spend at most ``budget`` prompt evaluations (whole updates) and return the best and final prompts.
 
         ``callback`` and each of ``callbacks`` get a :class:`SearchEvent` after each batch (a
         function of two arguments gets ``(evals, best_reward)``); one returning False stops the run.
+        ``state``: a snapshot from :meth:`AskTellAgent.state_dict` to continue that search instead of
+        starting afresh (``budget`` counts the evaluations it had spent too).
         """
         budget = self.check_budget(budget)
+        if state is not None and not isinstance(self, AskTellAgent):
+            raise ConfigError(f"{type(self).__name__} cannot resume a search from a state; start it afresh")
+        if state is not None:
+            self._check_state(state)
         start = time.perf_counter()
         self._start_run(event_callbacks(callback, callbacks))
+        self._resume = state
         self.run_search(budget)
         if not self.history_every_batch and self.history and self.history[-1][0] != self.evals:
             self.history.append((self.evals, self.best_reward))
@@ -372,7 +390,55 @@ class AskTellAgent(SearchAgent):
     return diagnostics for the event), emits the event, and ends early when a callback returns
     False or :meth:`done` says so. :meth:`session` wraps the whole loop (e.g. a private torch
     random state).
+
+    :meth:`state_dict` snapshots the search between two updates (in a callback, or after
+    ``learn``); ``learn(budget, state=snapshot)``, on this agent or a new one built the same way on
+    an env of the same settings, continues it: the same batches, rewards and prompts as a run that
+    was never stopped.
     """
+
+    global_rngs: ClassVar[tuple[str, ...]] = ()
+    """Process-wide random streams the agent draws from (``"numpy"``: ``np.random``; ``"torch"``:
+    e.g. BoTorch, inside the agent's private :meth:`session`): snapshotted with the search."""
+    STATE_VERSION: ClassVar[int] = 1
+
+    def _shared(self) -> dict[int, Any]:
+        """What a snapshot refers to but does not copy: the env, its search and model."""
+        keep = [self.scorer, self.scorer.env, self.scorer.search, getattr(self, "search", None)]
+        return {id(o): o for o in keep if o is not None}
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot of the search as it stands: the bookkeeping (evaluations, history, best),
+        the agent's own state (random streams, mean, optimiser, CMA's strategy...), the env's random
+        state and center. Take it between updates (in a callback or after ``learn``); it holds
+        numpy arrays, tensors and library objects (keep it in memory, or pickle it to a file you trust)."""
+        agent = {k: v for k, v in vars(self).items() if k not in ("scorer", "_callbacks", "_resume")}
+        return {
+            "version": self.STATE_VERSION, "algo": self.algo, "action_dim": self.scorer.action_dim,
+            "agent": copy.deepcopy(agent, self._shared()), "env_rng": self.scorer.rng_state(),
+            "center": self.scorer.center,
+            "numpy_rng": np.random.get_state() if "numpy" in self.global_rngs else None,
+            "torch_rng": _torch_rng_state() if "torch" in self.global_rngs else None,
+        }  # fmt: skip
+
+    def _check_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or state.get("version") != self.STATE_VERSION:
+            raise ConfigError("state must be a snapshot from AskTellAgent.state_dict() of this version of crl-prompt")
+        if (state["algo"], state["action_dim"]) != (self.algo, self.scorer.action_dim):
+            raise ConfigError(
+                f"the state is of a {state['algo']!r} search with action dim {state['action_dim']}; this agent is "
+                f"{self.algo!r} on action dim {self.scorer.action_dim}: resume with the agent and env that wrote it"
+            )
+
+    def _restore(self, state: dict) -> None:
+        """Put a snapshot back (inside :meth:`session`, where a private random stream lives)."""
+        vars(self).update(copy.deepcopy(state["agent"], self._shared()))
+        if state["numpy_rng"] is not None:
+            np.random.set_state(state["numpy_rng"])
+        if state["torch_rng"] is not None:
+            import torch
+
+            torch.set_rng_state(state["torch_rng"])
 
     def start(self) -> None:
         """Set up the search state (random streams, policy) at the start of ``learn``."""
@@ -409,11 +475,22 @@ class AskTellAgent(SearchAgent):
         yield
 
     def run_search(self, budget: int) -> None:
-        self.scorer.reset(seed=self.seed)
+        state, self._resume = getattr(self, "_resume", None), None
+        if state is None:
+            self.scorer.reset(seed=self.seed)
+        else:
+            self.scorer.reset(seed=self.seed, center=state["center"])
+            self.scorer.set_rng_state(state["env_rng"])
         with self.session():
-            self.start()
+            self.start() if state is None else self._restore(state)
             while self.fits(budget):
                 actions = self.ask()
                 rewards = self.evaluate(actions)
                 if not self.emit(self.tell(actions, rewards)) or self.done():
                     break
+
+
+def _torch_rng_state():
+    import torch
+
+    return torch.get_rng_state()

@@ -127,7 +127,7 @@ class CMAAgent(AskTellAgent):
             "CMA_diagonal": self.diagonal,  # True: separable CMA, linear time and memory in d
             # Our own normal stream instead of the `seed` option, which reseeds numpy's global
             # generator (a side effect on every other user of it) and takes seed 0 as "random".
-            "randn": lambda *shape: rng.standard_normal(shape),
+            "randn": _Normals(rng),  # an object, not a closure: a state_dict copies and pickles it
             "seed": np.nan,  # pycma: "do nothing" to the global generator
             "bounds": [None, None],  # the env does not clip, nor do we
             "maxiter": np.inf,
@@ -180,3 +180,13 @@ class CMAAgent(AskTellAgent):
         self.mean_action = np.asarray(self.es.result.xfavorite, dtype=np.float64)
         mean = self.mean_action.astype(np.float32)
         return self.scorer.prompt_for(mean), self.scorer.score_one(mean)
+
+
+class _Normals:
+    """pycma's ``randn(*shape)`` drawing from a numpy Generator of the agent's own."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def __call__(self, *shape: int) -> np.ndarray:
+        return self.rng.standard_normal(shape)

@@ -5,10 +5,9 @@ on the tiny projected id, over budgets, seeds and where a bad reward lands:
   not taken from the agent) and the agent's own count stay within it, and agree;
 * the same seed gives the same trajectory (every batch's rewards, the history, the best and final prompts);
 * a NaN or infinite reward is refused with :class:`~crlprompt.errors.EnvError` naming it, before it
-  is counted.
-
-Not covered: resuming a search from its state. The search agents keep no saveable state (``learn``
-starts afresh; only :class:`~crlprompt.agents.CRLAgent` checkpoints), so there is nothing to resume.
+  is counted;
+* a search stopped after any update and resumed from its :meth:`~AskTellAgent.state_dict` (by a new
+  agent on a new env, through a pickle) continues the same trajectory as a run never stopped.
 
 See :mod:`helpers.properties` for how properties are run and counted.
 """
@@ -16,10 +15,11 @@ See :mod:`helpers.properties` for how properties are run and counted.
 from __future__ import annotations
 
 import importlib.util
+import pickle
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import crlprompt.agents.racing as racing_module
@@ -58,8 +58,8 @@ def setup():
     return envs.tiny_search_setup(TINY_PROJ, **ENV_KW)
 
 
-def _build(name: str, setup, seed: int):
-    return registry.get_spec(name).build(TINY_PROJ, {"setup": setup, **ENV_KW}, seed, num_envs=NUM_ENVS)
+def _build(name: str, setup, seed: int, **env_kw):
+    return registry.get_spec(name).build(TINY_PROJ, {"setup": setup, **ENV_KW, **env_kw}, seed, num_envs=NUM_ENVS)
 
 
 class _Counted:
@@ -103,8 +103,8 @@ def test_the_budget_is_never_exceeded(setup, data, seed, extra):
         env.close()
 
 
-def _trajectory(name: str, setup, seed: int, budget: int):
-    agent, env = _build(name, setup, seed)
+def _trajectory(name: str, setup, seed: int, budget: int, **env_kw):
+    agent, env = _build(name, setup, seed, **env_kw)
     try:
         rewards = []
         res = agent.learn(budget, callback=lambda e: rewards.append(np.array(e.rewards, copy=True)))
@@ -175,3 +175,44 @@ class _Poisoned:
 
     def __getattr__(self, name):
         return getattr(self._scorer, name)
+
+
+@fuzz(20)
+@given(data=st.data(), seed=st.integers(0, 2**16), updates=st.integers(2, 4))
+def test_a_resumed_search_continues_the_same_trajectory(setup, data, seed, updates):
+    name = data.draw(st.sampled_from(FAST), label="agent")
+    stop_after = data.draw(st.integers(1, updates - 1), label="stop_after")
+    env_kw = {"reward_batch_size": data.draw(st.sampled_from([None, 3]), label="reward_batch_size")}
+    count_case(f"ask_tell_resume[{name}]")  # a minibatch reward draws from the env's random state
+    agent, env = _build(name, setup, seed, **env_kw)
+    budget = agent.evals_per_update * updates
+    env.close()
+    whole, ref = _trajectory(name, setup, seed, budget, **env_kw)
+    assume(len(whole) > stop_after)  # a search that ends early (CMA's stop rules) has less to resume
+    first, snaps = [], []
+
+    def stop(event):
+        first.append(np.array(event.rewards, copy=True))
+        if len(first) == stop_after:
+            snaps.append(pickle.dumps(agent.state_dict()))
+            return False
+        return True
+
+    agent, env = _build(name, setup, seed, **env_kw)
+    try:
+        agent.learn(budget, callback=stop)
+    finally:
+        env.close()
+    (snap,) = snaps
+    rest, res = [], None
+    agent, env = _build(name, setup, seed, **env_kw)  # a new process would build both afresh
+    try:
+        res = agent.learn(budget, callback=lambda e: rest.append(np.array(e.rewards, copy=True)),
+                          state=pickle.loads(snap))  # fmt: skip
+    finally:
+        env.close()
+    got = first + rest
+    assert len(got) == len(whole) and all(np.array_equal(x, y) for x, y in zip(got, whole))
+    assert res.history == ref.history and res.evals == ref.evals and res.best_reward == ref.best_reward
+    np.testing.assert_array_equal(res.best_prompt, ref.best_prompt)
+    np.testing.assert_array_equal(res.final_prompt, ref.final_prompt)

@@ -90,3 +90,22 @@ def test_bad_input(setup):
         GPBanditAgent(env, bound=float("inf"))
     with pytest.raises(ValueError, match="budget"):
         GPBanditAgent(env).learn(8)  # less than the initial design of 16
+
+
+@pytest.mark.slow
+def test_a_resumed_search_continues_the_same_rounds(setup):
+    """BoTorch draws from torch's generator inside the agent's private session: the snapshot keeps it."""
+    whole = GPBanditAgent(make_vec(setup, 8), seed=0, acquisition="qucb").learn(32)
+    agent, snaps = GPBanditAgent(make_vec(setup, 8), seed=0, acquisition="qucb"), []
+
+    def stop(event):
+        if event.evals == 16:
+            snaps.append(agent.state_dict())
+            return False
+        return True
+
+    agent.learn(32, callback=stop)
+    torch.manual_seed(123)  # whatever the caller's generator holds in between
+    res = GPBanditAgent(make_vec(setup, 8), seed=0, acquisition="qucb").learn(32, state=snaps[0])
+    assert (res.history, res.best_reward) == (whole.history, whole.best_reward)
+    np.testing.assert_array_equal(res.best_prompt, whole.best_prompt)

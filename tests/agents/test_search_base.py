@@ -147,3 +147,20 @@ def test_evals_per_update_is_required(setup):
         NoSize(make_vec(setup, 8))
     assert issubclass(AskTellAgent, SearchAgent) and issubclass(SB3OffPolicyAgent, SearchAgent)
     assert not issubclass(SB3OffPolicyAgent, AskTellAgent) and not issubclass(PPOPromptAgent, AskTellAgent)
+
+
+def test_a_state_is_resumed_only_by_its_own_kind_of_search(setup):
+    env = make_vec(setup, 8)
+    agent = RandomSearch(env, seed=0)
+    agent.learn(16)
+    state = agent.state_dict()
+    assert state["agent"]["evals"] == 16 and "scorer" not in state["agent"]
+    res = RandomSearch(make_vec(setup, 8), seed=0).learn(32, state=state)
+    assert [e for e, _ in res.history] == [8, 16, 24, 32] and res.evals == 32  # went on from 16: 2 batches more
+    with pytest.raises(ConfigError, match="'random' search with action dim"):
+        ESAgent(make_vec(setup, 8)).learn(32, state=state)
+    with pytest.raises(ConfigError, match="snapshot from AskTellAgent.state_dict"):
+        RandomSearch(make_vec(setup, 8)).learn(32, state={"evals": 16})
+    pytest.importorskip("stable_baselines3")
+    with pytest.raises(ConfigError, match="cannot resume a search from a state"):
+        SB3OffPolicyAgent(make_vec(setup, 8), algo="td3").learn(32, state=state)
