@@ -36,7 +36,7 @@ search() {  # id-prefix out-name algos data-seeds [model]
 
 case "${1:-}" in
   repro)
-    repro trec 10    # 96 rows: 3 steps per epoch, 10 + 10 epochs
+    repro trec 15    # 96 rows: 3 steps per epoch, 15 + 15 epochs
     repro sst2 30    # 32 rows: 1 step per epoch, 30 + 30 epochs
     ;;
   search)   # everything, one process: CMA-ES first on every task, then the other algorithms

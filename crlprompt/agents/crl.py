@@ -27,7 +27,7 @@ from ..losses import cross_entropy_loss, estimator_loss, info_nce_loss, sample_a
 from ..losses.offpolicy import ReplayRLTerm
 from ..losses.race import race_rl_term
 from ..losses.supervised import contrastive_loss, contrastive_prompts
-from ..floors import fit_probe_head
+from ..floors import PROBE_CS, fit_probe_head
 from ..scoring import accuracy, autocast, score_population
 from .base import SearchEvent, takes_two_arguments
 from .crl_config import CRLConfig
@@ -198,9 +198,10 @@ class CRLAgent:
         """Fit the linear head at the start prompt (``head_init="probe"``) and say how coarse D_RL is."""
         pm, n = self.model, len(self.setup.rl)
         if self.cfg.head_init == "probe" and pm.head_kind == "linear":
-            fit = fit_probe_head(pm, self.setup.train, self.setup.rl)
-            log.info("head: logistic-regression probe at the start prompt (C=%g; D_RL acc %.4f, train acc %.4f)",
-                     fit.c, fit.rl_acc, fit.train_acc)  # fmt: skip
+            cs = PROBE_CS if self.cfg.head_c is None else (self.cfg.head_c,)
+            fit = fit_probe_head(pm, self.setup.train, self.setup.rl, cs=cs)
+            log.info("head: logistic-regression probe at the start prompt (C=%g%s; D_RL acc %.4f, train acc %.4f)",
+                     fit.c, " chosen on D_RL" if self.cfg.head_c is None else "", fit.rl_acc, fit.train_acc)  # fmt: skip
         if 0 < n < SMALL_HOLDOUT:
             log.info("D_RL has %d rows: its accuracy moves in steps of %.3f, so epochs often tie; ties go to the "
                      "lower D_RL loss", n, 1 / n)  # fmt: skip

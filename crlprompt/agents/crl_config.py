@@ -10,9 +10,11 @@ from ..prompts import PROMPT_DROPOUT
 from ..losses import ESTIMATORS
 from ..losses.supervised import CONTRAST_MODES, NEGATIVE_KINDS
 
-__all__ = ["CRLConfig", "HEAD_INITS"]
+__all__ = ["CRLConfig", "HEAD_INITS", "HEAD_C"]
 
 HEAD_INITS = ("probe", "keep")
+#: C of a tuning run's start head (CRLConfig.head_c): weak enough that the train rows keep a loss.
+HEAD_C = 0.1
 
 
 @dataclass
@@ -74,6 +76,12 @@ class CRLConfig:
     """How a linear head starts: probe = the no-prompt floor's logistic regression fitted on the train
     rows at the start prompt (C chosen on D_RL; crlprompt.floors), so training starts at the floor |
     keep = as built (seeded random) or loaded. A verbalizer head has nothing to fit."""
+    head_c: float | None = HEAD_C
+    """head_init='probe': the regularisation C of the start head's logistic regression (scikit-learn's C,
+    on features scaled to unit mean norm). 0.1 starts the head in the floor's direction without fitting
+    the train rows exactly, so the cross-entropy still has a gradient for the prompt. None = the floor's
+    own C, chosen on D_RL: on 16-shot rows it is often large, fits every train row (train loss near 0)
+    and leaves the prompt almost nothing to learn (docs/results/few-shot.md measures both)."""
 
     def __post_init__(self):
         for f in ("lr", "tau", "sigma", "beta", "gamma", "phase1_epochs", "phase2_epochs", "negative_noise",
@@ -92,6 +100,9 @@ class CRLConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.prompt_dropout < 1:
             raise ConfigError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+        if self.head_c is not None and not (math.isfinite(self.head_c) and self.head_c > 0):
+            raise ConfigError(f"head_c must be a finite number > 0 or None (the floor's C, chosen on D_RL), "
+                              f"got {self.head_c!r}")
         if self.head_init not in HEAD_INITS:
             raise ConfigError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.contrast_mode not in CONTRAST_MODES:
