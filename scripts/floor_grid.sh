@@ -4,6 +4,7 @@
 # same command skips what is recorded, so an interrupted grid keeps what it finished.
 #
 #   scripts/floor_grid.sh repro     # probe (the floor), Prompt v2, CRL-Prompt at k = 16 on TREC and SST-2
+#   scripts/floor_grid.sh repro-one sst2 30   # one task of it (two processes split the grid this way)
 #   scripts/floor_grid.sh search    # CMA-ES at 1,000 evaluations on the three MiniLM 16-shot ids, then
 #                                   # random / ES / PPO / off-policy where time allows
 #   scripts/floor_grid.sh search-one TREC trec cma    # one id and algorithm list (to split the grid)
@@ -39,6 +40,9 @@ case "${1:-}" in
     repro trec 15    # 96 rows: 3 steps per epoch, 15 + 15 epochs
     repro sst2 30    # 32 rows: 1 step per epoch, 30 + 30 epochs
     ;;
+  repro-one)  # one task and its epochs per phase, e.g. `repro-one trec 15` (two processes split the grid this way)
+    repro "$2" "$3"
+    ;;
   search)   # everything, one process: CMA-ES first on every task, then the other algorithms
     all=13,21,42,87,100
     for t in SST2:sst2 TREC:trec AGNews:agnews; do search "${t%%:*}" "${t##*:}" cma "$all"; done
@@ -64,5 +68,5 @@ r['command'] = sys.argv[1]; print(json.dumps(r))" "$cmd" > results/main_job/trec
     $PY -m crlprompt.runners.crl --tasks trec --models minilm --methods probe ptv2 --seeds 0 --lr 1e-2 \
         --data-dir "$DATA_DIR" --progress False --out "$OUT/full" --results "$RES/full/table1.jsonl"
     ;;
-  *) echo "usage: $0 repro|search|search-one ID NAME ALGOS|smollm2|main|full" >&2; exit 2 ;;
+  *) echo "usage: $0 repro|repro-one TASK EPOCHS|search|search-one ID NAME ALGOS|smollm2|main|full" >&2; exit 2 ;;
 esac
