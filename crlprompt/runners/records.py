@@ -29,6 +29,9 @@ fields what the tables used to infer from a record's file name or from the field
   init existed) gets what it was built with: ``tokens`` for a decoder's deep prefix, else ``random``;
 * a setup without ``pooling`` gets ``legacy`` (the rule of the runs from before the option);
 * an agent without ``head_init`` gets ``keep`` (a randomly initialised head, before the option);
+* an agent whose ``head_init`` is ``probe`` and that has no ``head_c`` gets None (its start head took the
+  floor's C, chosen on D_RL, before the option). This one also applies to records of the current schema
+  (:data:`ADDED_FIELDS`): the migration fills it in, in place, and says so under ``migrated_from.added``;
 * an agent with β > 0 and no ``contrast_mode`` gets ``noise`` (the contrastive form of that code);
 * a record without ``machine`` that names ``--threads`` in its ``command`` gets a ``machine`` from its
   ``device``, ``cpus`` and that thread count.
@@ -52,6 +55,8 @@ from .common import append_jsonl, jsonable, load_results, machine, versions
 from .config import METHODS
 
 SCHEMA = 1
+#: config fields added to schema-1 records after they were first written; :func:`migrate` fills them in
+ADDED_FIELDS = ("config.agent.head_c",)
 KINDS = ("train", "search", "baseline", "benchmark")
 MIGRATE = "python scripts/migrate_records.py"
 
@@ -128,7 +133,7 @@ def migrate(rec: dict, source_name: str = "") -> dict:
     is the file it was read from. Pure: ``rec`` is not changed; a record of this schema is returned as is."""
     if "schema" in rec:
         _check(rec, f"a record of {source_name or 'an unnamed file'}")
-        return rec
+        return _fill_added(rec)
     out = copy.deepcopy(rec)
     kind = kind_of(out, source_name)
     replaced: dict[str, Any] = {}
@@ -149,6 +154,26 @@ def migrate(rec: dict, source_name: str = "") -> dict:
     meta |= {"values": replaced} if replaced else {}
     meta |= {"added": added} if added else {}
     return {"schema": SCHEMA, "kind": kind, **out, "migrated_from": meta}
+
+
+def _head_c(agent: dict, put) -> None:
+    """A probe-headed agent from before ``head_c`` fitted its start head with the floor's C, chosen on D_RL."""
+    if agent.get("head_init") == "probe" and "head_c" not in agent:
+        put(agent, "head_c", None, "config.agent.head_c")
+
+
+def _fill_added(rec: dict) -> dict:
+    """A record of this schema with the config fields added since it was written (:data:`ADDED_FIELDS`)
+    filled in with the value its code ran with, noted under ``migrated_from.added``; ``rec`` itself when
+    nothing is missing."""
+    agent = (rec.get("config") or {}).get("agent") if rec.get("kind") == "train" else None
+    if not (isinstance(agent, dict) and agent.get("head_init") == "probe" and "head_c" not in agent):
+        return rec
+    out = copy.deepcopy(rec)
+    out["config"]["agent"]["head_c"] = None
+    meta = out.setdefault("migrated_from", {"schema": SCHEMA})
+    meta["added"] = [*meta.get("added", []), "config.agent.head_c"]
+    return out
 
 
 def _migrate_train(rec: dict, name: str, put) -> None:
@@ -177,6 +202,7 @@ def _migrate_train(rec: dict, name: str, put) -> None:
     if isinstance(agent, dict):
         if "head_init" not in agent:
             put(agent, "head_init", "keep", "config.agent.head_init")
+        _head_c(agent, put)
         if agent.get("beta") and "contrast_mode" not in agent:
             put(agent, "contrast_mode", "noise", "config.agent.contrast_mode")
     threads = re.search(r"--threads[ =](\d+)", rec.get("command") or "")

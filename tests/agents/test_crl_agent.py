@@ -293,6 +293,23 @@ def test_phase2_lr_changes_phase_2_only():
     assert [h for h in default if h["phase"] == 2] != [h for h in other if h["phase"] == 2]
 
 
+@pytest.mark.parametrize("head_c", [0.1, None])
+def test_the_start_head_is_the_probe_at_head_c(head_c):
+    """head_c fixes the start head's C; None takes the floor's, chosen on D_RL from PROBE_CS."""
+    from crlprompt.floors import PROBE_CS, fit_probe_head
+
+    ref = tiny_setup()
+    fit = fit_probe_head(ref.model, ref.train, ref.rl, cs=PROBE_CS if head_c is None else (head_c,))
+    setup = tiny_setup()
+    CRLAgent(setup, small_learn_config(head_c=head_c, phase1_epochs=0, phase2_epochs=0), seed=0, progress=False).learn()
+    assert_close(setup.model.head.linear.weight, ref.model.head.linear.weight)
+    assert_close(setup.model.head.linear.bias, ref.model.head.linear.bias)
+    if head_c is None:
+        assert fit.c != 0.1  # the floor's choice differs on this data, so the two cases test different heads
+        assert float(setup.model.head.linear.weight.norm()) > float(fit_probe_head(
+            tiny_setup().model, ref.train, ref.rl, cs=(0.1,)).weight.norm())  # a weaker C: a smaller head
+
+
 def test_non_finite_loss_stops_with_a_clear_error(setup):
     with torch.no_grad():
         setup.model.head.linear.weight.fill_(float("inf"))
@@ -316,6 +333,8 @@ def test_non_finite_loss_stops_with_a_clear_error(setup):
         ({"rl_estimator": "ppo"}, "rl_estimator must be one of"),
         ({"phase2_lr": 0.0}, "phase2_lr must be"),
         ({"phase2_lr": float("nan")}, "phase2_lr must be"),
+        ({"head_c": 0.0}, "head_c must be"),
+        ({"head_c": float("inf")}, "head_c must be"),
     ],
 )
 def test_config_validation(kw, match):

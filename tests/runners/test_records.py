@@ -173,3 +173,25 @@ def test_normalize_reads_the_record_not_its_file_name(tmp_path):
 
     assert not any(name.startswith("LEGACY") for name in vars(pairing))
     assert records.TOKEN_INIT_FILES  # the one place a file name still means something: the migration
+
+
+def test_a_current_record_from_before_head_c_gets_the_floors_c_written_in(tmp_path):
+    """Schema-1 records whose probe head took the floor's C on D_RL (before head_c) say so once migrated;
+    records that hold head_c, or whose head is not a probe, pass through as they are."""
+    rec = stamp(kshot_train(), kind="train")
+    rec["config"]["agent"]["head_init"] = "probe"
+    new = migrate(rec, "kshot.jsonl")
+    assert new["config"]["agent"]["head_c"] is None and new["migrated_from"]["added"] == ["config.agent.head_c"]
+    assert "head_c" not in rec["config"]["agent"]  # pure
+    assert migrate(new, "kshot.jsonl") is new
+    keep = copy.deepcopy(rec)
+    keep["config"]["agent"]["head_init"] = "keep"
+    assert migrate(keep, "kshot.jsonl") is keep
+    path = tmp_path / "kshot.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    assert migrate_file(path)["migrated"] == 1 and read_records(path)[0]["config"]["agent"]["head_c"] is None
+    assert migrate_file(path)["current"] == 1
+    # paired with a run of today's head (C = 0.1), the difference is named
+    today = copy.deepcopy(new)
+    today["config"]["agent"]["head_c"] = 0.1
+    assert tables.config_mismatch(today, new) == ["agent.head_c (0.1 vs None)"]
