@@ -72,7 +72,8 @@ def gradient_ceiling(search, *, seed: int = 0, epochs: float = GRADIENT_EPOCHS, 
     """Prompt tuning by backprop on the setup's train rows (θ and, for a linear head, the head), the
     epoch with the best D_RL accuracy kept: CRLAgent with β = γ = 0. A deep prompt starts at the
     env's start; a shallow one at its usual init (random token embeddings). A linear head starts
-    as the probe fitted at the start prompt (``head_init="probe"``)."""
+    as the probe fitted at the start prompt at C = ``CRLConfig.head_c`` (``head_init="probe"``; the
+    record's ``head_c``)."""
     from ..agents.crl import CRLAgent, CRLConfig
 
     setup, c = search.setup, search.setup.config
@@ -93,5 +94,6 @@ def gradient_ceiling(search, *, seed: int = 0, epochs: float = GRADIENT_EPOCHS, 
     n_epochs = len(summary["history"])
     return {"evals": n_epochs, "example_forwards": summary["steps"] * cfg.batch_size + n_epochs * len(setup.rl),
             "steps": summary["steps"], "seconds": summary["seconds"], "lr": lr, "epochs": epochs, "prompt": prompt,
+            "head_c": cfg.head_c if c.head_kind == "linear" else None,
             "selected_rl_acc": summary["rl_acc"], "rl_loss": summary.get("rl_loss"),
             "selected_test_acc": summary["test_acc"]}  # fmt: skip
