@@ -5,6 +5,7 @@
 #
 #   scripts/floor_grid.sh repro     # probe (the floor), Prompt v2, CRL-Prompt at k = 16 on TREC and SST-2
 #   scripts/floor_grid.sh repro-one sst2 30   # one task of it (two processes split the grid this way)
+#   scripts/floor_grid.sh head-ablation  # Prompt v2 whose start head takes the floor's C (tag head-c-floor)
 #   scripts/floor_grid.sh search    # CMA-ES at 1,000 evaluations on the three MiniLM 16-shot ids, then
 #                                   # random / ES / PPO / off-policy where time allows
 #   scripts/floor_grid.sh search-one TREC trec cma    # one id and algorithm list (to split the grid)
@@ -40,6 +41,14 @@ case "${1:-}" in
     repro trec 15    # 96 rows: 3 steps per epoch, 15 + 15 epochs
     repro sst2 30    # 32 rows: 1 step per epoch, 30 + 30 epochs
     ;;
+  head-ablation)  # Prompt v2 with the start head at the floor's own C (chosen on D_RL), tagged, beside the default C = 0.1
+    for te in trec:15 sst2:30; do
+      $PY -m crlprompt.runners.crl --tasks "${te%%:*}" --models minilm --k-shots 16 --data-seeds "${SEEDS5[@]}" --seeds 0 \
+          --methods ptv2 --lr 1e-2 --rl-interval 10 --phase1-epochs "${te##*:}" --phase2-epochs "${te##*:}" --head-c None \
+          --tag head-c-floor --data-dir "$DATA_DIR" --progress False --out "$OUT/${te%%:*}-k16-head" \
+          --results "$RES/repro/kshot.jsonl"
+    done
+    ;;
   repro-one)  # one task and its epochs per phase, e.g. `repro-one trec 15` (two processes split the grid this way)
     repro "$2" "$3"
     ;;
@@ -68,5 +77,5 @@ r['command'] = sys.argv[1]; print(json.dumps(r))" "$cmd" > results/main_job/trec
     $PY -m crlprompt.runners.crl --tasks trec --models minilm --methods probe ptv2 --seeds 0 --lr 1e-2 \
         --data-dir "$DATA_DIR" --progress False --out "$OUT/full" --results "$RES/full/table1.jsonl"
     ;;
-  *) echo "usage: $0 repro|repro-one TASK EPOCHS|search|search-one ID NAME ALGOS|smollm2|main|full" >&2; exit 2 ;;
+  *) echo "usage: $0 repro|repro-one TASK EPOCHS|head-ablation|search|search-one ID NAME ALGOS|smollm2|main|full" >&2; exit 2 ;;
 esac
