@@ -27,9 +27,9 @@ TASK_NAMES = {"trec": "TREC", "sst2": "SST-2", "agnews": "AG News"}
 
 def _ci(d: list[float]) -> str:
     if len(d) < 2:
-        return f"{np.mean(d):+.1f} (n={len(d)})"
+        return f"{np.mean(d):+.1f} (n = {len(d)})"
     m, lo, hi = t_ci(d)
-    return f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (n={len(d)})"
+    return f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}] (n = {len(d)})"
 
 
 def tuning_line(records: list[dict]) -> str:
