@@ -26,6 +26,8 @@ from crlprompt.prompt_io import (
 )  # fmt: skip
 from crlprompt.tasks import get_task
 
+from helpers.peft import peft_base, plain_peft_adapter
+
 TINY = get_task("tiny")
 MODELS = ("tiny-bert", "tiny-llama")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -39,11 +41,6 @@ def prompted(lm, kind="deep", tokens=3, *, seed=1, head="linear"):
         for p in pm.trainable_parameters():
             p.copy_(torch.randn(p.shape, generator=g))
     return pm
-
-
-def peft_base(lm):
-    """What a PEFT user wraps: the bare encoder (FEATURE_EXTRACTION) or the causal LM."""
-    return lm.body if lm.arch == "encoder" else lm.full
 
 
 def peft_features(lm, model, ids, mask, offset: int) -> torch.Tensor:
@@ -145,31 +142,6 @@ def test_the_minilm_cards_snippet_runs_offline_and_pools_the_mean(kind, tmp_path
 
 
 # ----------------------------------------------------------------------------- plain PEFT -> ours
-def plain_peft_adapter(out: Path, name: str, peft_type: str, *, tokens: int = 3, head: bool = True, seed: int = 0):
-    """Train nothing, but write exactly what a plain-PEFT user saves: ``save_pretrained`` of a
-    prompt-learning model with random weights, and an ``nn.Linear`` head as head.safetensors.
-    Returns (PEFT model in eval mode, the head, the LoadedModel it wraps)."""
-    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType, get_peft_model
-
-    lm = load_model(name)
-    task = TaskType.FEATURE_EXTRACTION if lm.arch == "encoder" else TaskType.CAUSAL_LM
-    config = {
-        "PREFIX_TUNING": lambda: PrefixTuningConfig(task_type=task, num_virtual_tokens=tokens),
-        "PROMPT_TUNING": lambda: PromptTuningConfig(task_type=task, num_virtual_tokens=tokens),
-        "P_TUNING": lambda: PromptEncoderConfig(task_type=task, num_virtual_tokens=tokens, encoder_hidden_size=16),
-    }[peft_type]()
-    model = get_peft_model(peft_base(lm), config)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.prompt_encoder.parameters():
-            p.normal_()
-    model.save_pretrained(str(out))
-    linear = torch.nn.Linear(lm.hidden_size, 2)
-    if head:
-        save_file({"weight": linear.weight.detach(), "bias": linear.bias.detach()}, str(out / HEAD_FILE))
-    return model.eval(), linear, lm
-
-
 @pytest.mark.parametrize("peft_type", ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING"))
 @pytest.mark.parametrize("name", MODELS)
 def test_plain_peft_adapter_loads_with_the_same_logits(name, peft_type, tmp_path, make_batch):
