@@ -4,7 +4,7 @@
 
     clf = PromptClassifier(["negative", "positive"], model="tiny-bert", num_tokens=4)
     clf.fit(texts, labels)                     # CRL-Prompt (Algorithm 1); method="ptv2", ... for the others
-    clf.evaluate(test_texts, test_labels)      # {"accuracy": ..., "n": ...}
+    clf.evaluate(test_texts, test_labels)      # {"accuracy": ..., "n": ...}; as_test=True: saved as the test split
     clf.save("runs/mine")                      # a run directory: crl-prompt eval --checkpoint runs/mine
     clf = PromptClassifier.load("runs/mine")   # also a `crl-prompt train` run or a PEFT adapter directory
     clf.predict(["a wonderful film"])          # ["positive"]; predict_proba: (n, C) probabilities
@@ -16,6 +16,7 @@ the run directory is the same too, plus the task spec and the rows (``data/*.jso
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -60,6 +61,26 @@ def _log_to_stderr() -> None:
         log.setLevel(logging.INFO)
 
 
+@contextlib.contextmanager
+def _verbosity(verbose: bool):
+    """verbose: crl-prompt's INFO lines shown (on stderr when the user configured no logging, else
+    through their handlers); quiet: the package's loggers held at WARNING for the call, so only
+    warnings and errors pass whatever the user's configuration, and restored afterwards."""
+    if verbose:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        _log_to_stderr()
+        with logging_redirect_tqdm(loggers=[log]):  # the INFO lines above the progress bar, not through it
+            yield
+        return
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 class PromptClassifier:
     """A frozen LM with a trained soft prompt and head: ``fit``, ``evaluate``, ``predict``, ``save``, ``load``.
 
@@ -72,7 +93,10 @@ class PromptClassifier:
         task: the name the run directory records for this task (not a built-in task's name).
         verbalizer: label words for ``head="verbalizer"`` (default: the lower-cased label names).
         device: auto | cpu | cuda | cuda:N.
-        progress: show a progress bar while training.
+        verbose: a progress bar while training and crl-prompt's INFO lines (shown on stderr when you
+            configured no logging), ending with one summary line per ``fit`` (method, rows, D_RL accuracy,
+            seconds); False: neither, only warnings and errors.
+        progress: the progress bar alone; None (default) follows ``verbose``.
         **options: other fields of :class:`~crlprompt.build.SetupConfig` (``prompt``, ``head``,
             ``max_length``, ``rl_fraction``, ``data_seed``...) or of :class:`~crlprompt.agents.CRLConfig`
             (``lr``, ``phase1_epochs``, ``phase2_epochs``, ``batch_size``, ``rl_interval``, ``gamma``...).
@@ -81,7 +105,7 @@ class PromptClassifier:
     def __init__(
         self, labels: Sequence[str], *, model: str = "minilm", method: str = "crl", num_tokens: int = 20,
         seed: int = 0, task: str = "custom", verbalizer: Sequence[str] | None = None, device: str = "auto",
-        progress: bool = False, **options: Any,
+        verbose: bool = True, progress: bool | None = None, **options: Any,
     ):  # fmt: skip
         labels = tuple(str(x) for x in labels) if not isinstance(labels, str) else (labels,)
         if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -98,13 +122,14 @@ class PromptClassifier:
                             **{k: v for k, v in options.items() if k in setup_names})  # fmt: skip
         agent = CRLConfig(**{k: v for k, v in options.items() if k in agent_names})
         self._init(TrainConfig(setup=setup, method=method, agent=agent), custom_spec(task, labels, verbalizer),
-                   device, progress)  # fmt: skip
+                   device, verbose, progress)  # fmt: skip
 
-    def _init(self, config: TrainConfig, spec: TaskSpec, device: str, progress: bool) -> None:
+    def _init(self, config: TrainConfig, spec: TaskSpec, device: str, verbose: bool, progress: bool | None) -> None:
         self.config = config
         self.spec = spec
         self.device = resolve_device(device)
-        self.progress = progress
+        self.verbose = bool(verbose)
+        self.progress = self.verbose if progress is None else bool(progress)
         self.lm = None
         self.model = None  # the PromptedModel, once fitted or loaded
         self.splits: dict[str, Split] = {}  # the rows it was trained and evaluated on (saved with it)
@@ -118,13 +143,16 @@ class PromptClassifier:
     def fit(self, texts: Sequence[str], labels: Sequence[Any], *, validation: tuple | None = None) -> "PromptClassifier":
         """Train a fresh prompt (and head) on the rows; D_RL (reward and model selection) is
         ``validation=(texts, labels)``, else a seeded ``rl_fraction`` holdout of the rows."""
+        with _verbosity(self.verbose):
+            return self._fit(texts, labels, validation)
+
+    def _fit(self, texts: Sequence[str], labels: Sequence[Any], validation: tuple | None) -> "PromptClassifier":
         train = self._rows(texts, labels, "fit")
         present = sorted({int(y) for y in train.labels})
         if len(present) < 2:
             raise DataError(f"fit: every row has the label {self.labels[present[0]]!r}; a classifier needs rows of at "
                             "least two classes. Fix: add rows of the other labels")  # fmt: skip
         cfg, agent_cfg = self.config.resolved_setup(), self.config.agent_config()
-        _log_to_stderr()
         if validation is None:
             train, rl = split_rl(train, cfg.rl_fraction, cfg.data_seed)
         else:
@@ -149,30 +177,36 @@ class PromptClassifier:
             "n_train": len(train), "n_rl": len(rl), "n_test": 0, "device": str(self.device),
             "config": {"setup": jsonable(setup.config), "agent": jsonable(agent_cfg)},
         }, kind="train", device=self.device)  # fmt: skip
+        log.info("fit: %s on %d rows (%d train, %d D_RL): D_RL accuracy %.4f in %.1fs", self.config.method,
+                 len(train) + len(rl), len(train), len(rl), summary["rl_acc"], self.record["seconds"])  # fmt: skip
         return self
 
-    def evaluate(self, texts: Sequence[str], labels: Sequence[Any], *, as_test: bool | None = None) -> dict:
+    def evaluate(self, texts: Sequence[str], labels: Sequence[Any], *, as_test: bool = False) -> dict:
         """Accuracy on the rows: ``{"accuracy", "n"}``.
 
-        Held-out rows become the run's test split (what ``save`` writes and ``crl-prompt eval`` scores
-        as "test"); rows that share texts with the training or D_RL rows do not (``as_test=True``
-        forces it, ``as_test=False`` never stores), and replacing an earlier test split is logged."""
-        test = self._rows(texts, labels, "evaluate")
-        acc = accuracy(self._fitted(), self._encode(test))
+        Scoring changes nothing ``save`` writes. ``as_test=True`` also keeps the rows as the run's test
+        split (what ``save`` writes and ``crl-prompt eval`` scores as "test") and their accuracy as the
+        record's ``test_acc``; replacing an earlier test split is logged, and rows shared with the
+        training or D_RL rows are warned about (their accuracy is no held-out score)."""
+        with _verbosity(self.verbose):
+            test = self._rows(texts, labels, "evaluate")
+            acc = accuracy(self._fitted(), self._encode(test))
+            if as_test:
+                self._keep_as_test(test, acc)
+        return {"accuracy": acc, "n": len(test)}
+
+    def _keep_as_test(self, test: Split, acc: float) -> None:
         seen = set(self.splits["train"].texts if "train" in self.splits else ()) | set(
             self.splits["rl"].texts if "rl" in self.splits else ())
         overlap = sum(t in seen for t in test.texts)
-        store = as_test if as_test is not None else overlap == 0
-        if as_test is None and overlap:
-            log.warning("evaluate: %d of %d rows are training or D_RL rows; not kept as the run's test split "
-                        "(pass as_test=True to keep them anyway)", overlap, len(test))  # fmt: skip
-        if store:
-            if "test" in self.splits and list(self.splits["test"].texts) != list(test.texts):
-                log.info("evaluate: these %d rows replace the %d rows kept as the run's test split", len(test),
-                         len(self.splits["test"]))  # fmt: skip
-            self.splits["test"] = test
-            self.record.update(test_acc=acc, n_test=len(test))
-        return {"accuracy": acc, "n": len(test)}
+        if overlap:
+            log.warning("evaluate: %d of %d rows kept as the run's test split are training or D_RL rows; its "
+                        "test accuracy is not a held-out score", overlap, len(test))  # fmt: skip
+        if "test" in self.splits and list(self.splits["test"].texts) != list(test.texts):
+            log.info("evaluate: these %d rows replace the %d rows kept as the run's test split", len(test),
+                     len(self.splits["test"]))  # fmt: skip
+        self.splits["test"] = test
+        self.record.update(test_acc=acc, n_test=len(test))
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -219,14 +253,30 @@ class PromptClassifier:
     @classmethod
     def load(
         cls, path: str | os.PathLike, *, labels: Sequence[str] | None = None, task: str | None = None,
-        model: str | None = None, head: str | None = None, device: str = "auto", progress: bool = False,
+        model: str | None = None, head: str | None = None, device: str = "auto", verbose: bool = True,
+        progress: bool | None = None,
     ) -> "PromptClassifier":  # fmt: skip
         """A classifier from a run directory (saved here or by ``crl-prompt train``) or a PEFT adapter
-        directory; ``task``, ``model``, ``head`` and ``labels`` supply what a plain-PEFT adapter does not record."""
+        directory; ``task``, ``model``, ``head`` and ``labels`` supply what a plain-PEFT adapter does not record.
+
+        ``labels`` alone (no ``task``) loads an adapter that names no task as your own classes, the
+        way ``PromptClassifier(labels)`` defines them; with a built-in task's name it keeps that
+        task's templates and renames its classes. ``verbose`` and ``progress`` as in the constructor."""
+        with _verbosity(verbose):
+            return cls._load(Path(path), labels, task, model, head, device, verbose, progress)
+
+    @classmethod
+    def _load(cls, path: Path, labels: Sequence[str] | None, task: str | None, model: str | None, head: str | None,
+              device: str, verbose: bool, progress: bool | None) -> "PromptClassifier":  # fmt: skip
+        if labels is not None:
+            labels = tuple(str(x) for x in labels) if not isinstance(labels, str) else (labels,)
+            if len(labels) < 2 or len(set(labels)) != len(labels):
+                raise ConfigError(f"labels must be two or more distinct class names, got {labels!r}")
         try:
-            saved = open_checkpoint(path, task=task, model=model, head=head)
+            saved = open_checkpoint(path, task=task, model=model, head=head, labels=labels)
         except CRLPromptError as e:  # the checkpoint reader speaks CLI flags; here they are keyword arguments
-            raise type(e)(str(e).replace("pass --task NAME", "pass task=NAME").replace("pass --model NAME", "pass model=NAME")
+            raise type(e)(str(e).replace("pass --task NAME", "pass labels=[...] (your own class names) or task=NAME")
+                          .replace("pass --model NAME", "pass model=NAME")
                           .replace("pass --head verbalizer", "pass head='verbalizer'")) from None  # fmt: skip
         cfg = saved.setup
         spec = saved.spec
@@ -236,10 +286,11 @@ class PromptClassifier:
             if cfg.task in TASKS:  # a built-in task's name: its templates, these label names
                 builtin = get_task(cfg.task)
                 if len(labels) != builtin.num_labels:
-                    raise ConfigError(f"labels has {len(labels)} names, task {cfg.task!r} has {builtin.num_labels} classes")
-                spec = dataclasses.replace(builtin, label_names=tuple(str(x) for x in labels))
+                    raise ConfigError(f"labels has {len(labels)} names, task {cfg.task!r} has {builtin.num_labels} "
+                                      "classes; pass one name per class")  # fmt: skip
+                spec = dataclasses.replace(builtin, label_names=labels)
             else:
-                spec = custom_spec(cfg.task, tuple(str(x) for x in labels))
+                spec = custom_spec(cfg.task, labels)
         if spec is None:
             raise ConfigError(f"{path} does not record its labels (task {cfg.task!r}); pass labels=[...]")
         method = saved.config.get("method") or "ptv2"
@@ -249,7 +300,7 @@ class PromptClassifier:
             agent = CRLConfig()
         clf = cls.__new__(cls)
         clf._init(TrainConfig(setup=cfg, method=method if method in METHODS else "ptv2", agent=agent), spec, device,
-                  progress)  # fmt: skip
+                  verbose, progress)  # fmt: skip
         clf.lm = load_model(cfg.model)
         clf.model = build_model(clf.lm, spec.with_template(cfg.template), prompt=cfg.prompt_kind,
                                 num_tokens=cfg.num_tokens, head=cfg.head_kind, seed=cfg.seed, init=cfg.init,
@@ -261,7 +312,7 @@ class PromptClassifier:
             clf.splits = {"train": saved.data.train, "rl": saved.data.rl}
             if "test" in (saved.config.get("data") or {}):
                 clf.splits["test"] = saved.data.test
-        metrics = Path(path) / "metrics.jsonl"
+        metrics = path / "metrics.jsonl"
         lines = metrics.read_text().splitlines() if metrics.is_file() else []
         final = json.loads(lines[-1]) if lines and '"final"' in lines[-1] else {}
         clf.record = migrate(final, str(metrics)) if final else {}  # a run saved before records had a schema

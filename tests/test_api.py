@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,11 @@ import torch
 
 from crlprompt import PromptClassifier
 from crlprompt.data.synthetic import tiny_split
-from crlprompt.errors import ConfigError, DataError
+from crlprompt.errors import ConfigError, CRLPromptError, DataError
 from crlprompt.prompt_io import HEAD_FILE, read_card_record
 from crlprompt.runners.records import SCHEMA
+
+from helpers.peft import plain_peft_adapter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ["negative", "positive"]
@@ -45,7 +49,7 @@ def test_lazy_public_name():
 
 def test_fit_evaluate_save_load_predict_round_trip(tmp_path, capsys):
     clf = fitted()
-    scores = clf.evaluate(TEST.texts, TEST.labels)
+    scores = clf.evaluate(TEST.texts, TEST.labels, as_test=True)
     proba = clf.predict_proba(TEST.texts)
     assert proba.shape == (40, 2) and np.allclose(proba.sum(1), 1, atol=1e-6)
     assert scores == {"accuracy": pytest.approx(float((proba.argmax(1) == TEST.labels).mean()), abs=1e-6), "n": 40}
@@ -65,7 +69,7 @@ def test_fit_evaluate_save_load_predict_round_trip(tmp_path, capsys):
     back = PromptClassifier.load(out, device="cpu")
     assert back.labels == tuple(NAMES) and back.config.method == "crl"
     np.testing.assert_array_equal(back.predict_proba(TEST.texts), proba)  # the same prompt and head, bit for bit
-    assert back.evaluate(TEST.texts, TEST.labels) == scores
+    assert back.evaluate(TEST.texts, TEST.labels) == scores and back.record == final
 
     res = eval_cli(out, capsys)  # crl-prompt eval reads it: the rows are in the run directory
     assert res["accuracy"] == pytest.approx(scores["accuracy"], abs=1e-7) and res["n"] == 40
@@ -126,6 +130,66 @@ def test_loads_a_crl_prompt_train_run(tmp_path):
     assert clf.evaluate(test.texts, test.labels)["accuracy"] == pytest.approx(evaluate_checkpoint(out)["accuracy"], abs=1e-7)
 
 
+def test_verbose_shows_a_bar_and_a_summary_line_and_quiet_shows_neither():
+    """In a fresh interpreter with no logging configured (pytest's own handlers would hide the rule):
+    verbose (the default) writes the bar and the INFO lines to stderr, verbose=False writes neither."""
+    code = (
+        "import sys\n"
+        "from crlprompt import PromptClassifier\n"
+        "from crlprompt.data.synthetic import tiny_split\n"
+        "rows = tiny_split(48, 0)\n"
+        "kw = dict(model='tiny-bert', num_tokens=2, batch_size=16, phase1_epochs=1, phase2_epochs=0, device='cpu')\n"
+        "PromptClassifier(['negative', 'positive'], verbose=False, **kw).fit(rows.texts, rows.labels)\n"
+        "print('=== verbose', file=sys.stderr, flush=True)\n"
+        "PromptClassifier(['negative', 'positive'], **kw).fit(rows.texts, rows.labels)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    quiet, verbose = res.stderr.split("=== verbose")
+    assert "crlprompt" not in quiet and "train:" not in quiet, quiet
+    assert "train:" in verbose and "step" in verbose  # tqdm's bar
+    summary = [line for line in verbose.splitlines() if "fit: crl on 48 rows" in line]
+    assert len(summary) == 1 and "D_RL accuracy" in summary[0] and summary[0].rstrip().endswith("s"), verbose
+
+
+def test_quiet_holds_back_info_lines_even_where_logging_is_configured(caplog):
+    with caplog.at_level("INFO", logger="crlprompt"):
+        fitted(model="tiny-bert", verbose=False)
+        assert not [r for r in caplog.records if r.levelname == "INFO"], caplog.text
+        clf = fitted(model="tiny-bert")
+    assert clf.progress and not PromptClassifier(NAMES, verbose=False).progress
+    assert PromptClassifier(NAMES, verbose=False, progress=True).progress  # progress set: the bar alone
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("fit: "))
+    assert f"crl on 96 rows ({clf.record['n_train']} train, {clf.record['n_rl']} D_RL)" in line
+    assert f"D_RL accuracy {clf.record['rl_acc']:.4f}" in line
+
+
+def test_loads_a_plain_peft_adapter_given_only_its_labels(tmp_path):
+    """An adapter saved by PEFT itself records no task: labels=[...] make it a classifier of those
+    classes; with a built-in task's name the labels rename that task's classes."""
+    from crlprompt.runners.train import evaluate_checkpoint
+    from crlprompt.tasks import load_task
+
+    out = tmp_path / "adapter"
+    plain_peft_adapter(out, "tiny-llama", "PREFIX_TUNING", tokens=3)
+    with pytest.raises(CRLPromptError, match=r"pass labels=\[\.\.\.\] \(your own class names\) or task=NAME"):
+        PromptClassifier.load(out, model="tiny-llama", device="cpu")
+
+    clf = PromptClassifier.load(out, labels=["bad", "good"], model="tiny-llama", device="cpu", verbose=False)
+    assert clf.labels == ("bad", "good") and clf.config.setup.task == "custom" and clf.model.layout.num_tokens == 3
+    test = load_task("tiny").test
+    want = evaluate_checkpoint(out, task="tiny", model="tiny-llama", device="cpu")["accuracy"]
+    assert clf.evaluate(test.texts, test.labels)["accuracy"] == pytest.approx(want, abs=1e-7)
+    assert set(clf.predict(test.texts[:4])) <= {"bad", "good"}
+
+    named = PromptClassifier.load(out, labels=["bad", "good"], task="tiny", model="tiny-llama", device="cpu")
+    assert named.labels == ("bad", "good") and named.config.setup.task == "tiny"
+    np.testing.assert_array_equal(named.predict_proba(test.texts[:8]), clf.predict_proba(test.texts[:8]))
+    with pytest.raises(ConfigError, match="one name per class"):
+        PromptClassifier.load(out, labels=["a", "b", "c"], task="tiny", model="tiny-llama", device="cpu")
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -167,9 +231,13 @@ def test_bad_rows_and_order_of_calls(tmp_path):
 
 def test_quickstart_example(tmp_path, capsys):
     """examples/quickstart.py (the README's quickstart): fit, evaluate, save, load, predict, and
-    ``crl-prompt eval`` of what it saved gives the accuracy it printed."""
+    ``crl-prompt eval`` scores what it saved the way the loaded classifier does."""
     out = tmp_path / "quickstart"
     res = runpy.run_path(str(EXAMPLES / "quickstart.py"), run_name="example")["main"](str(out))
     assert res["scores"]["n"] == 4 and set(res["predicted"]) <= set(NAMES) and len(res["predicted"]) == 2
     assert res["proba"].shape == (4, 2)
-    assert eval_cli(out, capsys)["accuracy"] == pytest.approx(res["scores"]["accuracy"], abs=1e-7)
+    back = PromptClassifier.load(out, device="cpu")
+    test = back.splits.get("test", back.splits["rl"])  # evaluate() keeps its rows only with as_test=True
+    want = back.evaluate(test.texts, test.labels)
+    res = eval_cli(out, capsys)
+    assert res["accuracy"] == pytest.approx(want["accuracy"], abs=1e-7) and res["n"] == want["n"]

@@ -1,9 +1,10 @@
-"""PromptClassifier's rules on a user's rows: one class is refused, rows it trained on never become its
-saved test split by accident, and a saved run reloads with the pooling it was trained with."""
+"""PromptClassifier's rules on a user's rows: one class is refused, scoring rows never changes what
+``save`` writes unless ``as_test=True`` asks, and a saved run reloads with the pooling it was trained with."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,17 +22,48 @@ def test_fit_refuses_rows_of_one_class():
         PromptClassifier(["neg", "pos"], **KW).fit(TEXTS[:4], ["pos"] * 4)
 
 
-def test_training_rows_are_not_kept_as_the_test_split_unless_asked(tmp_path, caplog):
+def saved_files(run: Path) -> dict:
+    """What a saved run holds besides the prompt: its config (less the path it was saved to), record
+    and rows, by relative path."""
+    files = {str(p.relative_to(run)): p.read_text() for p in sorted(run.rglob("*"))
+             if p.suffix in (".json", ".jsonl") and p.parent.name != "adapter"}  # fmt: skip
+    config = json.loads(files.pop("config.json"))
+    assert Path(config.pop("out")) == run
+    return {**files, "config.json": config}
+
+
+def test_evaluate_changes_what_save_writes_only_with_as_test(tmp_path):
+    clf = PromptClassifier(["neg", "pos"], **KW).fit(TEXTS, LABELS)
+    held = ["a fun film", "the plot was bad"]
+    clf.evaluate(held, ["pos", "neg"], as_test=True)
+    first = saved_files(clf.save(tmp_path / "first"))
+    assert "data/test.jsonl" in first and json.loads(first["metrics.jsonl"])["n_test"] == 2
+
+    other = ["a dull story", "what a great plot", "an awful film"]
+    scores = clf.evaluate(other, ["neg", "pos", "neg"])  # scored, not kept
+    assert scores["n"] == 3 and saved_files(clf.save(tmp_path / "second")) == first
+
+    kept = clf.evaluate(other, ["neg", "pos", "neg"], as_test=True)
+    third = saved_files(clf.save(tmp_path / "third"))
+    assert third["data/test.jsonl"] != first["data/test.jsonl"]
+    record = json.loads(third["metrics.jsonl"])
+    assert record["test_acc"] == kept["accuracy"] and record["n_test"] == 3
+
+
+def test_fit_alone_saves_no_test_split(tmp_path):
+    clf = PromptClassifier(["neg", "pos"], **KW).fit(TEXTS, LABELS)
+    clf.evaluate(["a fun film", "the plot was bad"], ["pos", "neg"])
+    files = saved_files(clf.save(tmp_path / "run"))
+    assert "data/test.jsonl" not in files and json.loads(files["metrics.jsonl"])["test_acc"] is None
+
+
+def test_training_rows_kept_as_the_test_split_are_warned_about(caplog):
     clf = PromptClassifier(["neg", "pos"], **KW).fit(TEXTS, LABELS)
     with caplog.at_level("WARNING", logger="crlprompt"):
         clf.evaluate(TEXTS[:6], LABELS[:6])
-    assert "not kept as the run's test split" in caplog.text and "test" not in clf.splits
-    held = ["a fun film", "the plot was bad"]
-    clf.evaluate(held, ["pos", "neg"])
-    clf.evaluate(TEXTS[:2], LABELS[:2])  # training rows again: the held-out rows stay the test split
-    assert list(clf.splits["test"].texts) == held
-    clf.evaluate(TEXTS[:2], LABELS[:2], as_test=True)
-    assert list(clf.splits["test"].texts) == TEXTS[:2]
+        assert not caplog.text and "test" not in clf.splits
+        clf.evaluate(TEXTS[:6], LABELS[:6], as_test=True)
+    assert "not a held-out score" in caplog.text and list(clf.splits["test"].texts) == TEXTS[:6]
 
 
 def test_a_saved_run_keeps_its_pooling(tmp_path):

@@ -7,7 +7,8 @@ Three kinds of directory hold a prompt:
   ``"task_spec"`` in ``config.json`` and its rows in ``data/{train,rl,test}.jsonl``);
 * a PEFT adapter directory: exported by crl-prompt (its model card records the setup) or trained
   with plain PEFT (then the task, and the model where ``base_model_name_or_path`` is unset, come
-  from the caller: ``--task``, ``--model``).
+  from the caller: ``--task``, ``--model``; from Python the class names alone will do, as a
+  task of the caller's own named :data:`CUSTOM_TASK`).
 
 :func:`open_checkpoint` turns any of them into a :class:`SavedPrompt`.
 """
@@ -31,6 +32,8 @@ from .config import setup_from_run_config
 #: the templates of a task defined from Python (they matter only to head="verbalizer")
 CUSTOM_MLM, CUSTOM_LM = "{text} It was {mask}.", "{text}\nAnswer: {mask}"
 SPLITS = ("train", "rl", "test")
+#: the task name of rows and labels given from Python (PromptClassifier's default)
+CUSTOM_TASK = "custom"
 
 
 @dataclass
@@ -92,15 +95,17 @@ def read_splits(run_dir: Path, paths: dict, spec: TaskSpec) -> dict[str, Split]:
 
 
 def open_checkpoint(path: str | Path, *, task: str | None = None, model: str | None = None,
-                    head: str | None = None) -> SavedPrompt:  # fmt: skip
+                    head: str | None = None, labels: tuple[str, ...] | None = None) -> SavedPrompt:  # fmt: skip
     """Resolve a run or adapter directory (see the module docstring); ``task``, ``model`` and
-    ``head`` override what it records (and supply what a plain-PEFT adapter does not)."""
+    ``head`` override what it records (and supply what a plain-PEFT adapter does not). ``labels``:
+    the class names of an adapter that names no task; it then gets the task :data:`CUSTOM_TASK` of
+    these labels (a spec the caller builds with :func:`custom_spec`)."""
     path = Path(path)
     over = {k: v for k, v in (("task", task), ("model", model), ("head", head)) if v is not None}
     if (path / "config.json").is_file() and (path / PROMPT_FILE).is_file():
         return _open_run(path, over)
     if (path / ADAPTER_CONFIG).is_file():
-        return _open_adapter(path, over)
+        return _open_adapter(path, over, labels)
     raise CheckpointError(f"{path} is neither a crl-prompt run directory (config.json and {PROMPT_FILE}) nor a PEFT "
                           f"adapter directory ({ADAPTER_CONFIG})")  # fmt: skip
 
@@ -123,7 +128,7 @@ def _open_run(path: Path, over: dict) -> SavedPrompt:
     return SavedPrompt(path / PROMPT_FILE, setup, spec, data, saved)
 
 
-def _open_adapter(path: Path, over: dict) -> SavedPrompt:
+def _open_adapter(path: Path, over: dict, labels: tuple[str, ...] | None = None) -> SavedPrompt:
     info = read_adapter(path)
     rec = info.record
     fields = {}
@@ -132,7 +137,7 @@ def _open_adapter(path: Path, over: dict) -> SavedPrompt:
             fields = dataclasses.asdict(SetupConfig.from_stored(rec["setup"]))
         except CRLPromptError as e:
             raise CheckpointError(f"{path} records a setup crl-prompt cannot read ({e})") from None
-    task = over.get("task") or rec.get("task") or fields.get("task")
+    task = over.get("task") or rec.get("task") or fields.get("task") or (CUSTOM_TASK if labels else None)
     if not task:
         raise CheckpointError(f"{path} does not say which task it was trained for (an adapter trained with plain PEFT "
                               f"does not); pass --task NAME (one of {', '.join(TASKS)})")  # fmt: skip
@@ -151,9 +156,9 @@ def _open_adapter(path: Path, over: dict) -> SavedPrompt:
     if "prompt_encoder" in {f.name for f in dataclasses.fields(SetupConfig)}:
         fields["prompt_encoder"] = "none"  # an adapter holds the prompt itself, whatever encoder trained it
     spec = None
-    labels = rec.get("labels")
-    if _known_task(task) is None and isinstance(labels, list) and labels:  # a task defined from Python
-        spec = custom_spec(task, tuple(str(x) for x in labels))
+    names = list(labels) if labels else rec.get("labels")
+    if _known_task(task) is None and isinstance(names, list) and names:  # a task defined from Python
+        spec = custom_spec(task, tuple(str(x) for x in names))
     return SavedPrompt(path, SetupConfig(**fields), spec)
 
 
