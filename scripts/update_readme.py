@@ -40,6 +40,7 @@ BLOCKS: dict[str, tuple[list[str], int]] = {
     "offpolicy": (["benchmarks/offpolicy_table.py", "results/offpolicy"], 1),
     "verdict": (["-m", "crlprompt.runners.verdict", "results/floor"], 0),
     "floor-few-shot": ([*TABLES, "results/floor/repro"], 1),
+    "floor-few-shot-floor-c": ([*TABLES, "results/floor/repro-floor-c"], 2),
     "floor-full": ([*TABLES, "results/floor/full", "results/main_job"], 1),
     "floor-search": (["-m", "crlprompt.runners.compare", "--table", "results/floor/search"], 0),
     "benchmarks": (["benchmarks/results_table.py", "results/benchmarks"], 0),

@@ -330,10 +330,12 @@ def few_shot_sections(few: list[dict], base: str = "ptv2") -> list[str]:
     """Paired tables of few-shot (or tagged) records: untagged runs, each protocol tag (a tag that
     ``base`` runs carry too, paired within itself), then the sweep of the other tags."""
     protocols = sorted({r["tag"] for r in few if r["tag"] and r["method"] == base})
+    # a protocol whose only trained method is the base has nothing to pair (its floor row is in the floor table)
+    paired = [t for t in protocols if any(r["tag"] == t and r["method"] not in (base, "probe") for r in few)]
     out = ["## Few-shot: paired differences with Prompt v2\n", paired_table(few, base=base)]
     if any(r["method"] == "probe" for r in few):
         out += ["## Few-shot: against the no-prompt floor\n", floor_table(few, base=base)]
-    for tag in protocols:
+    for tag in paired:
         out += [f"## Few-shot, protocol `{tag}`: paired differences with Prompt v2\n", lr_note(few, tag),
                 paired_table(few, base=base, tag=tag)]  # fmt: skip
     if any(r["tag"] and r["tag"] not in protocols and trains(r) for r in few):

@@ -121,3 +121,14 @@ def test_report_shows_the_floor_in_table_1_only_where_it_has_records(tmp_path):
     assert "| No prompt + LR (floor) | 0.450 ± 0.129 |" in text.split("## Full data: Table 2")[0]
     (tmp_path / "full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs if r["method"] != "probe"))
     assert "No prompt" not in tables.report([tmp_path])
+
+
+def test_a_protocol_of_prompt_v2_alone_is_a_floor_row_not_an_empty_paired_table():
+    seeds = (13, 21)
+    recs = [_rec("probe", 0.5, d) for d in seeds] + [_rec("ptv2", 0.6, d) for d in seeds]
+    recs += [_rec("ptv2", 0.55, d, tag="head-c-floor", head_c=None) for d in seeds]
+    text = "\n".join(tables.few_shot_sections(recs))
+    assert "Prompt v2 (`head-c-floor`) | 2 | 50.0 | 55.0 | +5.0" in text
+    assert "protocol `head-c-floor`" not in text
+    recs += [_rec("crl", 0.58, d, tag="head-c-floor", head_c=None) for d in seeds]  # now there is a pair to show
+    assert "protocol `head-c-floor`: paired differences" in "\n".join(tables.few_shot_sections(recs))
