@@ -7,28 +7,13 @@ Real runs use tiny-bert on a few hundred TREC rows (fast), and MiniLM behind ``s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from crlprompt import cli
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "crlprompt.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return [line for line in proc.stderr.splitlines() if line.startswith("crl-prompt: error:")]
+from helpers.cli import error_lines, run_cli
 
 
 def nothing_left(tmp_path: Path) -> None:
