@@ -90,6 +90,14 @@ def read_card_record(path: Path) -> dict:
     return rec if isinstance(rec, dict) else {}
 
 
+def card_is_ours(path: Path) -> bool:
+    """Whether the adapter at ``path`` has a card this package wrote, even one whose front matter no
+    longer parses: its ``crl_prompt:`` record key is still in the text. (A card of PEFT's own template,
+    or none, is False.)"""
+    card = path / CARD_FILE
+    return card.is_file() and "\ncrl_prompt:" in card.read_text(errors="replace")
+
+
 def model_card(rec: dict, peft_type: str) -> str:
     """The card for the adapter record ``rec`` (see :func:`crlprompt.prompt_io.adapter_record`)."""
     import yaml

@@ -2,15 +2,24 @@
 
 * ``prompt.safetensors`` (:func:`save_prompt`): θ, the linear head and the layout in its metadata.
 * a PEFT adapter directory (:func:`save_peft_adapter`): ``adapter_config.json`` and
-  ``adapter_model.safetensors`` exactly as PEFT writes them (``PeftModel.from_pretrained`` loads
-  it, its ``base_model_name_or_path`` the model's hub id), plus ``head.safetensors`` (the linear
-  classifier, ``linear.weight (C, H)`` and ``linear.bias (C,)``) and a model card ``README.md``
-  whose front matter holds a ``crl_prompt`` record (task, labels, pooling, setup, accuracy).
+  ``adapter_model.safetensors`` as PEFT writes them (``PeftModel.from_pretrained`` loads it, its
+  ``base_model_name_or_path`` the model's hub id; the weights' metadata adds crl-prompt's mark and
+  checksum to PEFT's ``format``), plus ``head.safetensors`` (the linear classifier, ``linear.weight
+  (C, H)`` and ``linear.bias (C,)``) and a model card ``README.md`` whose front matter holds a
+  ``crl_prompt`` record (task, labels, pooling, setup, accuracy, the weights' checksum again).
 
 :func:`load_prompt` reads all three: a prompt file, a run directory, and an adapter directory,
 including one trained with plain PEFT (``PrefixTuningConfig``, ``PromptTuningConfig`` or
 ``PromptEncoderConfig`` on the same base model, ``save_pretrained``); a linear head comes from the
 adapter's ``head.safetensors`` when it has one.
+
+Integrity: every file this package writes carries a SHA-256 of its tensors (a prompt file and a
+head file in their metadata, an adapter's weights in theirs and in the card), and a file that does
+not match is refused. A file that is recognisably this package's (a prompt file; a head file of
+format ``crl-prompt-head``; adapter weights with the mark, or beside a head or card of ours) but has
+lost its checksum is refused too, since damage to it could not be seen: re-save it, or load it with
+``allow_unverified=True`` if you trust its bytes. An adapter saved by plain PEFT never had a
+checksum and loads as it is.
 
 Pooling, the feature a head sees (so a head trained outside crl-prompt must pool the same way), is
 the setup's ``pooling`` (:data:`crlprompt.prompts.POOLINGS`): recorded in a prompt file's metadata,
@@ -35,7 +44,7 @@ from torch import nn
 from .atomic import atomic_dir, atomic_file
 from .errors import CheckpointError, ModelError
 from .modelcard import (
-    CARD_FILE, POOLING_TEXT, adapter_record, base_model_id, model_card, model_name, read_card_record,
+    CARD_FILE, POOLING_TEXT, adapter_record, base_model_id, card_is_ours, model_card, model_name, read_card_record,
 )  # fmt: skip
 from .models import LoadedModel
 
@@ -50,6 +59,9 @@ ADAPTER_DIR = "adapter"  # a run directory's adapter
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_FILE = "head.safetensors"
+HEAD_FORMAT = "crl-prompt-head"  # a head file's metadata "format"
+#: the metadata key crl-prompt adds to the adapter weights PEFT wrote (PEFT's own "format" is kept)
+ADAPTER_MARK = "crl_prompt"
 #: PEFT prompt-learning types crl-prompt reads, and the prompt kind each one is
 PEFT_KINDS: dict[str, PromptKind] = {"PREFIX_TUNING": "deep", "PROMPT_TUNING": "shallow", "P_TUNING": "shallow"}
 
@@ -75,9 +87,18 @@ def tensor_digest(tensors: dict[str, torch.Tensor], extra: str = "") -> str:
     return h.hexdigest()
 
 
-def _check_digest(path: Path, tensors: dict[str, torch.Tensor], want: str | None, extra: str = "") -> None:
-    """Refuse a file whose recorded checksum does not match its content (files written before checksums pass)."""
-    if want is not None and tensor_digest(tensors, extra) != want:
+def _check_digest(path: Path, tensors: dict[str, torch.Tensor], want: str | None, extra: str = "", *,
+                  ours: bool = True, allow_unverified: bool = False, where: str = "its metadata") -> None:  # fmt: skip
+    """Refuse a file whose recorded checksum does not match its content, and a file of ours (``ours``)
+    that has lost its checksum unless ``allow_unverified``; a file with no checksum that is not ours
+    (a plain-PEFT adapter or head) passes."""
+    if want is None:
+        if ours and not allow_unverified:
+            raise PromptFileError(f"{path} was written by crl-prompt but has lost its checksum (the sha256 in "
+                                  f"{where}), so damage to its bytes cannot be detected; re-save it with crl-prompt, "
+                                  "or load it with load_prompt(..., allow_unverified=True) if you trust it")  # fmt: skip
+        return
+    if tensor_digest(tensors, extra) != want:
         raise PromptFileError(f"{path} failed its checksum: the file was changed or damaged after it was written; "
                               "restore it or retrain")  # fmt: skip
 
@@ -124,7 +145,8 @@ def save_prompt(pm: nn.Module, path: str | Path, meta: dict | None = None) -> No
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def load_prompt(pm: nn.Module, path: str | Path, *, strict: bool = True, require_head: bool = True) -> dict:
+def load_prompt(pm: nn.Module, path: str | Path, *, strict: bool = True, require_head: bool = True,
+                allow_unverified: bool = False) -> dict:  # fmt: skip
     """Load θ (and the linear head) into ``pm`` from a prompt file, a run directory or a PEFT adapter
     directory; returns the file's metadata (a prompt file's strings as stored, an adapter's record).
 
@@ -140,17 +162,18 @@ def load_prompt(pm: nn.Module, path: str | Path, *, strict: bool = True, require
     if path.is_dir():
         for adapter in (path, path / ADAPTER_DIR):
             if (adapter / ADAPTER_CONFIG).is_file() and not (path / PROMPT_FILE).is_file():
-                return _load_adapter(pm, read_adapter(adapter), strict=strict, require_head=require_head)
+                info = read_adapter(adapter, allow_unverified=allow_unverified)
+                return _load_adapter(pm, info, strict=strict, require_head=require_head)
         if (path / PROMPT_FILE).is_file():
-            return _load_prompt_file(pm, path / PROMPT_FILE, strict)
+            return _load_prompt_file(pm, path / PROMPT_FILE, strict, allow_unverified)
         raise PromptFileError(f"{path} holds neither {PROMPT_FILE} nor a PEFT adapter ({ADAPTER_CONFIG}); pass a "
                               "prompt file, a run directory or an adapter directory")  # fmt: skip
     if not path.is_file():
         raise PromptFileError(f"{path} does not exist; pass a prompt file, a run directory or an adapter directory")
-    return _load_prompt_file(pm, path, strict)
+    return _load_prompt_file(pm, path, strict, allow_unverified)
 
 
-def _load_prompt_file(pm: nn.Module, path: Path, strict: bool) -> dict:
+def _load_prompt_file(pm: nn.Module, path: Path, strict: bool, allow_unverified: bool = False) -> dict:
     from safetensors import safe_open
 
     try:
@@ -162,7 +185,7 @@ def _load_prompt_file(pm: nn.Module, path: Path, strict: bool) -> dict:
     layout = meta.get("layout")
     if layout is None or "theta" not in tensors:
         raise PromptFileError(f"{path} is not a crl-prompt prompt file (no layout/theta); pass a checkpoint written by crl-prompt")
-    _check_digest(path, tensors, meta.get("sha256"), layout)
+    _check_digest(path, tensors, meta.get("sha256"), layout, allow_unverified=allow_unverified)
     try:
         saved = type(pm.layout)(**json.loads(layout))
     except Exception:
@@ -279,10 +302,14 @@ def save_peft_adapter(
         model.save_pretrained(str(tmp), save_embedding_layers=False)  # a prompt never changes the vocabulary
         if pm.head_kind == "linear":
             tensors = {k: v.detach().float().cpu().contiguous() for k, v in pm.head.state_dict().items()}
-            meta = {"format": "crl-prompt-head", "pooling": record["pooling"], "model": lm.name,
+            meta = {"format": HEAD_FORMAT, "pooling": record["pooling"], "model": lm.name,
                     "labels": json.dumps(record.get("labels")), "sha256": tensor_digest(tensors)}  # fmt: skip
             save_file(tensors, str(tmp / HEAD_FILE), metadata=meta)
-        record["adapter_sha256"] = tensor_digest(_read_safetensors(tmp / ADAPTER_WEIGHTS)[0])  # PEFT wrote it
+        weights, weights_meta = _read_safetensors(tmp / ADAPTER_WEIGHTS)  # as PEFT wrote them
+        record["adapter_sha256"] = tensor_digest(weights)
+        # the checksum in the weights too, so it outlives a lost or hand-edited card; the mark says whose it is
+        save_file(weights, str(tmp / ADAPTER_WEIGHTS),
+                  metadata={**weights_meta, ADAPTER_MARK: "1", "sha256": record["adapter_sha256"]})  # fmt: skip
         (tmp / CARD_FILE).write_text(model_card(record, model.peft_config["default"].peft_type.value))
     return out
 
@@ -319,8 +346,9 @@ class AdapterInfo:
         return self.record.get("model") or model_name(self.base_model)
 
 
-def read_adapter(path: str | Path) -> AdapterInfo:
-    """Read and check a PEFT prompt adapter directory; :class:`PromptFileError` says what is wrong."""
+def read_adapter(path: str | Path, *, allow_unverified: bool = False) -> AdapterInfo:
+    """Read and check a PEFT prompt adapter directory; :class:`PromptFileError` says what is wrong
+    (``allow_unverified``: see :func:`load_prompt`)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -346,9 +374,16 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         pickled = (path / "adapter_model.bin").is_file()
         raise PromptFileError(f"{path} has no {ADAPTER_WEIGHTS}" + (" (adapter_model.bin is a pickle, never loaded: "
                               "re-save with safe_serialization=True)" if pickled else ""))  # fmt: skip
-    tensors, _ = _read_safetensors(weights, safe_open)
+    tensors, weights_meta = _read_safetensors(weights, safe_open)
     record = read_card_record(path)
-    _check_digest(weights, tensors, record.get("adapter_sha256"))
+    head_file = path / HEAD_FILE
+    head, head_meta = _read_safetensors(head_file, safe_open) if head_file.is_file() else (None, {})
+    # ours: the weights bear our mark, or sit beside a card or head file this package wrote
+    ours = ADAPTER_MARK in weights_meta or bool(record) or card_is_ours(path) or head_meta.get("format") == HEAD_FORMAT
+    sums = [d for d in (weights_meta.get("sha256"), record.get("adapter_sha256")) if d is not None]
+    for want in sums or [None]:
+        _check_digest(weights, tensors, want, ours=ours, allow_unverified=allow_unverified,
+                      where=f"its metadata and in {CARD_FILE}'s crl_prompt record")  # fmt: skip
     weight = tensors.get("prompt_embeddings")
     p, width = config["num_virtual_tokens"], config["token_dim"]
     if peft_type == "PREFIX_TUNING":
@@ -359,9 +394,10 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         raise PromptFileError(f"{weights} should hold a finite float prompt_embeddings of shape {(p, width)} "
                               f"(from {ADAPTER_CONFIG}), got {got}; the adapter is damaged")  # fmt: skip
     info = AdapterInfo(path, peft_type, PEFT_KINDS[peft_type], config, weight.float(), record=record)
-    if (path / HEAD_FILE).is_file():
-        head, info.head_meta = _read_safetensors(path / HEAD_FILE, safe_open)
-        _check_digest(path / HEAD_FILE, head, info.head_meta.get("sha256"))
+    if head is not None:
+        info.head_meta = head_meta
+        _check_digest(head_file, head, head_meta.get("sha256"), ours=head_meta.get("format") == HEAD_FORMAT,
+                      allow_unverified=allow_unverified)  # fmt: skip
         info.head = {k if k.startswith("linear.") else f"linear.{k}": v for k, v in head.items()}
         if set(info.head) != {"linear.weight", "linear.bias"}:
             raise PromptFileError(f"{path / HEAD_FILE} holds {sorted(head)}; a head is 'weight' (C, H) and 'bias' (C,)")

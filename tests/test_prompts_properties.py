@@ -40,8 +40,8 @@ def test_load_prompt_damaged_file_leaves_model_untouched(prompt_file, workdir, d
 
     What it raises today (see the pinned bug below): safetensors' SafetensorError for random and
     truncated files, ModelError for well-formed files of another layout, JSONDecodeError/TypeError
-    for a damaged layout, RuntimeError for a damaged theta shape. Bit flips in the tensor bytes load
-    silently (prompt files carry no checksum, unlike training-state files).
+    for a damaged layout, RuntimeError for a damaged theta shape. Bit flips in the tensor bytes fail
+    the file's checksum (PromptFileError).
     """
     count_case("load_prompt_damaged")
     from crlprompt.prompts import load_prompt
