@@ -147,7 +147,15 @@ def _open_out(cfg: CompareConfig) -> tuple[list[dict], list[dict]]:
     if cfg.overwrite:
         return [], []
     if stored.exists():
-        old = CompareConfig(**{k: v for k, v in json.loads(stored.read_text()).items() if k in _field_names()})
+        try:
+            saved = json.loads(stored.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{stored} is unreadable ({type(e).__name__}: {e}), so this rerun's settings cannot be "
+                              "checked against it; pass --overwrite to replace the run, or another --out") from None  # fmt: skip
+        if not isinstance(saved, dict):
+            raise ConfigError(f"{stored} is not a compare run's config (not a JSON object); pass --overwrite to "
+                              "replace the run, or another --out")  # fmt: skip
+        old = CompareConfig(**{k: v for k, v in saved.items() if k in _field_names()})
         diff = [k for k, v in cfg.identity().items() if old.identity()[k] != v]
         if diff:
             raise ConfigError(f"{out} holds a compare run with other settings ({', '.join(diff)} differ); "

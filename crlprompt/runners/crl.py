@@ -6,7 +6,10 @@
 Every finished run appends one JSON line to ``OUT/results.jsonl`` (or ``--results FILE``) and
 keeps its run directory ``OUT/runs/<task>-<model>-<method>-s<seed>/`` (config, metrics,
 TensorBoard, prompt, PEFT adapter). Rerunning the same command skips the runs already recorded
-(resume after an interruption); a run that was cut off is redone from its start. ``--ablation``
+(resume after an interruption); a run that was cut off is redone from its start. ``OUT/config.json``
+keeps each grid's settings: a rerun may add tasks, models, methods and seeds, but one whose agent
+settings (or ``--phase2-lrs``, ``--max-train``, ``--max-test``) differ from those the same task, k
+and tag were run with is refused before anything runs (``--overwrite`` starts those afresh). ``--ablation``
 runs the Table 2 rows (v2 only / + contrastive / + RL / full) instead. The tables (mean ± std
 over seeds) are rewritten after every run to ``OUT/table1.md`` / ``OUT/table2.md``.
 
@@ -24,6 +27,7 @@ The paper's learning-rate protocol (phase 1 at 1e-3, phase 2 at the best on D_RL
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -41,7 +45,7 @@ from .config import METHODS, TrainConfig
 from .launch import GridOptions, run_cells
 from .records import append_record, read_records, stamp
 from .tables import ABLATION_METHODS, ABLATION_NAMES, METHOD_NAMES, TABLE1_METHODS, few_shot_sections, normalize, table
-from .train import run
+from .train import _dict_diff, run
 
 log = logging.getLogger("crlprompt")
 __all__ = ["ReproduceConfig", "Cell", "grid", "reproduce", "run_cell", "run_name", "table", "write_tables", "load_results",
@@ -85,6 +89,9 @@ class ReproduceConfig(GridOptions):
     """auto | cpu | cuda."""
     agent: CRLConfig = field(default_factory=CRLConfig)
     """Hyperparameters shared by every run."""
+    overwrite: bool = False
+    """Start afresh: delete the records, run directories and stored settings of this grid's tasks, k and tag
+    in OUT (and the records in --results) before running; other tags' and tasks' runs are kept."""
 
     def __post_init__(self):
         from ..tasks import TASKS
@@ -225,9 +232,103 @@ def reproduce(cfg: ReproduceConfig) -> list[dict]:
         raise
 
 
+#: ReproduceConfig fields that say how a grid runs, not what it computes: never stored or compared
+HOW = ("progress", "launcher", "ray_address", "cpus_per_run", "overwrite")
+GRID_CONFIG = "config.json"
+
+
+def _stored_grids(out: Path) -> list[dict]:
+    """The grid settings ``OUT/config.json`` holds (none for a directory written before it was kept)."""
+    path = out / GRID_CONFIG
+    if not path.is_file():
+        return []
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is unreadable ({type(e).__name__}); delete it to resume without the check of "
+                          "settings, or pass --overwrite to start afresh") from None  # fmt: skip
+    grids = stored.get("grids") if isinstance(stored, dict) else None
+    if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
+        raise ConfigError(f"{path} is not a reproduce grid's config (no list under 'grids'); pass another --out, "
+                          "or --overwrite to start afresh")  # fmt: skip
+    return grids
+
+
+def _groups(grid_cfg: dict) -> set[tuple]:
+    """The (task, k, tag) whose runs must share settings: the same agent on every model, method and seed."""
+    return {(t, k, grid_cfg.get("tag", "")) for t in grid_cfg.get("tasks", ()) for k in grid_cfg.get("k_shots") or (None,)}
+
+
+def _group_of(rec: dict) -> tuple:
+    """The (task, k, tag) of a results record."""
+    cell = record_cell(rec)
+    return cell.task, cell.k_shot, cell.tag
+
+
+def _settings(grid_cfg: dict, task: str) -> dict:
+    """What a rerun of ``task`` must repeat: the agent, the phase-2 rates and the task's data caps."""
+    return {"agent": grid_cfg.get("agent", {}), "phase2_lrs": grid_cfg.get("phase2_lrs", []),
+            "max_train": (grid_cfg.get("max_train") or {}).get(task), "max_test": (grid_cfg.get("max_test") or {}).get(task)}  # fmt: skip
+
+
+def _check_rerun(cfg: ReproduceConfig, mine: dict, stored: list[dict]) -> None:
+    """Refuse a rerun whose settings differ from those the same (task, k, tag) were run with: one line naming
+    the differing fields and the two ways forward. Fields added to the code since a grid was stored pass."""
+    for old in stored:
+        for task, k, tag in sorted(_groups(old) & _groups(mine), key=str):
+            a, b = _settings(old, task), _settings(mine, task)
+            a["agent"] = {f: v for f, v in a["agent"].items() if f in b["agent"]}
+            b["agent"] = {f: v for f, v in b["agent"].items() if f in a["agent"]}
+            diff = _dict_diff(a, b)
+            if diff:
+                what = f"task {task}" + (f" k={k}" if k is not None else "") + (f" tag {tag!r}" if tag else "")
+                raise ConfigError(f"{cfg.out} holds runs of {what} made with other settings ({diff}); pass --overwrite "
+                                  "to delete them and start afresh, or choose another --out")  # fmt: skip
+
+
+def _start_afresh(cfg: ReproduceConfig, groups: set[tuple], stored: list[dict], results_path: Path) -> list[dict]:
+    """``--overwrite``: drop the records (in ``results_path``) and run directories of the (task, k, tag)
+    ``groups`` from OUT; returns the stored settings of the other groups, which stay."""
+    lines = results_path.read_text().splitlines(keepends=True) if results_path.is_file() else []
+    kept = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            group = _group_of(rec)
+        except (ValueError, KeyError, TypeError, AttributeError):  # a torn or foreign line: not this grid's to drop
+            kept.append(line)
+            continue
+        if group not in groups:
+            kept.append(line)
+            continue
+        cell = record_cell(rec)
+        for run_dir in (cfg.out / "runs").glob(f"{cell.name}*"):  # the run, and its phase-2 lr points
+            if run_dir.name == cell.name or run_dir.name.startswith(f"{cell.name}-lr2_"):
+                shutil.rmtree(run_dir, ignore_errors=True)
+    if len(kept) < len(lines):
+        atomic_write(results_path, "".join(kept))
+    return [g for g in stored if not _groups(g) & groups]
+
+
 def _reproduce(cfg: ReproduceConfig) -> list[dict]:
     results_path = cfg.results or cfg.out / "results.jsonl"
+    mine = json.loads(json.dumps({k: v for k, v in jsonable(cfg).items() if k not in HOW}, default=str))
+    try:
+        stored = _stored_grids(cfg.out)
+    except ConfigError:
+        if not cfg.overwrite:
+            raise
+        stored = []  # --overwrite: an unreadable config.json is replaced
+    if not cfg.overwrite:
+        _check_rerun(cfg, mine, stored)
     results = read_records(results_path)  # records of an older schema are refused, naming the migration
+    if cfg.overwrite:
+        groups = _groups(mine)
+        results = [r for r in results if _group_of(r) not in groups]
+        if is_main():
+            stored = _start_afresh(cfg, groups, stored, results_path)
+    if is_main() and mine not in stored:
+        atomic_write(cfg.out / GRID_CONFIG, json.dumps({"grids": [*stored, mine]}, indent=2) + "\n")
     done = {record_cell(r) for r in results}
     cells = grid(cfg)
     todo = [c for c in cells if c not in done]

@@ -225,3 +225,16 @@ def test_no_normalized_gain_where_the_gradient_ceiling_learnt_nothing():
     runs = [_run("cma", 0, 13, 0.51), _run("cma", 0, 21, 0.35)]
     assert normalized_gains(runs, base) == [None, pytest.approx(0.5)]  # not (0.51 - 0.318) / -0.002
     assert "gradient gains ≥ 1 point over the floor (21)" in markdown_table(runs, base)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_an_unreadable_config_in_out_is_one_config_error(tmp_path, text, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text(text)
+    with pytest.raises(SystemExit) as e:
+        run(out, algos="random", seeds="0")
+    assert e.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+    assert str(out / "config.json") in line and "--overwrite" in line and "--out" in line
+    assert (out / "config.json").read_text() == text and not (out / "results.jsonl").exists()

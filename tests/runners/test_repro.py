@@ -271,3 +271,91 @@ def test_provenance_says_which_crl_runs_predate_the_schedule_fix():
     assert "step 1 (the earlier schedule)" in tables.provenance([tables.normalize(old)])
     mixed = tables.provenance([tables.normalize(old), tables.normalize(new)])
     assert "for the 1 runs of the earlier schedule" in mixed and "step N for the 1 newer ones (trec/smollm2)" in mixed
+
+
+# ----------------------------------------------------------------------------- reruns into one --out
+def one_cell(out, **kw) -> ReproduceConfig:
+    return tiny_kshot(out, **{"methods": ("ptv2",), "data_seeds": (13,), **kw})
+
+
+def faster(**kw) -> CRLConfig:
+    return CRLConfig(**{"phase1_epochs": 1, "phase2_epochs": 1, "lr": 1e-2, "rl_interval": 1, **kw})
+
+
+def test_the_grid_settings_are_kept_and_a_rerun_with_others_is_refused(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    reproduce(one_cell(out))
+    (grid_cfg,) = json.loads((out / "config.json").read_text())["grids"]
+    assert grid_cfg["agent"]["lr"] == 1e-2 and grid_cfg["tasks"] == ["tiny"] and grid_cfg["k_shots"] == [8]
+    assert not {"progress", "launcher", "ray_address", "cpus_per_run", "overwrite"} & set(grid_cfg)
+
+    monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("a refused rerun ran"))
+    results = (out / "results.jsonl").read_text()
+    with pytest.raises(ConfigError, match=r"task tiny k=8 made with other settings \(agent.lr: 0.01 -> 0.001\)") as e:
+        reproduce(one_cell(out, agent=faster(lr=1e-3)))
+    assert "--overwrite" in str(e.value) and "another --out" in str(e.value)
+    with pytest.raises(ConfigError, match=r"max_train: None -> 40"):
+        reproduce(one_cell(out, max_train={"tiny": 40}))
+    assert (out / "results.jsonl").read_text() == results
+    assert json.loads((out / "config.json").read_text())["grids"] == [grid_cfg]
+    reproduce(one_cell(out, progress=True, max_train={"trec": 40}))  # how it runs, another task's cap: the same grid
+
+
+def test_a_grid_may_grow_and_other_tags_keep_their_own_settings(tmp_path):
+    out = tmp_path / "out"
+    reproduce(one_cell(out))
+    reproduce(one_cell(out, seeds=(0, 1)))  # one more seed, the same settings: resumed and extended
+    reproduce(one_cell(out, tag="slow", agent=faster(lr=1e-3)))  # a variant beside it, as sweeps do
+    recs = crl.read_records(out / "results.jsonl")
+    assert sorted((r["seed"], r["tag"], r["config"]["agent"]["lr"]) for r in recs) == [
+        (0, "", 1e-2), (0, "slow", 1e-3), (1, "", 1e-2)]
+    with pytest.raises(ConfigError, match="tag 'slow'"):
+        reproduce(one_cell(out, tag="slow"))
+
+
+def test_overwrite_starts_this_grid_afresh_and_keeps_the_others(tmp_path):
+    out = tmp_path / "out"
+    reproduce(one_cell(out))
+    reproduce(one_cell(out, tag="slow", agent=faster(lr=1e-3)))
+    name = "tiny-tiny-bert-ptv2-s0-k8-d13"
+    old = (out / "runs" / name / "prompt.safetensors").read_bytes()
+    reproduce(one_cell(out, agent=faster(lr=5e-3), overwrite=True))
+    recs = crl.read_records(out / "results.jsonl")
+    assert sorted((r["tag"], r["config"]["agent"]["lr"]) for r in recs) == [("", 5e-3), ("slow", 1e-3)]
+    assert (out / "runs" / name / "prompt.safetensors").read_bytes() != old  # rerun, not skipped
+    grids = json.loads((out / "config.json").read_text())["grids"]
+    assert sorted((g["tag"], g["agent"]["lr"]) for g in grids) == [("", 5e-3), ("slow", 1e-3)]
+
+
+def test_an_out_written_before_config_json_resumes_and_gains_one(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    reproduce(one_cell(out))
+    (out / "config.json").unlink()  # a results directory from before the settings were kept
+    monkeypatch.setattr(crl, "run", lambda *a, **k: pytest.fail("a recorded run was redone"))
+    assert len(reproduce(one_cell(out))) == 1
+    assert json.loads((out / "config.json").read_text())["grids"][0]["agent"]["lr"] == 1e-2
+
+
+def test_an_unreadable_grid_config_is_one_error(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{torn")
+    with pytest.raises(ConfigError, match="config.json is unreadable"):
+        reproduce(one_cell(out))
+
+
+def test_the_cli_refuses_a_rerun_with_other_settings_in_one_line(tmp_path):
+    from helpers.cli import run_cli
+
+    args = ("reproduce", "--tasks", "tiny", "--models", "tiny-bert", "--methods", "ptv2", "--seeds", "0",
+            "--k-shots", "8", "--data-seeds", "13", "--phase1-epochs", "1", "--phase2-epochs", "0", "--lr", "1e-2",
+            "--no-progress", "--out", "grid")  # fmt: skip
+    first = run_cli(*args, cwd=tmp_path, timeout=240)
+    assert first.returncode == 0, first.stderr[-3000:]
+    proc = run_cli(*args[:-2], "--lr", "3e-2", "--out", "grid", cwd=tmp_path, timeout=240)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "error:" in x]
+    assert line.startswith("crl-prompt reproduce: error: grid holds runs of task tiny k=8")
+    assert "agent.lr: 0.01 -> 0.03" in line and "--overwrite" in line and "another --out" in line
+    again = run_cli(*args[:-2], "--lr", "3e-2", "--overwrite", "--out", "grid", cwd=tmp_path, timeout=240)
+    assert again.returncode == 0, again.stderr[-3000:]
