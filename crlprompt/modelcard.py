@@ -1,17 +1,29 @@
-"""What an exported adapter says about itself: the ``crl_prompt`` record and the model card.
+"""What a saved prompt says about itself: an exported adapter's ``crl_prompt`` record and model
+card, and the checksums and marks that tell this package's files, and damage to them, apart.
 
 The card (``README.md``, in place of PEFT's empty template) has front matter that the Hugging Face
 hub reads (``base_model``, ``library_name``, tags) plus the ``crl_prompt`` record (task, labels,
 model, prompt kind and tokens, head, pooling, setup, accuracy), which :func:`read_card_record`
 reads back; its text says the same for a reader and shows how to use the adapter with PEFT alone.
+
+Integrity: every file this package writes carries a SHA-256 of its tensors (:func:`tensor_digest`;
+a prompt file and a head file in their metadata, an adapter's weights in theirs and in the card's
+record), and a file that does not match is refused. A file that is recognisably this package's (a
+prompt file; a head file of format :data:`HEAD_FORMAT`; adapter weights with :data:`ADAPTER_MARK`
+in their metadata, or beside a card or head file of ours) but has lost its checksum is refused too,
+since damage to it could not be seen: re-save it, or load it with ``allow_unverified=True`` if you
+trust its bytes. An adapter saved by plain PEFT never had a checksum and loads as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from .errors import CheckpointError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +100,6 @@ def read_card_record(path: Path) -> dict:
         return {}
     rec = front.get("crl_prompt") if isinstance(front, dict) else None
     return rec if isinstance(rec, dict) else {}
-
-
-def card_is_ours(path: Path) -> bool:
-    """Whether the adapter at ``path`` has a card this package wrote, even one whose front matter no
-    longer parses: its ``crl_prompt:`` record key is still in the text. (A card of PEFT's own template,
-    or none, is False.)"""
-    card = path / CARD_FILE
-    return card.is_file() and "\ncrl_prompt:" in card.read_text(errors="replace")
 
 
 def model_card(rec: dict, peft_type: str) -> str:
@@ -199,3 +203,56 @@ def _peft_snippet(rec: dict) -> list[str]:
 
 def _builtin_task(name: str | None) -> bool:
     return _known_labels(name) is not None
+
+
+# ---------------------------------------------------------------------- integrity
+HEAD_FORMAT = "crl-prompt-head"  # a head file's metadata "format"
+#: the metadata key crl-prompt adds to the adapter weights PEFT wrote (PEFT's own "format" is kept)
+ADAPTER_MARK = "crl_prompt"
+
+
+class PromptFileError(CheckpointError, ModelError):
+    """A prompt file or adapter that is unreadable, damaged or made for another model, layout or head.
+
+    A :class:`CheckpointError`; also a :class:`ModelError`, which ``load_prompt`` raised before.
+    """
+
+
+def tensor_digest(tensors: dict, extra: str = "") -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes (sorted by name), then ``extra``: what a
+    prompt file, a head file, an adapter's weights and a training state carry to refuse a flipped byte."""
+    import torch
+
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def check_digest(path: Path, tensors: dict, want: str | None, extra: str = "", *, ours: bool = True,
+                 allow_unverified: bool = False, where: str = "its metadata") -> None:  # fmt: skip
+    """Refuse a file whose recorded checksum does not match its content, and a file of ours (``ours``)
+    that has lost its checksum unless ``allow_unverified``; a file with no checksum that is not ours
+    (a plain-PEFT adapter or head) passes."""
+    if want is None:
+        if ours and not allow_unverified:
+            raise PromptFileError(f"{path} was written by crl-prompt but has lost its checksum (the sha256 in "
+                                  f"{where}), so damage to its bytes cannot be detected; re-save it with crl-prompt, "
+                                  "or load it with load_prompt(..., allow_unverified=True) if you trust it")  # fmt: skip
+        return
+    if tensor_digest(tensors, extra) != want:
+        raise PromptFileError(f"{path} failed its checksum: the file was changed or damaged after it was written; "
+                              "restore it or retrain")  # fmt: skip
+
+
+def adapter_is_ours(path: Path, weights_meta: dict, head_meta: dict, record: dict) -> bool:
+    """Whether this package wrote the adapter at ``path``: its weights bear :data:`ADAPTER_MARK`, or it has
+    a head file of :data:`HEAD_FORMAT`, a card record, or a card whose front matter no longer parses but
+    still holds the ``crl_prompt:`` key (PEFT's own card template has none)."""
+    card = path / CARD_FILE
+    return (ADAPTER_MARK in weights_meta or head_meta.get("format") == HEAD_FORMAT or bool(record)
+            or (card.is_file() and "\ncrl_prompt:" in card.read_text(errors="replace")))  # fmt: skip

@@ -13,13 +13,8 @@ including one trained with plain PEFT (``PrefixTuningConfig``, ``PromptTuningCon
 ``PromptEncoderConfig`` on the same base model, ``save_pretrained``); a linear head comes from the
 adapter's ``head.safetensors`` when it has one.
 
-Integrity: every file this package writes carries a SHA-256 of its tensors (a prompt file and a
-head file in their metadata, an adapter's weights in theirs and in the card), and a file that does
-not match is refused. A file that is recognisably this package's (a prompt file; a head file of
-format ``crl-prompt-head``; adapter weights with the mark, or beside a head or card of ours) but has
-lost its checksum is refused too, since damage to it could not be seen: re-save it, or load it with
-``allow_unverified=True`` if you trust its bytes. An adapter saved by plain PEFT never had a
-checksum and loads as it is.
+Every file written here carries a checksum, and a damaged one, or one of ours that lost its
+checksum, is refused (:mod:`crlprompt.modelcard` says how); a plain-PEFT adapter, which never had one, loads.
 
 Pooling, the feature a head sees (so a head trained outside crl-prompt must pool the same way), is
 the setup's ``pooling`` (:data:`crlprompt.prompts.POOLINGS`): recorded in a prompt file's metadata,
@@ -30,7 +25,6 @@ runs before the option pooled (encoders the first text token, decoders the last 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -42,9 +36,10 @@ import torch
 from torch import nn
 
 from .atomic import atomic_dir, atomic_file
-from .errors import CheckpointError, ModelError
-from .modelcard import (
-    CARD_FILE, POOLING_TEXT, adapter_record, base_model_id, card_is_ours, model_card, model_name, read_card_record,
+from .errors import CheckpointError
+from .modelcard import (  # noqa: F401  (PromptFileError and tensor_digest: imported from here by other modules)
+    ADAPTER_MARK, CARD_FILE, HEAD_FORMAT, POOLING_TEXT, PromptFileError, adapter_is_ours, adapter_record, base_model_id,
+    check_digest, model_card, model_name, read_card_record, tensor_digest,
 )  # fmt: skip
 from .models import LoadedModel
 
@@ -59,50 +54,11 @@ ADAPTER_DIR = "adapter"  # a run directory's adapter
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HEAD_FILE = "head.safetensors"
-HEAD_FORMAT = "crl-prompt-head"  # a head file's metadata "format"
-#: the metadata key crl-prompt adds to the adapter weights PEFT wrote (PEFT's own "format" is kept)
-ADAPTER_MARK = "crl_prompt"
 #: PEFT prompt-learning types crl-prompt reads, and the prompt kind each one is
 PEFT_KINDS: dict[str, PromptKind] = {"PREFIX_TUNING": "deep", "PROMPT_TUNING": "shallow", "P_TUNING": "shallow"}
 
 
-class PromptFileError(CheckpointError, ModelError):
-    """A prompt file or adapter that is unreadable, damaged or made for another model, layout or head.
-
-    A :class:`CheckpointError`; also a :class:`ModelError`, which ``load_prompt`` raised before.
-    """
-
-
-# ---------------------------------------------------------------------- integrity
-def tensor_digest(tensors: dict[str, torch.Tensor], extra: str = "") -> str:
-    """SHA-256 over the tensors' names, dtypes, shapes and bytes (sorted by name), then ``extra``: what a
-    prompt file, a head file, an adapter's weights and a training state carry to refuse a flipped byte."""
-    h = hashlib.sha256()
-    for k in sorted(tensors):
-        t = tensors[k].contiguous()
-        h.update(k.encode())
-        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    h.update(extra.encode())
-    return h.hexdigest()
-
-
-def _check_digest(path: Path, tensors: dict[str, torch.Tensor], want: str | None, extra: str = "", *,
-                  ours: bool = True, allow_unverified: bool = False, where: str = "its metadata") -> None:  # fmt: skip
-    """Refuse a file whose recorded checksum does not match its content, and a file of ours (``ours``)
-    that has lost its checksum unless ``allow_unverified``; a file with no checksum that is not ours
-    (a plain-PEFT adapter or head) passes."""
-    if want is None:
-        if ours and not allow_unverified:
-            raise PromptFileError(f"{path} was written by crl-prompt but has lost its checksum (the sha256 in "
-                                  f"{where}), so damage to its bytes cannot be detected; re-save it with crl-prompt, "
-                                  "or load it with load_prompt(..., allow_unverified=True) if you trust it")  # fmt: skip
-        return
-    if tensor_digest(tensors, extra) != want:
-        raise PromptFileError(f"{path} failed its checksum: the file was changed or damaged after it was written; "
-                              "restore it or retrain")  # fmt: skip
-
-
+# ---------------------------------------------------------------------- layouts
 def checkpoint_layout(path: str | Path) -> tuple[str, int] | None:
     """``(prompt kind, virtual tokens)`` a saved prompt holds (a prompt file, a run directory or a PEFT
     adapter), read from its metadata or config alone; None when the path holds none of them."""
@@ -185,7 +141,7 @@ def _load_prompt_file(pm: nn.Module, path: Path, strict: bool, allow_unverified:
     layout = meta.get("layout")
     if layout is None or "theta" not in tensors:
         raise PromptFileError(f"{path} is not a crl-prompt prompt file (no layout/theta); pass a checkpoint written by crl-prompt")
-    _check_digest(path, tensors, meta.get("sha256"), layout, allow_unverified=allow_unverified)
+    check_digest(path, tensors, meta.get("sha256"), layout, allow_unverified=allow_unverified)
     try:
         saved = type(pm.layout)(**json.loads(layout))
     except Exception:
@@ -378,11 +334,10 @@ def read_adapter(path: str | Path, *, allow_unverified: bool = False) -> Adapter
     record = read_card_record(path)
     head_file = path / HEAD_FILE
     head, head_meta = _read_safetensors(head_file, safe_open) if head_file.is_file() else (None, {})
-    # ours: the weights bear our mark, or sit beside a card or head file this package wrote
-    ours = ADAPTER_MARK in weights_meta or bool(record) or card_is_ours(path) or head_meta.get("format") == HEAD_FORMAT
+    ours = adapter_is_ours(path, weights_meta, head_meta, record)
     sums = [d for d in (weights_meta.get("sha256"), record.get("adapter_sha256")) if d is not None]
     for want in sums or [None]:
-        _check_digest(weights, tensors, want, ours=ours, allow_unverified=allow_unverified,
+        check_digest(weights, tensors, want, ours=ours, allow_unverified=allow_unverified,
                       where=f"its metadata and in {CARD_FILE}'s crl_prompt record")  # fmt: skip
     weight = tensors.get("prompt_embeddings")
     p, width = config["num_virtual_tokens"], config["token_dim"]
@@ -396,7 +351,7 @@ def read_adapter(path: str | Path, *, allow_unverified: bool = False) -> Adapter
     info = AdapterInfo(path, peft_type, PEFT_KINDS[peft_type], config, weight.float(), record=record)
     if head is not None:
         info.head_meta = head_meta
-        _check_digest(head_file, head, head_meta.get("sha256"), ours=head_meta.get("format") == HEAD_FORMAT,
+        check_digest(head_file, head, head_meta.get("sha256"), ours=head_meta.get("format") == HEAD_FORMAT,
                       allow_unverified=allow_unverified)  # fmt: skip
         info.head = {k if k.startswith("linear.") else f"linear.{k}": v for k, v in head.items()}
         if set(info.head) != {"linear.weight", "linear.bias"}:
