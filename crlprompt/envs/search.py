@@ -2,13 +2,16 @@
 
 ``make_search(EnvConfig)`` builds the frozen scorer (LM + head), the reward data D_RL, the
 action projection A, σ and the center; ``PromptSearch.perturb(actions (K, d)) -> (K, D)``
-prompts; ``PromptSearch.rewards(prompts) -> (K,)`` rewards and accuracies.
+prompts; ``PromptSearch.rewards(prompts) -> (K,)`` rewards and accuracies;
+``PromptSearch.save(path, action)`` the run directory of one prompt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ from ..errors import ConfigError, EnvError
 from ..floors import fit_probe_head
 from ..models import LoadedModel
 from ..prompts import SoftPrompt, load_prompt, text_theta
+from ..rundir import write_run_dir
 from ..scoring import fit_probe, score_population
 from .config import EnvConfig
 from .projection import Projection, activation_scales
@@ -133,24 +137,74 @@ class PromptSearch:
         if action is not None and prompt is not None:
             raise EnvError("pass an action or a prompt, not both")
         model = self.model
-        if action is not None:
-            theta = self.check_prompts(self.perturb(self.check_actions(action, None)))[0]
-        elif isinstance(prompt, (str, os.PathLike)):
+        if isinstance(prompt, (str, os.PathLike)):
             c = self.setup.config
             model = build_model(self.setup.lm, self.setup.spec, prompt=c.prompt_kind, num_tokens=c.num_tokens,
                                 head=c.head_kind, pooling=c.pooling).to(self.model.device)  # fmt: skip
             load_prompt(model, prompt)
             theta = model.prompt.theta.detach()
-        elif prompt is not None:
-            theta = torch.as_tensor(np.asarray(prompt) if not torch.is_tensor(prompt) else prompt.detach(),
-                                    dtype=torch.float32).reshape(-1)  # fmt: skip
-            if theta.shape != (self.dim,) or not torch.isfinite(theta).all():
-                raise EnvError(f"prompt must be a finite vector of shape ({self.dim},), got {tuple(theta.shape)}")
         else:
-            theta = self.center
+            theta = self.theta_of(action, prompt)
         scores = score_population(model, data, theta.to(model.device).reshape(1, -1), max_rows=self.max_rows)
         return {"accuracy": float(scores.reward("accuracy")[0]), "loss": float(-scores.reward("ce")[0]),
                 "n": len(data), "split": split}  # fmt: skip
+
+    def theta_of(self, action: Any = None, prompt: Any = None) -> torch.Tensor:
+        """θ ``(D,)``: ``center + σ A action`` for an ``action``, else the vector ``prompt``, else the center."""
+        if action is not None and prompt is not None:
+            raise EnvError("pass an action or a prompt, not both")
+        if action is not None:
+            return self.check_prompts(self.perturb(self.check_actions(action, None)))[0]
+        if prompt is None:
+            return self.center
+        theta = torch.as_tensor(np.asarray(prompt) if not torch.is_tensor(prompt) else prompt.detach(),
+                                dtype=torch.float32).reshape(-1)  # fmt: skip
+        if theta.shape != (self.dim,) or not torch.isfinite(theta).all():
+            raise EnvError(f"prompt must be a finite vector of shape ({self.dim},), got {tuple(theta.shape)}")
+        return theta
+
+    def run_config(self, env_id: str | None = None) -> dict:
+        """What ``crl-prompt eval`` needs to rebuild this search's model and data, as a run directory's
+        ``config.json`` holds it: the :class:`~crlprompt.build.SetupConfig` as stored and the search options."""
+        return {
+            "env_id": env_id,
+            "setup": dataclasses.asdict(self.setup.config),
+            # the method whose prompt this is (θ searched, not trained, but of the same kind): a deep prefix is
+            # Prompt v2's, a shallow prompt plain prompt tuning's ("ptv1" names the prompt-encoder method)
+            "method": "ptv2" if self.model.layout.kind == "deep" else "prompt-tuning",
+            "sigma": self.sigma,
+            "projection_dim": self.action_dim if self.projection is not None else None,
+        }
+
+    def save(self, path: str | Path, action: Any = None, *, prompt: Any = None, env_id: str | None = None,
+             meta: dict | None = None, overwrite: bool = False) -> Path:  # fmt: skip
+        """Write the run directory of one prompt, the layout a search result's ``save(path, env)`` writes
+        (``crl-prompt eval --checkpoint path``, ``PromptClassifier.load(path)`` and PEFT read it).
+
+        The prompt is that of ``action`` (``center + σ A action``), else the vector ``prompt`` θ, else the
+        center, with the env's frozen head. ``meta``: JSON values kept in ``config.json`` and the prompt
+        file (an optimiser's name, its budget...). A non-empty ``path`` is refused unless ``overwrite``.
+        The env's model keeps its own θ: the prompt is copied in only while it is written. Returns ``path``."""
+        out = Path(path)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+            raise ConfigError(f"{out} exists and is not empty; choose another path or pass overwrite=True")
+        if isinstance(prompt, (str, os.PathLike)):
+            raise EnvError(f"prompt={prompt!r} is saved already; pass an action or a θ vector to save")
+        config = self.run_config(env_id)
+        clash = sorted(set(meta or {}) & set(config))
+        if clash:
+            raise ConfigError(f"meta keys {clash} would replace the run's own config entries; rename them")
+        config.update(meta or {})
+        theta, pm = self.theta_of(action, prompt), self.model
+        old = pm.prompt.theta.detach().clone()
+        try:  # the env's model holds the saved prompt only while it is written
+            with torch.no_grad():
+                pm.prompt.theta.copy_(theta.to(old))
+            return write_run_dir(out, config, pm, meta=meta, spec=self.setup.spec, setup=self.setup.config,
+                                 record={"method": config["method"]})  # fmt: skip
+        finally:
+            with torch.no_grad():
+                pm.prompt.theta.copy_(old)
 
     def rewards(self, prompts: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(reward, accuracy), each ``(K,)``, on all of D_RL or a minibatch drawn from ``rng``."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,14 @@ class SoftPromptVectorEnv(VectorEnv):
         """Accuracy and loss of one prompt (one action ``(d,)``, a θ or a saved prompt, else the center) on a
         whole split: ``{"accuracy", "loss", "n", "split"}``; see :meth:`PromptSearch.evaluate`."""
         return self.search.evaluate(action, prompt=prompt, split=split)
+
+    def save(self, path: str | os.PathLike, action: Any = None, *, prompt: Any = None, meta: dict | None = None,
+             overwrite: bool = False) -> Path:  # fmt: skip
+        """Write the run directory of the prompt of one action ``(d,)`` (or a θ ``prompt``, else the center) found by any optimiser:
+        what a search result's ``save(path, env)`` writes, read by ``crl-prompt eval --checkpoint path`` and
+        ``PromptClassifier.load(path)``; returns ``path``. See :meth:`PromptSearch.save`."""
+        return self.search.save(path, action, prompt=prompt, env_id=self.spec.id if self.spec is not None else None,
+                                meta=meta, overwrite=overwrite)  # fmt: skip
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
