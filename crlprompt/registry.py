@@ -37,6 +37,18 @@ outside optimiser at its library defaults (pycma, popsize 22) pass ``alpha=0.1``
 ids (``benchmarks/outside_scale.py``, records in ``results/outside_scale/``, table in docs/env.md);
 at α = 1 it ended below the start, and under the no-prompt floor, on SST-2 and AG News. The SmolLM2 ids were not measured.
 
+The reward of each id (:data:`crlprompt.scoring.REWARDS`; ``env.unwrapped.reward_range`` is its range):
+
+* ``CRLPrompt/Tiny-v0`` and ``Tiny-Proj64-v0``: accuracy (in [0, 1]) on all of D_RL, the default of
+  :class:`~crlprompt.envs.EnvConfig`, against the head planted at a hidden prompt.
+* the full-data ids ``CRLPrompt/{TREC,AGNews,SST2}-MiniLM-v0`` and ``TREC-SmolLM2-v0``, with their
+  ``-Proj64`` twins: accuracy (in [0, 1]) on D_RL; AG News and SST-2 on its first 1,000 rows
+  (``max_rl=1000``), ``TREC-SmolLM2`` on a seeded minibatch of 128 D_RL rows per step
+  (``reward_batch_size=128``), TREC MiniLM on all of it.
+* the 16-shot ids: cross-entropy (``reward="ce"``, mean log p(y), ≤ 0), on the train rows
+  (SmolLM2) or on D_RL (MiniLM), as above.
+* the text ids and their token twins (:data:`TEXT_SPECS`): cross-entropy as well.
+
 Accuracy is in every step's ``info``.
 """
 

@@ -294,7 +294,16 @@ class TextPromptEnv(gym.Env):
     ``reward``: ``"accuracy"``, ``"ce"`` (mean log p(y), ≤ 0), ``"hinge"``, ``"margin"``,
     ``"softmax_diff"`` or ``"stableprompt"`` (accuracy + softmax_diff, StablePrompt's). The same
     prompt always gets the same reward (all reward rows, no minibatch); a repeat is served from a
-    cache: no model call, no evaluation counted (``env.unwrapped.search.num_evals``).
+    cache: no model call, no evaluation counted (``env.unwrapped.search.num_evals``). The
+    registered ids (``crlprompt.registry.TEXT_SPECS``) all use ``"ce"``, so their rewards are ≤ 0:
+
+    * ``CRLPrompt/Tiny-Text-v0``: ce on D_RL (``reward_split="rl"``);
+    * ``CRLPrompt/{SST2,TREC,AGNews}-SmolLM2-Text-v0``: ce on the 16-shot train rows
+      (``reward_split="train"``; D_RL is kept for selecting the prompt), as the soft
+      ``*-SmolLM2-16Shot`` ids;
+    * the ``-Tokens-v0`` twins (:class:`~crlprompt.envs.tokens.TokenPromptEnv`): their text id's reward.
+
+    Built without an id, the env defaults to ``"accuracy"`` on D_RL. ``info["accuracy"]`` is always the accuracy.
 
     ## Starting State / Episode End
     Nothing to start from (the instruction is the whole action); every step ends with

@@ -49,11 +49,28 @@ def test_unknown_reset_options_are_refused():
     env.reset(seed=0, options={"center": env.unwrapped.search.center.numpy()})  # the known one still works
 
 
-def test_a_checkpoint_brings_its_own_prompt_shape(tmp_path):
+@pytest.mark.parametrize("kind", ["prompt-file", "adapter", "plain-peft-adapter"])
+def test_a_checkpoint_brings_its_own_prompt_shape(tmp_path, kind):
+    """The registered id asks for 4 deep tokens; a checkpoint of another shape (a prompt file, or a PEFT
+    adapter directory, ours or saved by PEFT itself) builds the env with its own."""
     from crlprompt.build import SetupConfig, build
-    from crlprompt.prompt_io import save_prompt
+    from crlprompt.prompt_io import save_peft_adapter, save_prompt
+
+    from helpers.peft import plain_peft_adapter
 
     setup = build(SetupConfig(task="tiny", model="tiny-llama", num_tokens=3, prompt="shallow"))
-    save_prompt(setup.model, tmp_path / "p.safetensors")
-    env = gym.make("CRLPrompt/Tiny-v0", checkpoint=str(tmp_path / "p.safetensors"), head="checkpoint")
-    assert env.unwrapped.search.model.layout.num_tokens == 3 and env.unwrapped.search.model.layout.kind == "shallow"
+    if kind == "prompt-file":
+        path = tmp_path / "p.safetensors"
+        save_prompt(setup.model, path)
+        theta = setup.model.prompt.theta.detach()
+    elif kind == "adapter":
+        path = save_peft_adapter(setup.model, tmp_path / "adapter", spec=setup.spec, setup=setup.config)
+        theta = setup.model.prompt.theta.detach()
+    else:
+        path = tmp_path / "plain"
+        peft = plain_peft_adapter(path, "tiny-llama", "PROMPT_TUNING", tokens=3)[0]
+        theta = peft.prompt_encoder["default"].embedding.weight.detach().reshape(-1)
+    env = gym.make("CRLPrompt/Tiny-v0", checkpoint=str(path), head="checkpoint")
+    layout = env.unwrapped.search.model.layout
+    assert layout.num_tokens == 3 and layout.kind == "shallow"
+    assert torch.equal(env.unwrapped.search.center.cpu(), theta)
