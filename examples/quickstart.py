@@ -26,7 +26,7 @@ TEST_TEXTS, TEST_LABELS = ["a wonderful film", "the plot was boring", "good fun"
 def main(out: str = "runs/quickstart") -> dict:
     clf = PromptClassifier(["negative", "positive"], model="tiny-bert", num_tokens=4, batch_size=4, rl_interval=2)
     clf.fit(TEXTS, LABELS)  # phase 1: cross-entropy; phase 2: + InfoNCE + REINFORCE on a held-out D_RL
-    scores = clf.evaluate(TEST_TEXTS, TEST_LABELS)  # labels as names or ids
+    scores = clf.evaluate(TEST_TEXTS, TEST_LABELS, as_test=True)  # labels as names or ids; saved as the test split
     clf.save(out, overwrite=True)
     clf = PromptClassifier.load(out)
     predicted = clf.predict(["what a great story", "the acting was dull"])

@@ -229,6 +229,9 @@ def test_bad_rows_and_order_of_calls(tmp_path):
     assert not (tmp_path / "full" / "keep.txt").exists() and not list(tmp_path.glob(".*partial"))
 
 
+TEST_TEXTS_OF_QUICKSTART = ["a wonderful film", "the plot was boring", "good fun", "an awful movie"]
+
+
 def test_quickstart_example(tmp_path, capsys):
     """examples/quickstart.py (the README's quickstart): fit, evaluate, save, load, predict, and
     ``crl-prompt eval`` scores what it saved the way the loaded classifier does."""
@@ -237,7 +240,8 @@ def test_quickstart_example(tmp_path, capsys):
     assert res["scores"]["n"] == 4 and set(res["predicted"]) <= set(NAMES) and len(res["predicted"]) == 2
     assert res["proba"].shape == (4, 2)
     back = PromptClassifier.load(out, device="cpu")
-    test = back.splits.get("test", back.splits["rl"])  # evaluate() keeps its rows only with as_test=True
+    test = back.splits["test"]  # the example evaluates with as_test=True: its held-out rows are the saved test split
+    assert list(test.texts) == TEST_TEXTS_OF_QUICKSTART
     want = back.evaluate(test.texts, test.labels)
     res = eval_cli(out, capsys)
     assert res["accuracy"] == pytest.approx(want["accuracy"], abs=1e-7) and res["n"] == want["n"]

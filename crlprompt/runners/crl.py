@@ -108,6 +108,10 @@ class ReproduceConfig(GridOptions):
         if not self.models:
             raise ConfigError("--models needs at least one value")
         check_out_dir(self.out)
+        if self.results is not None:
+            if self.results.is_dir():
+                raise ConfigError(f"--results {self.results} is a directory; pass a JSON-lines file path")
+            check_out_dir(self.results.parent, "--results (its directory)")
         if self.phase2_lrs and not self.tag:
             raise ConfigError("--phase2-lrs selects runs by D_RL: name the protocol with --tag (e.g. --tag paper-lr) "
                               "so its records are kept apart from fixed-lr runs")  # fmt: skip
@@ -322,6 +326,7 @@ def _reproduce(cfg: ReproduceConfig) -> list[dict]:
     if not cfg.overwrite:
         _check_rerun(cfg, mine, stored)
     results = read_records(results_path)  # records of an older schema are refused, naming the migration
+    results_path.parent.mkdir(parents=True, exist_ok=True)
     if cfg.overwrite:
         groups = _groups(mine)
         results = [r for r in results if _group_of(r) not in groups]
@@ -329,14 +334,14 @@ def _reproduce(cfg: ReproduceConfig) -> list[dict]:
             stored = _start_afresh(cfg, groups, stored, results_path)
     if is_main() and mine not in stored:
         atomic_write(cfg.out / GRID_CONFIG, json.dumps({"grids": [*stored, mine]}, indent=2) + "\n")
-    done = {record_cell(r) for r in results}
+    done, done_before = {record_cell(r) for r in results}, len(results)  # the file may hold other grids' records too
     cells = grid(cfg)
     todo = [c for c in cells if c not in done]
     log.info("%d runs in the grid, %d already done, %d to go", len(cells), len(cells) - len(todo), len(todo))
 
     def finished(cell: Cell, rec: dict) -> None:  # in this process, as each run ends (any launcher)
         results.append(rec)
-        log.info("[%d/%d] %s: test accuracy %s", len(results) - (len(cells) - len(todo)), len(todo), cell.name,
+        log.info("[%d/%d] %s: test accuracy %s", len(results) - done_before, len(todo), cell.name,
                  rec.get("test_acc"))  # fmt: skip
         if is_main():
             append_record(results_path, rec, kind="train")

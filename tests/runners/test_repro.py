@@ -359,3 +359,19 @@ def test_the_cli_refuses_a_rerun_with_other_settings_in_one_line(tmp_path):
     assert "agent.lr: 0.01 -> 0.03" in line and "--overwrite" in line and "another --out" in line
     again = run_cli(*args[:-2], "--lr", "3e-2", "--overwrite", "--out", "grid", cwd=tmp_path, timeout=240)
     assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_a_results_file_in_a_missing_directory_is_made_and_a_directory_is_refused(tmp_path, caplog):
+    results = tmp_path / "new" / "deeper" / "k.jsonl"
+    with caplog.at_level("INFO", logger="crlprompt"):
+        recs = reproduce(tiny_kshot(tmp_path / "out", methods=("ptv2",), data_seeds=(13,), results=results))
+    assert len(recs) == 1 and results.read_text().count("\n") == 1
+    assert "[1/1] tiny-tiny-bert-ptv2-s0-k8-d13" in caplog.text  # counted within this run, not the whole file
+    with caplog.at_level("INFO", logger="crlprompt"):
+        reproduce(tiny_kshot(tmp_path / "out2", methods=("ptv2",), data_seeds=(21,), results=results))
+    assert "[1/1] tiny-tiny-bert-ptv2-s0-k8-d21" in caplog.text and results.read_text().count("\n") == 2
+    with pytest.raises(ConfigError, match="is a directory"):
+        tiny_kshot(tmp_path / "out3", results=tmp_path / "new")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        tiny_kshot(tmp_path / "out4", results=tmp_path / "file" / "k.jsonl")
