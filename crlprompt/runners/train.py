@@ -37,8 +37,8 @@ NOT_IDENTITY = ("overwrite", "resume")
 
 def _check_partial(out: Path, identity: dict, overwrite: bool) -> None:
     """Refuse, before anything is loaded, to discard an interrupted run in ``.<out>.partial`` whose
-    settings differ from this run's, unless ``--overwrite``: one line naming the differing fields and
-    the two ways forward."""
+    settings differ from this run's (or that ``--no-resume`` would restart), unless ``--overwrite``: one
+    line naming the differing fields and the two ways forward."""
     tmp = partial_dir(out)
     if overwrite or not (tmp / STATE_FILE).is_file():
         return
@@ -52,7 +52,10 @@ def _check_partial(out: Path, identity: dict, overwrite: bool) -> None:
     else:  # a partial run written before "request" was stored: its resolved settings
         old = {k: stored.get(k) for k in request} if isinstance(stored, dict) else None
     if old == request:
-        return  # the same run: resumed, or restarted on --no-resume
+        if identity.get("resume", True):
+            return  # the same run: resumed
+        raise ConfigError(f"{tmp} holds an interrupted run of these settings and --no-resume would discard it; pass "
+                          "--overwrite with --no-resume to start afresh, or drop --no-resume to resume it")  # fmt: skip
     diff = _dict_diff(old, request) if isinstance(old, dict) else "its config.json is unreadable"
     raise ConfigError(
         f"{tmp} holds an interrupted run with other settings ({diff}); pass --overwrite to discard it and "

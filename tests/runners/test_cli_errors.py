@@ -40,21 +40,26 @@ def test_every_subcommand_answers_a_bad_argument_with_one_line(argv, match, tmp_
 
 
 @pytest.mark.parametrize("cmd", ["train", "reproduce", "compare"])
-def test_an_out_that_cannot_be_a_directory_is_refused_before_loading(cmd, tmp_path, capsys):
+def test_an_out_that_cannot_be_a_directory_is_refused_before_loading(cmd, tmp_path, capsys, monkeypatch):
+    """A file, a path under a file and an unwritable directory: one line, exit 2, before any model is built."""
+    import crlprompt.build
+    import crlprompt.runners.common as common
+
     args = {"train": ["train", "--task", "tiny", "--model", "tiny-bert"],
             "reproduce": ["reproduce", "--tasks", "tiny", "--models", "tiny-bert"],
             "compare": ["compare", "--env-id", "CRLPrompt/Tiny-Proj64-v0", "--algos", "random"]}[cmd]  # fmt: skip
+    monkeypatch.setattr(crlprompt.build, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     a_file = tmp_path / "f"
     a_file.write_text("x")
-    code, err = _run([*args, "--out", str(a_file)], capsys)
-    assert code == 2 and "is a file" in err
-    code, err = _run([*args, "--out", str(a_file / "under")], capsys)
-    assert code == 2 and "cannot be made" in err
-    if os.geteuid() != 0:  # root writes anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o500)
-        code, err = _run([*args, "--out", str(ro / "x")], capsys)
-        assert code == 2 and "not writable" in err
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    real_access = os.access  # root writes anywhere: the unwritable directory is one that os.access says so of
+    monkeypatch.setattr(common.os, "access", lambda p, mode: False if os.fspath(p) == str(ro) else real_access(p, mode))
+    for out, said in ((a_file, "is a file"), (a_file / "under", "cannot be made"), (ro / "x", "not writable")):
+        code, err = _run([*args, "--out", str(out)], capsys)
+        assert code == 2 and said in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (ro / "x").exists()
 
 
 def test_version(capsys):

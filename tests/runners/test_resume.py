@@ -298,3 +298,22 @@ def test_a_partial_run_resumes_when_only_how_to_run_differs(tmp_path, monkeypatc
         cli.main([*_cli(out)[3:], *how])
     assert any("resuming the interrupted run" in r.getMessage() for r in caplog.records)
     assert (out / "prompt.safetensors").is_file()
+
+
+def test_no_resume_discards_a_partial_run_only_with_overwrite(tmp_path, monkeypatch, capsys, caplog):
+    from crlprompt import cli
+
+    out = tmp_path / "run"
+    tmp = _interrupted_cli_run(out, monkeypatch)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp.iterdir())
+    with pytest.raises(SystemExit) as e:
+        cli.main([*_cli(out)[3:], "--no-progress", "--no-resume"])
+    assert e.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "crl-prompt: error:" in x]
+    assert "--no-resume would discard it" in line and "--overwrite" in line, line
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp.iterdir()) == before  # nothing touched
+    with caplog.at_level("INFO", logger="crlprompt"):
+        cli.main([*_cli(out)[3:], "--no-progress", "--no-resume", "--overwrite"])
+    assert not any("resuming the interrupted run" in r.getMessage() for r in caplog.records)
+    assert any("--no-resume was given" in r.getMessage() for r in caplog.records)
+    assert (out / "prompt.safetensors").is_file() and not tmp.exists()
