@@ -61,6 +61,7 @@ def test_swap_ppo_for_bandit():
     assert all(b > center for b in best.values()), out  # both find a better prompt than the start
 
 
+@pytest.mark.slow  # SB3 SAC for 600 steps in a subprocess
 def test_sb3_sac_learns_on_the_projected_tiny_id():
     """Unchanged SB3 SAC on CRLPrompt/Tiny-Proj64-v0 as registered raises D_RL accuracy."""
     out = run_example("sb3_sac.py")

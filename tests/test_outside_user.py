@@ -47,6 +47,7 @@ def test_registered_tiny_ids_move_accuracy_inside_the_box(env_id):
     assert len(rewards) >= 3, rewards
 
 
+@pytest.mark.slow  # SB3 PPO for 1,500 steps
 def test_unchanged_sb3_ppo_learns_on_the_projected_tiny_id():
     """SB3 PPO with its own defaults (short rollouts only) improves D_RL accuracy inside the Box."""
     from stable_baselines3 import PPO
