@@ -75,16 +75,17 @@ def done(path: Path) -> set[tuple]:
     return {(r["env_id"], r["alpha"], r["data_seed"], r["seed"], r["budget"]) for r in read_records(path, "benchmark")}
 
 
-#: compare runs whose ``floor`` baseline rows (no prompt + logistic regression, per id and data seed) the table shows
+#: compare runs whose no-prompt baseline rows (per id and data seed) the table shows
 FLOORS = ROOT / "results" / "floor" / "search"
 
 
 def floors(root: Path = FLOORS) -> dict[tuple[str, int], float]:
-    """(id, data seed) -> the no-prompt floor's test accuracy, from compare's ``baselines.jsonl`` files."""
-    from crlprompt.runners.records import read_records
+    """(id, data seed) -> the best no-prompt floor's test accuracy (no prompt + logistic regression; for a
+    verbalizer, HandCraft or in-context demonstrations), from compare's ``baselines.jsonl`` files."""
+    from crlprompt.runners.compare_report import best_floor, load_tree
 
-    return {(r["env_id"], r["data_seed"]): r["selected_test_acc"] for f in sorted(root.glob("*/baselines.jsonl"))
-            for r in read_records(f, "baseline") if r["algo"] == "floor"}  # fmt: skip
+    _, base = load_tree(root)
+    return {(env_id, ds): acc for env_id in {b["env_id"] for b in base} for ds, acc in best_floor(base, env_id).items()}
 
 
 def table(path: Path) -> str:
@@ -125,7 +126,7 @@ def table(path: Path) -> str:
     r0 = recs[0]
     commits = sorted({str(r["versions"].get("commit"))[:10] for r in recs})
     lines += ["", f"{r0['optimizer']}; its best action of the run (optimiser seed {r0['seed'] + 1}, env seed "
-              f"{r0['seed']}); α marked * is the id's registered value; the floor is the `floor` row of the compare runs under results/floor/search for the same id and data seeds; commit {', '.join(commits)}; "
+              f"{r0['seed']}); α marked * is the id's registered value; the floor is the best no-prompt row (logistic regression, HandCraft, in-context) of the compare runs under results/floor/search for the same id and data seeds; commit {', '.join(commits)}; "
               f"{r0['machine'].get('cpu', 'cpu')}, 1 torch thread."]  # fmt: skip
     return "\n".join(lines)
 
