@@ -219,6 +219,27 @@ class PromptSearch:
         return reward, scores.reward("accuracy")
 
 
+class PromptAccess:
+    """What the single and the vector env share beside the Gymnasium API: score or save one prompt
+    (one action ``(d,)``, a θ, a saved prompt, or the center) through their :class:`PromptSearch`."""
+
+    search: PromptSearch
+
+    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
+        """Accuracy and loss of the prompt of ``action`` (or a θ / saved ``prompt``, else the center) on
+        a whole split: ``{"accuracy", "loss", "n", "split"}``; see :meth:`PromptSearch.evaluate`."""
+        return self.search.evaluate(action, prompt=prompt, split=split)
+
+    def save(self, path: str | os.PathLike, action: Any = None, *, prompt: Any = None, meta: dict | None = None,
+             overwrite: bool = False) -> Path:  # fmt: skip
+        """Write the run directory of the prompt of ``action`` (or a θ ``prompt``, else the center) found by
+        any optimiser: what a search result's ``save(path, env)`` writes, read by ``crl-prompt eval
+        --checkpoint path`` and ``PromptClassifier.load(path)``; returns ``path``. See :meth:`PromptSearch.save`."""
+        spec = getattr(self, "spec", None)
+        return self.search.save(path, action, prompt=prompt, env_id=spec.id if spec is not None else None,
+                                meta=meta, overwrite=overwrite)  # fmt: skip
+
+
 def plant_head(setup: Setup, *, ridge: float = 0.1, rows: int = 2000) -> float:
     """Fit the linear head at the current (hidden) prompt θ*, then move θ to a fresh random prompt.
 

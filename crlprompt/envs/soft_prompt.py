@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -13,7 +12,7 @@ from gymnasium import spaces
 
 from ..scoring import REWARD_RANGES
 from .config import EnvConfig
-from .search import PromptSearch, check_reset_options, resolve_search
+from .search import PromptAccess, PromptSearch, check_reset_options, resolve_search
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def _one_thread_after_fork() -> None:
 os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
-class SoftPromptEnv(gym.Env):
+class SoftPromptEnv(PromptAccess, gym.Env):
     """Search a soft prompt for a frozen language model; the reward scores it on D_RL (accuracy by default).
 
     ## Description
@@ -117,19 +116,6 @@ class SoftPromptEnv(gym.Env):
 
     def prompt_for(self, action: Any) -> np.ndarray:
         return self.search.prompt_for(action)
-
-    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
-        """Accuracy and loss of the prompt of ``action`` (or a θ / saved ``prompt``, else the center) on
-        a whole split: ``{"accuracy", "loss", "n", "split"}``; see :meth:`PromptSearch.evaluate`."""
-        return self.search.evaluate(action, prompt=prompt, split=split)
-
-    def save(self, path: str | os.PathLike, action: Any = None, *, prompt: Any = None, meta: dict | None = None,
-             overwrite: bool = False) -> Path:  # fmt: skip
-        """Write the run directory of the prompt of ``action`` (or a θ ``prompt``, else the center) found by any optimiser:
-        what a search result's ``save(path, env)`` writes, read by ``crl-prompt eval --checkpoint path`` and
-        ``PromptClassifier.load(path)``; returns ``path``. See :meth:`PromptSearch.save`."""
-        return self.search.save(path, action, prompt=prompt, env_id=self.spec.id if self.spec is not None else None,
-                                meta=meta, overwrite=overwrite)  # fmt: skip
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

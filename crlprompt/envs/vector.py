@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,10 +12,10 @@ from gymnasium.vector.utils import batch_space
 from ..errors import ConfigError
 from ..scoring import REWARD_RANGES
 from .config import EnvConfig
-from .search import PromptSearch, check_reset_options, resolve_search
+from .search import PromptAccess, PromptSearch, check_reset_options, resolve_search
 
 
-class SoftPromptVectorEnv(VectorEnv):
+class SoftPromptVectorEnv(PromptAccess, VectorEnv):
     """``num_envs`` copies of :class:`~crlprompt.envs.SoftPromptEnv` sharing one frozen scorer.
 
     ``step(actions (K, d))`` builds the K perturbed prompts and scores all of them over D_RL in
@@ -51,19 +49,6 @@ class SoftPromptVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.reward_range = REWARD_RANGES[self.config.reward]
-
-    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
-        """Accuracy and loss of one prompt (one action ``(d,)``, a θ or a saved prompt, else the center) on a
-        whole split: ``{"accuracy", "loss", "n", "split"}``; see :meth:`PromptSearch.evaluate`."""
-        return self.search.evaluate(action, prompt=prompt, split=split)
-
-    def save(self, path: str | os.PathLike, action: Any = None, *, prompt: Any = None, meta: dict | None = None,
-             overwrite: bool = False) -> Path:  # fmt: skip
-        """Write the run directory of the prompt of one action ``(d,)`` (or a θ ``prompt``, else the center) found by any optimiser:
-        what a search result's ``save(path, env)`` writes, read by ``crl-prompt eval --checkpoint path`` and
-        ``PromptClassifier.load(path)``; returns ``path``. See :meth:`PromptSearch.save`."""
-        return self.search.save(path, action, prompt=prompt, env_id=self.spec.id if self.spec is not None else None,
-                                meta=meta, overwrite=overwrite)  # fmt: skip
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
