@@ -105,14 +105,12 @@ class SearchResult:
         import torch
 
         from ..prompt_io import PROMPT_FILE
-        from ..rundir import write_run_dir
 
         if which not in ("best", "final"):
             raise ConfigError(f"which must be 'best' or 'final', got {which!r}")
         prompt = self.best_prompt if which == "best" else self.final_prompt
         search = search_of(env)
-        pm = search.model
-        theta = pm.prompt.theta
+        theta = search.model.prompt.theta
         if tuple(theta.shape) != tuple(prompt.shape):
             raise ConfigError(
                 f"this result holds a prompt of shape {prompt.shape}, the env's model needs {tuple(theta.shape)}"
@@ -120,15 +118,7 @@ class SearchResult:
         info = {"algo": self.algo, "which": which, "reward": self.best_reward if which == "best" else self.final_reward,
                 "evals": self.evals, **(meta or {})}  # fmt: skip
         cfg = {**run_config(env), "algo": self.algo, "which": which, "env_reward": info["reward"], "evals": self.evals}
-        old = theta.detach().clone()
-        try:  # the env's model holds the found prompt only while it is written
-            with torch.no_grad():
-                theta.copy_(torch.as_tensor(prompt, dtype=theta.dtype))
-            out = write_run_dir(path, cfg, pm, meta=info, spec=search.setup.spec, setup=search.setup.config,
-                                record={"method": cfg["method"]})  # fmt: skip
-        finally:
-            with torch.no_grad():
-                theta.copy_(old)
+        out = search.write_run(path, torch.as_tensor(prompt, dtype=theta.dtype), cfg, info)
         return out / PROMPT_FILE
 
 

@@ -195,12 +195,17 @@ class PromptSearch:
         if clash:
             raise ConfigError(f"meta keys {clash} would replace the run's own config entries; rename them")
         config.update(meta or {})
-        theta, pm = self.theta_of(action, prompt), self.model
+        return self.write_run(out, self.theta_of(action, prompt), config, meta)
+
+    def write_run(self, path: str | Path, theta: torch.Tensor, config: dict, meta: dict | None = None) -> Path:
+        """Write θ ``(D,)`` with the frozen head as the run directory ``path`` (``config.json`` = ``config``,
+        ``meta`` in the prompt file); the model keeps its own θ, the prompt is copied in only while written."""
+        pm = self.model
         old = pm.prompt.theta.detach().clone()
-        try:  # the env's model holds the saved prompt only while it is written
+        try:
             with torch.no_grad():
-                pm.prompt.theta.copy_(theta.to(old))
-            return write_run_dir(out, config, pm, meta=meta, spec=self.setup.spec, setup=self.setup.config,
+                pm.prompt.theta.copy_(torch.as_tensor(theta).to(old))
+            return write_run_dir(path, config, pm, meta=meta, spec=self.setup.spec, setup=self.setup.config,
                                  record={"method": config["method"]})  # fmt: skip
         finally:
             with torch.no_grad():
