@@ -123,11 +123,16 @@ def table(path: Path) -> str:
             vs_floor = f"{d:+.1f}" + (" **under the floor**" if d < 0 else "")
         lines.append(f"| `{env_id.removeprefix('CRLPrompt/')}` | {alpha:g}{star} | {seeds} | {rs[0]['evals']} | {fl_cell} | "
                      f"{s:.3f} | {f:.3f} | {100 * (f - s):+.1f} | {vs_floor} | {wins}/{len(rs)} | {rl0:.3f} → {rl1:.3f} |")  # fmt: skip
+    missing = sorted({env_id.removeprefix("CRLPrompt/") for (env_id, _), rs in cells.items()
+                      if any(floor.get((env_id, r["data_seed"])) is None for r in rs)})  # fmt: skip
     r0 = recs[0]
     commits = sorted({str(r["versions"].get("commit"))[:10] for r in recs})
     lines += ["", f"{r0['optimizer']}; its best action of the run (optimiser seed {r0['seed'] + 1}, env seed "
               f"{r0['seed']}); α marked * is the id's registered value; the floor is the best no-prompt row (logistic regression, HandCraft, in-context) of the compare runs under results/floor/search for the same id and data seeds; commit {', '.join(commits)}; "
               f"{r0['machine'].get('cpu', 'cpu')}, 1 torch thread."]  # fmt: skip
+    if missing:
+        lines.append(f"No floor recorded yet (–) for {', '.join(missing)}: no compare run under results/floor/search "
+                     "scored this id's no-prompt rows on those data seeds, so the found prompt is not measured against it.")
     return "\n".join(lines)
 
 
