@@ -122,18 +122,28 @@ class PromptSearch:
         a = self.check_actions(action, None)
         return self.perturb(a)[0].cpu().numpy()
 
-    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
-        """Score one prompt on a whole split: ``{"accuracy", "loss", "n", "split"}`` (loss = mean CE).
+    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test", sample: int | None = None,
+                 sample_seed: int = 0) -> dict:  # fmt: skip
+        """Score one prompt on a split: ``{"accuracy", "loss", "n", "split"}`` (loss = mean CE).
 
         The prompt is ``center + σ A action`` for an ``action``, else ``prompt``: a θ vector ``(D,)``
         or a saved prompt (a prompt file, run directory or PEFT adapter, scored with its own head),
-        else the current center. ``split``: test | rl (D_RL) | train. Counts no evaluation."""
+        else the current center. ``split``: test | rl (D_RL) | train. ``sample``: score a seeded
+        random subset of that many rows instead of the whole split (the same rows for the same
+        ``sample_seed``, so two prompts scored with it are paired; ``n`` reports it), for splits a
+        decoder takes long to score (AG News test: 7,600 rows). Counts no evaluation."""
         splits = {"test": self.setup.test, "rl": self.setup.rl, "train": self.setup.train}
         if split not in splits:
             raise EnvError(f"split must be one of {tuple(splits)}, got {split!r}")
         data = splits[split]
         if len(data) == 0:
             raise EnvError(f"the {split} split is empty (SST-2's test rows need data_dir=<dir with sst2/dev.tsv>)")
+        if sample is not None:
+            if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+                raise EnvError(f"sample must be an int >= 1 (rows to score), got {sample!r}")
+            if sample < len(data):
+                rows = np.random.default_rng(sample_seed).choice(len(data), size=sample, replace=False)
+                data = data.subset(np.sort(rows))
         if action is not None and prompt is not None:
             raise EnvError("pass an action or a prompt, not both")
         model = self.model
@@ -230,10 +240,12 @@ class PromptAccess:
 
     search: PromptSearch
 
-    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test") -> dict:
+    def evaluate(self, action: Any = None, *, prompt: Any = None, split: str = "test", sample: int | None = None,
+                 sample_seed: int = 0) -> dict:  # fmt: skip
         """Accuracy and loss of the prompt of ``action`` (or a θ / saved ``prompt``, else the center) on
-        a whole split: ``{"accuracy", "loss", "n", "split"}``; see :meth:`PromptSearch.evaluate`."""
-        return self.search.evaluate(action, prompt=prompt, split=split)
+        a split (or a seeded ``sample`` of its rows): ``{"accuracy", "loss", "n", "split"}``; see
+        :meth:`PromptSearch.evaluate`."""
+        return self.search.evaluate(action, prompt=prompt, split=split, sample=sample, sample_seed=sample_seed)
 
     def save(self, path: str | os.PathLike, action: Any = None, *, prompt: Any = None, meta: dict | None = None,
              overwrite: bool = False) -> Path:  # fmt: skip

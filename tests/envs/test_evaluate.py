@@ -33,7 +33,24 @@ def test_evaluate_scores_an_action_a_theta_and_a_saved_prompt(tmp_path):
     assert vec.unwrapped.evaluate(a, split="test")["accuracy"] == pytest.approx(want)
 
 
+def test_evaluate_on_a_seeded_sample_of_rows():
+    """``sample=k`` scores k rows of the split, the same k for the same seed, so two prompts are paired."""
+    env = gym.make("CRLPrompt/Tiny-Proj64-v0")
+    s = env.unwrapped.search
+    a = np.random.default_rng(1).uniform(-1, 1, env.action_space.shape).astype(np.float32)
+    k = len(s.setup.test) // 3
+    one = env.unwrapped.evaluate(a, split="test", sample=k)
+    assert one["n"] == k and env.unwrapped.evaluate(a, split="test", sample=k) == one
+    rows = np.sort(np.random.default_rng(0).choice(len(s.setup.test), size=k, replace=False))
+    want = accuracy(s.model, s.setup.test.subset(rows), theta=torch.as_tensor(env.unwrapped.prompt_for(a)))
+    assert one["accuracy"] == pytest.approx(want)
+    losses = {env.unwrapped.evaluate(a, split="test", sample=k, sample_seed=z)["loss"] for z in range(4)}
+    assert len(losses) > 1  # other seeds draw other rows
+    assert env.unwrapped.evaluate(a, split="test", sample=10**6) == env.unwrapped.evaluate(a, split="test")
+
+
 @pytest.mark.parametrize(("kw", "match"), [({"split": "dev"}, "split must be one of"),
+                                           ({"sample": 0}, "sample must be an int"),
                                            ({"prompt": np.zeros(3)}, "shape"),
                                            ({"prompt": np.full(1, np.nan)}, "finite")])  # fmt: skip
 def test_evaluate_refuses_bad_input(kw, match):
