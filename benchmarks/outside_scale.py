@@ -62,6 +62,7 @@ def run_cell(env_id: str, alpha: float, data_seed: int, budget: int, seed: int =
         "env_id": env_id, "alpha": alpha, "data_seed": data_seed, "seed": seed, "budget": budget, "evals": evals,
         "optimizer": f"pycma {cma.__version__} defaults (popsize {pop}, sigma0 {sigma0})",
         "best_fitness": best_r, "test_sample": test_sample,
+        "label_tokens": vec.unwrapped.search.setup.config.label_tokens,
         "start": {s: ev(split=s) for s in ("rl", "test")},
         "found": {s: ev(best, split=s) for s in ("rl", "test")},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -97,7 +98,7 @@ def table(path: Path) -> str:
     floor), and on how many data seeds the found prompt beats the start."""
     from crlprompt.runners.records import read_records
 
-    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    files = sorted(f for f in path.rglob("*.jsonl") if "superseded" not in f.parts) if path.is_dir() else [path]
     recs = [r for f in files for r in read_records(f, "benchmark")]
     if not recs:
         raise SystemExit(f"no records under {path}")

@@ -304,7 +304,7 @@ class PromptClassifier:
         clf.lm = load_model(cfg.model)
         clf.model = build_model(clf.lm, spec.with_template(cfg.template), prompt=cfg.prompt_kind,
                                 num_tokens=cfg.num_tokens, head=cfg.head_kind, seed=cfg.seed, init=cfg.init,
-                                pooling=cfg.pooling)  # fmt: skip
+                                pooling=cfg.pooling, label_tokens=cfg.label_tokens)  # fmt: skip
         clf.model.to(clf.device)
         load_prompt(clf.model, saved.path)
         clf.model.eval()

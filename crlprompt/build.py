@@ -20,7 +20,7 @@ from .batching import Encoded, encode
 from .errors import ConfigError, DataError
 from .models import LoadedModel, load_model
 from .prompts import (
-    INITS, POOLINGS, PROMPT_DROPOUT, HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, auto_init, label_token_ids,
+    INITS, LABEL_TOKENS, POOLINGS, PROMPT_DROPOUT, HeadKind, PromptedModel, PromptKind, PromptLayout, SoftPrompt, auto_init, label_token_ids,
     resolve_pooling,
 )
 from .tasks import TaskData, TaskSpec, get_task, load_task
@@ -52,6 +52,10 @@ class SetupConfig:
     model was trained (the checkpoint's sentence-transformers pooling config: mean for MiniLM; else
     cls for encoders, last for decoders; a verbalizer reads mask / last); legacy = the rule of runs
     saved before this option (cls for encoders' linear heads). Run directories store it resolved."""
+    label_tokens: Literal["mean", "first"] = "mean"
+    """How a verbalizer word of several tokens is scored: mean of its sub-tokens' logits at the answer
+    position, or its first sub-token alone (the rule of runs saved before this option, which let
+    SmolLM2's " Ab" of "Abbreviation" take every TREC row). One-token words score the same either way."""
     seed: int = 0
     """Seeds the prompt and head init (a training run also seeds dropout, batch order and RL samples with it)."""
     data_seed: int = 0
@@ -84,6 +88,7 @@ class SetupConfig:
         _check_choice("head", self.head, ("auto", "linear", "verbalizer"))
         _check_choice("init", self.init, INITS)
         _check_choice("pooling", self.pooling, ("auto", *POOLINGS, "legacy"))
+        _check_choice("label_tokens", self.label_tokens, LABEL_TOKENS)
         _check_choice("prompt_encoder", self.prompt_encoder, ("auto", "none", "mlp", "lstm"))
         if self.prompt_encoder in ("mlp", "lstm") and self.prompt == "deep":
             raise ConfigError(f"prompt_encoder={self.prompt_encoder!r} reparameterises a shallow prompt (P-Tuning v1); "
@@ -125,9 +130,9 @@ class SetupConfig:
 
     @classmethod
     def from_stored(cls, d: dict[str, Any]) -> "SetupConfig":
-        """Rebuild a setup a run directory or adapter stored; one saved before ``pooling`` existed
-        keeps the pooling it was trained with (``legacy``)."""
-        return cls.from_dict(d if "pooling" in d else {**d, "pooling": "legacy"})
+        """Rebuild a setup a run directory or adapter stored; one saved before ``pooling`` or
+        ``label_tokens`` existed keeps what it was trained with (``legacy`` pooling, ``first`` sub-token)."""
+        return cls.from_dict({"pooling": "legacy", "label_tokens": "first", **d})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SetupConfig":
@@ -183,7 +188,7 @@ def template_for(lm: LoadedModel, head: HeadKind) -> str:
 def build_model(
     lm: LoadedModel, spec: TaskSpec, *, prompt: PromptKind = "deep", num_tokens: int = 20,
     head: HeadKind = "linear", prompt_dropout: float = PROMPT_DROPOUT, seed: int = 0, init: str = "auto",
-    prompt_encoder: str = "none", pooling: str = "auto",
+    prompt_encoder: str = "none", pooling: str = "auto", label_tokens: str = "mean",
 ) -> PromptedModel:  # fmt: skip
     """A :class:`PromptedModel` for ``spec`` on ``lm``; θ and the head are initialised from ``seed``."""
     layout = PromptLayout.for_model(lm, prompt, num_tokens)
@@ -193,7 +198,7 @@ def build_model(
         soft = EncodedPrompt(layout, lm, encoder=prompt_encoder, seed=seed)
     else:
         soft = SoftPrompt(layout, lm, seed=seed, init=init)
-    label_ids = label_token_ids(lm, spec.verbalizer) if head == "verbalizer" else None
+    label_ids = label_token_ids(lm, spec.verbalizer, label_tokens=label_tokens) if head == "verbalizer" else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return PromptedModel(lm, soft, head, spec.num_labels, label_ids=label_ids, prompt_dropout=prompt_dropout,
@@ -228,7 +233,7 @@ def build(
     spec = data.spec.with_template(cfg.template)
     pm = build_model(lm, spec, prompt=cfg.prompt_kind, num_tokens=cfg.num_tokens, head=cfg.head_kind,
                      prompt_dropout=prompt_dropout, seed=cfg.seed, init=cfg.init, prompt_encoder=cfg.encoder_kind,
-                     pooling=cfg.pooling)  # fmt: skip
+                     pooling=cfg.pooling, label_tokens=cfg.label_tokens)  # fmt: skip
     if device is not None:
         pm.to(torch.device(device))
     tmpl = template_for(lm, cfg.head_kind)

@@ -100,7 +100,8 @@ def no_prompt_model(setup: Setup, head: str = "linear") -> PromptedModel:
     """The setup's frozen LM with no prompt at all (zero virtual tokens), pooled as the setup pools."""
     c = setup.config
     pooling = c.pooling if head == "linear" else "auto"
-    pm = build_model(setup.lm, setup.spec, prompt="shallow", num_tokens=0, head=head, seed=c.seed, pooling=pooling)
+    pm = build_model(setup.lm, setup.spec, prompt="shallow", num_tokens=0, head=head, seed=c.seed, pooling=pooling,
+                     label_tokens=c.label_tokens)  # fmt: skip
     return pm.to(setup.model.device).eval()
 
 
@@ -178,7 +179,8 @@ def icl_floor(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> dict:
     n = len(setup.lm.tokenizer(demos, add_special_tokens=False)["input_ids"])
     layout = PromptLayout.for_model(setup.lm, "deep", n)
     assert len(text_prompt_ids(setup.lm, demos, n)) == n
-    pm = build_model(setup.lm, setup.spec, prompt="deep", num_tokens=n, head="verbalizer", seed=setup.config.seed)
+    pm = build_model(setup.lm, setup.spec, prompt="deep", num_tokens=n, head="verbalizer", seed=setup.config.seed,
+                     label_tokens=setup.config.label_tokens)  # fmt: skip
     pm = pm.to(setup.model.device).eval()
     theta = text_theta(setup.lm, layout, demos).to(setup.model.device)
     out: dict = {"demos": demos.count("\n"), "tokens": n}

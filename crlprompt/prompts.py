@@ -193,24 +193,50 @@ class LinearHead(nn.Module):
         return self.linear(self.dropout(h))
 
 
-class VerbalizerHead(nn.Module):
-    """The frozen LM head's logits over one label word per class: ``(R, hidden) -> (R, C)``."""
+#: how a verbalizer word of several sub-tokens is scored at the answer position (OpenPrompt's
+#: multi-token handlers): ``mean`` of its sub-tokens' logits, or its ``first`` sub-token alone (the rule
+#: of runs saved before the option). A word of one token scores the same under both.
+LABEL_TOKENS = ("mean", "first")
 
-    def __init__(self, lm_head: nn.Module, label_token_ids: list[int]):
+
+class VerbalizerHead(nn.Module):
+    """The frozen LM head's logits over the label words: ``(R, hidden) -> (R, C)``.
+
+    ``label_token_ids[c]`` is the token id of class c's word, or the list of its sub-tokens' ids, whose
+    logits at the answer position are averaged (a word scored by its first sub-token alone lets a
+    common prefix such as SmolLM2's " Ab" of " Abbreviation" take every row)."""
+
+    def __init__(self, lm_head: nn.Module, label_token_ids: list[int] | list[list[int]]):
         super().__init__()
         self.lm_head = lm_head
-        self.register_buffer("label_token_ids", torch.tensor(label_token_ids, dtype=torch.long), persistent=False)
+        words = [[int(t) for t in w] if isinstance(w, (list, tuple)) else [int(w)] for w in label_token_ids]
+        if any(not w for w in words):
+            raise ConfigError("every verbalizer word needs at least one token id")
+        width = max(len(w) for w in words)
+        ids = torch.tensor([w + [w[0]] * (width - len(w)) for w in words], dtype=torch.long)  # (C, T), padded
+        mask = torch.tensor([[1.0] * len(w) + [0.0] * (width - len(w)) for w in words])
+        self.register_buffer("label_token_ids", ids, persistent=False)
+        self.register_buffer("label_token_mask", mask / mask.sum(1, keepdim=True), persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.lm_head, nn.Linear):  # decoders: only C rows of the unembedding
-            w = self.lm_head.weight[self.label_token_ids]
-            b = None if self.lm_head.bias is None else self.lm_head.bias[self.label_token_ids]
-            return F.linear(h, w, b)
-        return self.lm_head(h)[..., self.label_token_ids]
+        flat = self.label_token_ids.reshape(-1)
+        if isinstance(self.lm_head, nn.Linear):  # decoders: only the label words' rows of the unembedding
+            w = self.lm_head.weight[flat]
+            b = None if self.lm_head.bias is None else self.lm_head.bias[flat]
+            logits = F.linear(h, w, b)
+        else:
+            logits = self.lm_head(h)[..., flat]
+        logits = logits.reshape(*h.shape[:-1], *self.label_token_ids.shape)  # (..., C, T)
+        if logits.shape[-1] == 1:
+            return logits[..., 0]
+        return (logits * self.label_token_mask.to(logits.dtype)).sum(-1)
 
 
-def label_token_ids(lm: LoadedModel, words: tuple[str, ...]) -> list[int]:
-    """First sub-token of each verbalizer word (with a leading space for BPE decoders)."""
+def label_token_ids(lm: LoadedModel, words: tuple[str, ...], *, label_tokens: str = "mean") -> list[list[int]]:
+    """The token ids of each verbalizer word (with a leading space for BPE decoders): all its
+    sub-tokens (``label_tokens="mean"``) or the first one alone (``"first"``); see :data:`LABEL_TOKENS`."""
+    if label_tokens not in LABEL_TOKENS:
+        raise ConfigError(f"label_tokens must be one of {LABEL_TOKENS}, got {label_tokens!r}")
     ids = []
     for w in words:
         text = f" {w}" if lm.arch == "decoder" else w
@@ -218,10 +244,11 @@ def label_token_ids(lm: LoadedModel, words: tuple[str, ...]) -> list[int]:
         if not toks:
             raise ConfigError(f"verbalizer word {w!r} tokenizes to nothing for model {lm.name}")
         if len(toks) > 1:
-            log.warning("verbalizer word %r is %d tokens for %s; scoring its first token", w, len(toks), lm.name)
-        ids.append(toks[0])
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"verbalizer words {words} share a first token for model {lm.name}; choose other words")
+            how = "the mean of their logits" if label_tokens == "mean" else "its first token alone"
+            log.info("verbalizer word %r is %d tokens for %s; scoring %s", w, len(toks), lm.name, how)
+        ids.append(list(toks) if label_tokens == "mean" else [toks[0]])
+    if len({tuple(t) for t in ids}) != len(ids):
+        raise ConfigError(f"verbalizer words {words} score the same tokens for model {lm.name}; choose other words")
     return ids
 
 
@@ -233,7 +260,8 @@ class PromptedModel(nn.Module):
         prompt: the trainable soft prompt (its ``theta`` is the default single prompt).
         head: ``"linear"`` (trained with the prompt) or ``"verbalizer"`` (frozen LM head).
         num_labels: C.
-        label_ids: verbalizer token ids (``head="verbalizer"`` only).
+        label_ids: per class, the verbalizer word's token id or its sub-tokens' ids (``head="verbalizer"``
+            only; :class:`VerbalizerHead`).
         prompt_dropout: dropout on θ in training mode (P-Tuning v2's prefix dropout).
         pooling: where the head reads its feature (:data:`POOLINGS`, or ``auto`` / ``legacy``:
             :func:`resolve_pooling`).
@@ -246,7 +274,7 @@ class PromptedModel(nn.Module):
         head: HeadKind,
         num_labels: int,
         *,
-        label_ids: list[int] | None = None,
+        label_ids: list[int] | list[list[int]] | None = None,
         prompt_dropout: float = PROMPT_DROPOUT,
         head_dropout: float = 0.1,
         pooling: str = "auto",
@@ -267,7 +295,7 @@ class PromptedModel(nn.Module):
                     "use head='linear' or a checkpoint with an LM head (e.g. roberta-base, smollm2)"
                 )
             if label_ids is None or len(label_ids) != num_labels:
-                raise ConfigError("head='verbalizer' needs one label token id per class")
+                raise ConfigError("head='verbalizer' needs the label word's token ids for each class")
             self.head = VerbalizerHead(lm.lm_head, label_ids)
         else:
             raise ConfigError(f"head must be 'linear' or 'verbalizer', got {head!r}")

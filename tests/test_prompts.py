@@ -270,7 +270,7 @@ def test_verbalizer_needs_lm_head(tiny_bert):
 
 def test_verbalizer_needs_one_label_id_per_class(tiny_bert):
     layout = PromptLayout.for_model(tiny_bert, "deep", 2)
-    with pytest.raises(ValueError, match="one label token id per class"):
+    with pytest.raises(ValueError, match="label word's token ids for each class"):
         PromptedModel(tiny_bert, SoftPrompt(layout), "verbalizer", 3, label_ids=[5, 6])
 
 
@@ -282,7 +282,7 @@ def test_unknown_head_rejected(tiny_bert):
 def test_verbalizer_head_on_mask_template_equals_mlm_logits(tiny_bert, make_batch):
     """Encoder verbalizer: the MLM head's logits of the label words at the [MASK] position."""
     words = label_token_ids(tiny_bert, TINY_SPEC.verbalizer)
-    assert words == [tiny_bert.tokenizer.convert_tokens_to_ids(w) for w in TINY_SPEC.verbalizer]
+    assert words == [[tiny_bert.tokenizer.convert_tokens_to_ids(w)] for w in TINY_SPEC.verbalizer]
     pm = prompted(tiny_bert, "shallow", 0, head="verbalizer", label_ids=words)
     ids, mask, _ = make_batch(tiny_bert, template="mlm", spec=TINY_SPEC)
     assert (ids == tiny_bert.tokenizer.mask_token_id).sum(1).eq(1).all()
@@ -291,7 +291,7 @@ def test_verbalizer_head_on_mask_template_equals_mlm_logits(tiny_bert, make_batc
         assert logits.shape == (1, ids.shape[0], 2)
         full = tiny_bert.full(input_ids=ids, attention_mask=mask).logits  # (B, L, V)
         pos = (ids == tiny_bert.tokenizer.mask_token_id).int().argmax(1)
-        want = full[torch.arange(len(ids)), pos][:, words]
+        want = full[torch.arange(len(ids)), pos][:, [w for (w,) in words]]
     torch.testing.assert_close(logits[0], want, rtol=1e-5, atol=1e-5)
 
     # with a deep prompt it still scores, and the prompt changes the scores
@@ -318,8 +318,38 @@ def test_verbalizer_head_on_decoder_equals_next_token_logits(tiny_llama, make_ba
     with torch.no_grad():
         logits = pm(ids, mask)[0]
         full = tiny_llama.full(input_ids=ids, attention_mask=mask).logits
-        want = full[torch.arange(len(ids)), mask.sum(1) - 1][:, words]
+        want = full[torch.arange(len(ids)), mask.sum(1) - 1][:, [w for (w,) in words]]
     torch.testing.assert_close(logits, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_label_word_of_several_tokens_scores_the_mean_of_their_logits(tiny_llama, make_batch):
+    """``label_tokens="mean"``: a word's score is the mean of its sub-tokens' next-token logits (OpenPrompt's
+    mean handler); ``"first"`` (runs saved before the option) keeps the first sub-token alone."""
+    from crlprompt.prompts import VerbalizerHead
+
+    ids, mask, _ = make_batch(tiny_llama, template="lm", spec=TINY_SPEC)
+    vocab = tiny_llama.tokenizer.get_vocab()
+    a, b, c = (vocab[w] for w in ("bad", "good", "it"))
+    multi = prompted(tiny_llama, "shallow", 0, head="verbalizer", label_ids=[[a, c], [b]])
+    first = prompted(tiny_llama, "shallow", 0, head="verbalizer", label_ids=[a, b])
+    with torch.no_grad():
+        full = tiny_llama.full(input_ids=ids, attention_mask=mask).logits[torch.arange(len(ids)), mask.sum(1) - 1]
+        got, got_first = multi(ids, mask)[0], first(ids, mask)[0]
+    want = torch.stack([(full[:, a] + full[:, c]) / 2, full[:, b]], 1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_first, full[:, [a, b]], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got[:, 0], got_first[:, 0])
+    with pytest.raises(ValueError, match="at least one token id"):
+        VerbalizerHead(tiny_llama.lm_head, [[a], []])
+
+
+def test_label_token_ids_takes_every_sub_token_or_the_first(tiny_llama):
+    words = ("bad good", "it")  # a two-token word and a one-token word of the tiny vocabulary
+    mean = label_token_ids(tiny_llama, words)
+    assert len(mean[0]) == 2 and len(mean[1]) == 1
+    assert label_token_ids(tiny_llama, words, label_tokens="first") == [mean[0][:1], mean[1]]
+    with pytest.raises(ValueError, match="label_tokens must be one of"):
+        label_token_ids(tiny_llama, words, label_tokens="max")
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -150,7 +150,7 @@ class PromptSearch:
         if isinstance(prompt, (str, os.PathLike)):
             c = self.setup.config
             model = build_model(self.setup.lm, self.setup.spec, prompt=c.prompt_kind, num_tokens=c.num_tokens,
-                                head=c.head_kind, pooling=c.pooling).to(self.model.device)  # fmt: skip
+                                head=c.head_kind, pooling=c.pooling, label_tokens=c.label_tokens).to(self.model.device)  # fmt: skip
             load_prompt(model, prompt)
             theta = model.prompt.theta.detach()
         else:

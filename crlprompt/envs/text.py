@@ -188,7 +188,7 @@ class TextPromptSearch:
         """A prefix model of ``n`` tokens on the shared frozen LM (one per length, kept)."""
         if n not in self._models:
             pm = build_model(self.setup.lm, self.spec, prompt="deep", num_tokens=n, head="verbalizer", init="zero",
-                             seed=self.setup.config.seed)  # fmt: skip
+                             seed=self.setup.config.seed, label_tokens=self.setup.config.label_tokens)  # fmt: skip
             self._models[n] = pm.to(self.model.device).eval()
         return self._models[n]
 

@@ -79,7 +79,7 @@ def gradient_ceiling(search, *, seed: int = 0, epochs: float = GRADIENT_EPOCHS, 
     setup, c = search.setup, search.setup.config
     deep = prompt == "deep"
     pm = build_model(setup.lm, setup.spec, prompt=prompt, num_tokens=c.num_tokens, head=c.head_kind,
-                     seed=c.seed, init="random", pooling=c.pooling).to(search.model.device)  # fmt: skip
+                     seed=c.seed, init="random", pooling=c.pooling, label_tokens=c.label_tokens).to(search.model.device)  # fmt: skip
     if deep and search.center.numel() == pm.layout.dim:
         with torch.no_grad():
             pm.prompt.theta.copy_(search.center)

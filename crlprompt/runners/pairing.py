@@ -44,6 +44,8 @@ def config_mismatch(a: dict, b: dict) -> list[str]:
     # the prompt's init follows its kind, the pooling its head; neither acts in a run without a prompt
     skip |= {("setup", "init")} if not both_train or sa.get("prompt") != sb.get("prompt") else set()
     skip |= {("setup", "pooling")} if not both_train or sa.get("head") != sb.get("head") else set()
+    # how a label word of several tokens is scored acts on the LM's verbalizer head alone
+    skip |= {("setup", "label_tokens")} if not sa.get("head") == sb.get("head") == "verbalizer" else set()
     skip |= {("agent", f) for f in RL_ONLY} if not (ga and gb) else set()
     skip |= {("agent", f) for f in CONTRAST_ONLY} if not (beta_a and beta_b) else set()
     compared = ("setup", "agent") if both_train else ("setup",)

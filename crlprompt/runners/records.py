@@ -28,6 +28,8 @@ fields what the tables used to infer from a record's file name or from the field
 * a setup whose ``init`` is ``auto`` (records from before the resolved init was stored, and before the zero
   init existed) gets what it was built with: ``tokens`` for a decoder's deep prefix, else ``random``;
 * a setup without ``pooling`` gets ``legacy`` (the rule of the runs from before the option);
+* a setup without ``label_tokens`` gets ``first`` (a verbalizer word scored by its first sub-token, the
+  rule before the option; it also applies to records of the current schema, :data:`ADDED_FIELDS`);
 * an agent without ``head_init`` gets ``keep`` (a randomly initialised head, before the option);
 * an agent whose ``head_init`` is ``probe`` and that has no ``head_c`` gets None (its start head took the
   floor's C, chosen on D_RL, before the option). This one also applies to records of the current schema
@@ -56,7 +58,7 @@ from .config import METHODS
 
 SCHEMA = 1
 #: config fields added to schema-1 records after they were first written; :func:`migrate` fills them in
-ADDED_FIELDS = ("config.agent.head_c",)
+ADDED_FIELDS = ("config.agent.head_c", "config.setup.label_tokens")
 KINDS = ("train", "search", "baseline", "benchmark")
 MIGRATE = "python scripts/migrate_records.py"
 
@@ -166,13 +168,20 @@ def _fill_added(rec: dict) -> dict:
     """A record of this schema with the config fields added since it was written (:data:`ADDED_FIELDS`)
     filled in with the value its code ran with, noted under ``migrated_from.added``; ``rec`` itself when
     nothing is missing."""
-    agent = (rec.get("config") or {}).get("agent") if rec.get("kind") == "train" else None
-    if not (isinstance(agent, dict) and agent.get("head_init") == "probe" and "head_c" not in agent):
+    config = rec.get("config") if rec.get("kind") == "train" else None
+    setup, agent = ((config or {}).get(k) for k in ("setup", "agent"))
+    fill = []
+    if isinstance(agent, dict) and agent.get("head_init") == "probe" and "head_c" not in agent:
+        fill.append(("agent", "head_c", None))
+    if isinstance(setup, dict) and "label_tokens" not in setup:
+        fill.append(("setup", "label_tokens", "first"))
+    if not fill:
         return rec
     out = copy.deepcopy(rec)
-    out["config"]["agent"]["head_c"] = None
     meta = out.setdefault("migrated_from", {"schema": SCHEMA})
-    meta["added"] = [*meta.get("added", []), "config.agent.head_c"]
+    for part, field, value in fill:
+        out["config"][part][field] = value
+        meta["added"] = [*meta.get("added", []), f"config.{part}.{field}"]
     return out
 
 
@@ -198,6 +207,8 @@ def _migrate_train(rec: dict, name: str, put) -> None:
         put(setup, "init", "tokens" if deep and rec["model"] in DECODERS else "random", "config.setup.init")
     if "pooling" not in setup:
         put(setup, "pooling", "legacy", "config.setup.pooling")
+    if "label_tokens" not in setup:
+        put(setup, "label_tokens", "first", "config.setup.label_tokens")
     agent = config.get("agent")
     if isinstance(agent, dict):
         if "head_init" not in agent:

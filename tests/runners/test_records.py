@@ -40,7 +40,7 @@ def test_a_flat_train_record_gets_a_config_and_todays_method_name():
     new = migrate(old, "results/paper_grid.jsonl")
     assert old == flat_train()  # pure
     assert new["schema"] == SCHEMA and new["kind"] == "train" and new["method"] == "prompt-tuning"
-    assert new["config"]["setup"] == {"prompt": "shallow", "init": "random", "pooling": "legacy"}
+    assert new["config"]["setup"] == {"prompt": "shallow", "init": "random", "pooling": "legacy", "label_tokens": "first"}
     assert new["config"]["agent"] == {"rl_first_step": 1, "head_init": "keep"}
     meta = new["migrated_from"]
     assert meta["file"] == "paper_grid.jsonl" and meta["values"] == {"method": "ptv1"} and "config" in meta["added"]
@@ -180,6 +180,7 @@ def test_a_current_record_from_before_head_c_gets_the_floors_c_written_in(tmp_pa
     records that hold head_c, or whose head is not a probe, pass through as they are."""
     rec = stamp(kshot_train(), kind="train")
     rec["config"]["agent"]["head_init"] = "probe"
+    rec["config"]["setup"]["label_tokens"] = "mean"
     new = migrate(rec, "kshot.jsonl")
     assert new["config"]["agent"]["head_c"] is None and new["migrated_from"]["added"] == ["config.agent.head_c"]
     assert "head_c" not in rec["config"]["agent"]  # pure
@@ -195,3 +196,30 @@ def test_a_current_record_from_before_head_c_gets_the_floors_c_written_in(tmp_pa
     today = copy.deepcopy(new)
     today["config"]["agent"]["head_c"] = 0.1
     assert tables.config_mismatch(today, new) == ["agent.head_c (0.1 vs None)"]
+
+
+def test_a_current_record_from_before_label_tokens_gets_first_written_in():
+    """Schema-1 train records from before ``label_tokens`` scored a several-token verbalizer word by its
+    first sub-token; migrated, they say so, and a pair across the two rules is refused only when both
+    runs read the verbalizer."""
+    rec = stamp(kshot_train(), kind="train")
+    rec["config"]["setup"].pop("label_tokens", None)
+    new = migrate(rec, "kshot.jsonl")
+    assert new["config"]["setup"]["label_tokens"] == "first"
+    assert "config.setup.label_tokens" in new["migrated_from"]["added"]
+    today = copy.deepcopy(new)
+    today["config"]["setup"]["label_tokens"] = "mean"
+    assert tables.config_mismatch(today, new) == []  # a linear head reads no label word
+    for r in (today, new):
+        r["config"]["setup"]["head"] = "verbalizer"
+    assert tables.config_mismatch(today, new) == ["setup.label_tokens (mean vs first)"]
+
+
+def test_a_stored_setup_from_before_label_tokens_keeps_the_first_sub_token():
+    from crlprompt.build import SetupConfig
+
+    assert SetupConfig.from_stored({"task": "trec", "model": "smollm2"}).label_tokens == "first"
+    assert SetupConfig.from_stored({"task": "trec", "model": "smollm2", "label_tokens": "mean"}).label_tokens == "mean"
+    assert SetupConfig().label_tokens == "mean"
+    with pytest.raises(ConfigError, match="label_tokens must be one of"):
+        SetupConfig(label_tokens="max")
