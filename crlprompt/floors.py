@@ -187,3 +187,34 @@ def icl_floor(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> dict:
     for name, data in (("rl", setup.rl), ("test", setup.test)):
         out[f"{name}_acc"] = accuracy(pm, data, theta=theta, batch_size=16) if len(data) else None
     return out
+
+
+def instructed_probe(setup: Setup, instruction: str, *, cs: tuple[float, ...] = PROBE_CS) -> dict:
+    """A text instruction scored on a target without an LM head (MiniLM): the instruction in front of
+    every input (``"{instruction} {text}"``, pooled as the setup pools), then the no-prompt floor's
+    procedure (logistic regression fitted on the train rows, C chosen on D_RL), scored on D_RL and test.
+    An empty instruction is :func:`probe_floor` itself: the keys of its dict, and ``"instruction"``.
+
+    This is how a prompt found with one target's verbalizer (SmolLM2's) is carried to the other offline
+    model, whose features a probe reads: it measures whether the words help the other model's features,
+    not whether it would answer with them."""
+    from .batching import encode
+
+    if setup.rows is None:
+        raise ConfigError("scoring an instruction needs the setup's rows (a Setup made by build())")
+    if not isinstance(instruction, str):
+        raise ConfigError(f"instruction must be a string, got {type(instruction).__name__}")
+    if not instruction.strip():
+        return {**probe_floor(setup, cs=cs), "instruction": instruction}
+    pm = no_prompt_model(setup)
+    tok, max_len = setup.lm.tokenizer, setup.config.max_length
+    enc = {}
+    for name in ("train", "rl", "test"):
+        split = getattr(setup.rows, name)
+        texts = [f"{instruction.strip()} {t}" for t in split.texts]
+        enc[name] = encode(type(split)(texts, split.labels), tok, spec=setup.spec, template="none", max_length=max_len)
+    fit = fit_probe_head(pm, enc["train"], enc["rl"], cs=cs)
+    empty = torch.zeros(0)
+    test = accuracy(pm, enc["test"], theta=empty) if len(enc["test"]) else None
+    return {"rl_acc": fit.rl_acc, "test_acc": test, "train_acc": fit.train_acc, "c": fit.c, "pooling": pm.pooling,
+            "instruction": instruction}  # fmt: skip

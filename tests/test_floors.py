@@ -17,7 +17,7 @@ import torch
 from crlprompt.build import SetupConfig, build, build_model
 from crlprompt.errors import ConfigError
 from crlprompt.prompt_io import PromptFileError
-from crlprompt.floors import fit_logistic, fit_probe_head, no_prompt_model, probe_floor
+from crlprompt.floors import fit_logistic, fit_probe_head, instructed_probe, no_prompt_model, probe_floor
 from crlprompt.models import trained_pooling
 from crlprompt.prompts import resolve_pooling
 from crlprompt.scoring import accuracy, pooled_features
@@ -129,6 +129,31 @@ def test_probe_floor_has_no_prompt_and_is_what_a_head_fitted_on_unprompted_featu
     assert floor["test_acc"] == pytest.approx(accuracy(pm, setup.test, theta=torch.zeros(0)))
     # the floor's features are the unprompted model's: the prompted model's differ
     assert not torch.allclose(pooled_features(pm, setup.test), pooled_features(setup.model.eval(), setup.test))
+
+
+def test_an_instruction_carried_to_a_probed_target_is_the_floor_on_instructed_rows():
+    """instructed_probe(setup, w) is the no-prompt floor of the same rows with w in front of each input;
+    the empty instruction is the floor itself."""
+    import dataclasses
+
+    from crlprompt.tasks import load_task
+
+    cfg = SetupConfig(task="tiny", model="tiny-bert", num_tokens=0, prompt="shallow", pooling="mean")
+    setup = build(cfg)
+    assert instructed_probe(setup, "") == {**probe_floor(setup), "instruction": ""}
+    got = instructed_probe(setup, "good good good")
+    rows = load_task("tiny")
+    put = {n: dataclasses.replace(getattr(rows, n), texts=[f"good good good {t}" for t in getattr(rows, n).texts])
+           for n in ("train", "rl", "test")}  # fmt: skip
+    want = probe_floor(build(cfg, data=dataclasses.replace(rows, **put)))
+    assert got == {**want, "instruction": "good good good"}
+    # the words reach the features: the instructed rows pool to other vectors than the plain ones
+    plain = build(cfg)
+    instructed = build(cfg, data=dataclasses.replace(rows, **put))
+    pm = no_prompt_model(plain)
+    assert not torch.allclose(pooled_features(pm, plain.test), pooled_features(pm, instructed.test))
+    with pytest.raises(ConfigError, match="instruction must be a string"):
+        instructed_probe(setup, None)
 
 
 def test_a_head_trained_on_one_pooling_is_refused_by_a_model_that_pools_another(tmp_path, tiny_bert):
