@@ -45,6 +45,9 @@ BLOCKS: dict[str, tuple[list[str], int]] = {
     "floor-search": (["-m", "crlprompt.runners.compare", "--table", "results/floor/search"], 0),
     "benchmarks": (["benchmarks/results_table.py", "results/benchmarks"], 0),
     "outside-scale": (["benchmarks/outside_scale.py", "--table", "results/outside_scale"], 0),
+    "text-verdict": (["benchmarks/text_verdict.py", "results/text"], 0),
+    "text": (["-m", "crlprompt.runners.compare", "--table", "results/text"], 1),
+    "text-transfer": (["benchmarks/text_transfer.py", "--table", "results/text/transfer"], 0),
 }
 #: figures of the results pages: arguments of ``python -m crlprompt.runners.plots``
 FIGURES: list[list[str]] = [
