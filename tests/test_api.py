@@ -130,6 +130,7 @@ def test_loads_a_crl_prompt_train_run(tmp_path):
     assert clf.evaluate(test.texts, test.labels)["accuracy"] == pytest.approx(evaluate_checkpoint(out)["accuracy"], abs=1e-7)
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_verbose_shows_a_bar_and_a_summary_line_and_quiet_shows_neither():
     """In a fresh interpreter with no logging configured (pytest's own handlers would hide the rule):
     verbose (the default) writes the bar and the INFO lines to stderr, verbose=False writes neither."""

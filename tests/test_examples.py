@@ -36,11 +36,13 @@ def test_an_outside_optimizer_scores_its_prompt_on_test():
     assert 0.0 < start < 1.0 and 0.0 < found < 1.0, line
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_custom_env_compare(tmp_path):
     out = run_example("custom_env_compare.py", str(tmp_path / "cmp"))
     assert (tmp_path / "cmp" / "results.jsonl").is_file() and "|" in out
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_custom_agent_is_registered_and_compared(tmp_path):
     """An agent defined outside the package, registered in one line, runs through crl-prompt compare."""
     import json
@@ -52,6 +54,7 @@ def test_custom_agent_is_registered_and_compared(tmp_path):
     assert [ln.split()[0] for ln in out.splitlines() if " evals: best " in ln] == ["8", "16", "24", "32", "40"]
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_swap_ppo_for_bandit():
     out = run_example("swap_ppo_for_bandit.py")
     center = float(out.split("center prompt: D_RL acc ")[1].split(",")[0])

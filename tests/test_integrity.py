@@ -127,6 +127,7 @@ def run_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 @pytest.mark.parametrize("damage", ["flipped-byte", "lost-checksum"])
 def test_crl_prompt_eval_refuses_a_damaged_prompt_file_in_one_line(run_dir, tmp_path, damage):
     run = tmp_path / "run"

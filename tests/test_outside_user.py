@@ -20,6 +20,7 @@ from crlprompt import cli
 TINY, TINY_PROJ = "CRLPrompt/Tiny-v0", "CRLPrompt/Tiny-Proj64-v0"
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_async_vector_env_steps_under_fork_without_hanging():
     """gym.make_vec(..., "async") forks workers after the parent built an env (torch's thread pool
     up); the env module's at-fork hook gives each worker one thread. Bounded: a hang fails, not blocks."""

@@ -60,6 +60,7 @@ def test_es_improves_on_the_center(tiny_setup):
     assert res.final_reward == pytest.approx(rl_acc(tiny_setup, res.final_prompt))
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_ppo_improves_on_the_center(tiny_setup):
     res = PPOPromptAgent(make(tiny_setup), seed=0).learn(768)
     center = center_acc(tiny_setup)
@@ -233,6 +234,7 @@ def test_save_writes_a_loadable_checkpoint(tiny_setup, tmp_path):
 # ----------------------------------------------------------------------------- compare runner
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_compare_runner_writes_results(tmp_path):
     from crlprompt.runners import compare
 

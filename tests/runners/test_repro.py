@@ -344,6 +344,7 @@ def test_an_unreadable_grid_config_is_one_error(tmp_path):
         reproduce(one_cell(out))
 
 
+@pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
 def test_the_cli_refuses_a_rerun_with_other_settings_in_one_line(tmp_path):
     from helpers.cli import run_cli
 
