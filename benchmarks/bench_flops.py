@@ -107,7 +107,7 @@ def main(argv=None):
         print(f"peak {dt}: {C.median(xs) / 1e9:.1f} GFLOP/s", file=sys.stderr)
     local_peaks = []
 
-    data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=(400 if args.quick else None))
+    data = load_task(args.task, drl_fraction=0.1, seed=0, max_train=(400 if args.quick else None))
     lm = load_model(args.model)
     setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model.eval()
@@ -159,7 +159,7 @@ def main(argv=None):
         add_row(f"synthetic {bsz}×{args.seq}, plain HF body, no prefix", ts, *fl0, pk, "reference")
 
     # ---- the actual D_RL scoring
-    rl = setup.rl
+    rl = setup.drl
     for k in (1, args.k if not args.quick else 4):
         g = torch.Generator().manual_seed(1)
         thetas = (theta.cpu() + 0.1 * torch.randn(k, theta.shape[1], generator=g)).to(device)

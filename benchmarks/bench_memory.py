@@ -82,7 +82,7 @@ def child(case: str, device: str, quick: bool, threads: int | None = None) -> di
         from crlprompt.tasks import load_task
 
         dev = torch.device(device)
-        data = load_task("trec", rl_fraction=0.1, seed=0, max_train=b["max_train"], max_test=b["max_test"])
+        data = load_task("trec", drl_fraction=0.1, seed=0, max_train=b["max_train"], max_test=b["max_test"])
         base, tok, arch = P.load_base(model)
         peer = P.PeerClassifier(P.prefix_model(base, arch), base.config.hidden_size, data.spec.num_labels, arch).to(dev)
         padding = "max_length" if kind == "peft" else True

@@ -166,8 +166,8 @@ def run_crl(task: str, estimator: str, seed: int) -> dict:
     return {"part": "c", "task": task, "model": "minilm", "k_shot": 16, "data_seed": 13, "estimator": estimator,
             "seed": seed, "config": {**CRL_CONFIG, **CRL_ESTIMATOR_KW[estimator]}, "seconds": seconds,
             "rl_seconds": sum(r["seconds"] for r in records), "rl_updates": len(records), "rl_records": records,
-            "test_acc": summary["test_acc"], "rl_acc": summary["rl_acc"], "phase1_test_acc": summary["phase1_test_acc"],
-            "train_rows": len(setup.train), "rl_rows": len(setup.rl), "test_rows": len(setup.test)}  # fmt: skip
+            "test_acc": summary["test_acc"], "drl_acc": summary["drl_acc"], "phase1_test_acc": summary["phase1_test_acc"],
+            "train_rows": len(setup.train), "drl_rows": len(setup.drl), "test_rows": len(setup.test)}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- driver

@@ -3,7 +3,7 @@
 Sides, in this one process, same frozen weights, same linear head (a ridge probe fitted on training
 rows so the accuracies are not chance), same K prompts θ_k = θ_0 + σ·ε_k:
 
-* crl (population)  ``score_population(pm, setup.rl, thetas (K, D), max_rows=m)``: D_RL tokenized
+* crl (population)  ``score_population(pm, setup.drl, thetas (K, D), max_rows=m)``: D_RL tokenized
                     once, visited in length order, each forward scores all K prompts on
                     ``m // K`` examples (row k·b+i = prompt k, example i). Swept over ``--max-rows``;
                     the best is then timed against the peer ``--repeats`` times, interleaved.
@@ -57,12 +57,12 @@ def main(argv=None):
     device = C.setup_torch(args)
     rep = C.Report(f"Reward evaluation: K={k} prompts on D_RL, {args.task.upper()} / {args.model}", args, device)
 
-    data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=(400 if args.quick else None))
+    data = load_task(args.task, drl_fraction=0.1, seed=0, max_train=(400 if args.quick else None))
     lm = load_model(args.model)
     setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model
-    rl_texts, rl_labels = list(data.rl.texts), torch.as_tensor(data.rl.labels)
-    rl = setup.rl
+    rl_texts, rl_labels = list(data.drl.texts), torch.as_tensor(data.drl.labels)
+    rl = setup.drl
     if max_rl and max_rl < len(rl):
         idx = np.arange(max_rl)
         rl = rl.subset(idx)

@@ -50,7 +50,7 @@ def main(argv=None):
 
     device = C.setup_torch(args)
     rep = C.Report(f"RL overhead in CRL phase 2 (β 0.3, N {interval}, γ 2e-5 vs 0), {args.task.upper()} / {args.model}", args, device)
-    data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=max_train)
+    data = load_task(args.task, drl_fraction=0.1, seed=0, max_train=max_train)
     lm = load_model(args.model)
     setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model
@@ -111,7 +111,7 @@ def main(argv=None):
         ])  # fmt: skip
     rep.add(
         f"{steps} phase-2 steps per run (batch 32, β = 0.3: each step is a K = 3 population forward + backward), "
-        f"{len(setup.train)} training rows, D_RL {len(setup.rl)} rows, N = {interval}, lr {args.lr}; "
+        f"{len(setup.train)} training rows, D_RL {len(setup.drl)} rows, N = {interval}, lr {args.lr}; "
         f"{repeats} interleaved repeats, medians; median step without RL {step_s * 1e3:.0f} ms. "
         f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}."
     )

@@ -72,7 +72,7 @@ def measure(rows: int = 32, k: int = 20, repeats: int = 3) -> list[dict]:
     out = []
     for model, head in (("smollm2", "verbalizer"), ("minilm", "linear")):
         setup = build(SetupConfig(task="sst2", model=model, head=head, k_shot=16, data_seed=13), require_test=False)
-        data = setup.rl.subset(list(range(min(rows, len(setup.rl)))))
+        data = setup.drl.subset(list(range(min(rows, len(setup.drl)))))
         thetas = setup.model.prompt.theta.detach().expand(k, -1).clone()  # (K, D)
         score_population(setup.model, data, thetas)  # warm-up
         times = []

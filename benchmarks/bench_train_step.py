@@ -64,7 +64,7 @@ def main(argv=None):
     bs = args.batch_size
 
     # ---------------------------------------------------------------- crl-prompt's side
-    data = load_task(args.task, rl_fraction=0.1, seed=0, max_train=max_train)
+    data = load_task(args.task, drl_fraction=0.1, seed=0, max_train=max_train)
     lm = load_model(args.model)
     setup = build(SetupConfig(task=args.task, model=lm.name), lm=lm, data=data, device=device)
     pm = setup.model
@@ -117,7 +117,7 @@ def main(argv=None):
             inner = a.evaluate
             clock = C.Clock(device)
 
-            def timed_eval(split="rl"):
+            def timed_eval(split="drl"):
                 with clock:
                     return inner(split)
 

@@ -157,7 +157,7 @@ def crl_table(records: list[dict]) -> str:
                 extra = f"ESS {statistics.mean(x['ess'] for x in recs):.2f} of ≤ 16"
             share = statistics.mean(r["rl_seconds"] / r["seconds"] for r in rs)
             out.append(f"| {task} | {est} | {len(rs)} | {ms([r['test_acc'] for r in rs])} | "
-                       f"{ms([r['rl_acc'] for r in rs])} | {statistics.mean(r['seconds'] for r in rs):.0f} | "
+                       f"{ms([r['drl_acc'] for r in rs])} | {statistics.mean(r['seconds'] for r in rs):.0f} | "
                        f"{statistics.mean(r['rl_seconds'] for r in rs):.1f} | {share:.1%} | "
                        f"{statistics.mean(r['rl_updates'] for r in rs):.0f} | {extra} |")  # fmt: skip
     return "\n".join(out) + "\n"

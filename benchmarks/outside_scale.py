@@ -63,8 +63,8 @@ def run_cell(env_id: str, alpha: float, data_seed: int, budget: int, seed: int =
         "optimizer": f"pycma {cma.__version__} defaults (popsize {pop}, sigma0 {sigma0})",
         "best_fitness": best_r, "test_sample": test_sample,
         "label_tokens": vec.unwrapped.search.setup.config.label_tokens,
-        "start": {s: ev(split=s) for s in ("rl", "test")},
-        "found": {s: ev(best, split=s) for s in ("rl", "test")},
+        "start": {s: ev(split=s) for s in ("drl", "test")},
+        "found": {s: ev(best, split=s) for s in ("drl", "test")},
         "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
     vec.close()
@@ -117,8 +117,8 @@ def table(path: Path) -> str:
         s = np.mean([r["start"]["test"]["accuracy"] for r in rs])
         f = np.mean([r["found"]["test"]["accuracy"] for r in rs])
         wins = sum(r["found"]["test"]["accuracy"] > r["start"]["test"]["accuracy"] for r in rs)
-        rl0 = np.mean([r["start"]["rl"]["accuracy"] for r in rs])
-        rl1 = np.mean([r["found"]["rl"]["accuracy"] for r in rs])
+        rl0 = np.mean([r["start"]["drl"]["accuracy"] for r in rs])
+        rl1 = np.mean([r["found"]["drl"]["accuracy"] for r in rs])
         seeds = ",".join(str(x) for x in sorted({r["data_seed"] for r in rs}))
         fl = [floor.get((env_id, r["data_seed"])) for r in rs]
         fl_cell, vs_floor = "–", "–"

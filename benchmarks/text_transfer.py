@@ -41,7 +41,7 @@ def selected_prompts(root: Path) -> list[dict]:
                 continue
             which = r.get("selected", "best")
             out.append({"env_id": r["env_id"], "algo": r["algo"], "seed": r["seed"], "data_seed": r["data_seed"],
-                        "prompt": r[f"{which}_prompt"], "source_rl_acc": r["selected_rl_acc"],
+                        "prompt": r[f"{which}_prompt"], "source_drl_acc": r["selected_drl_acc"],
                         "source_test_acc": r["selected_test_acc"]})  # fmt: skip
     return out
 
@@ -73,8 +73,8 @@ def run(root: Path, out: Path, data_dir: str | None) -> None:
             setups[key] = (setup, instructed_probe(setup, ""))
         setup, floor = setups[key]
         got = instructed_probe(setup, p["prompt"])
-        rec = {**p, "target": TARGET, "task": key[0], "target_floor_rl_acc": floor["rl_acc"],
-               "target_floor_test_acc": floor["test_acc"], "target_rl_acc": got["rl_acc"],
+        rec = {**p, "target": TARGET, "task": key[0], "target_floor_drl_acc": floor["drl_acc"],
+               "target_floor_test_acc": floor["test_acc"], "target_drl_acc": got["drl_acc"],
                "target_test_acc": got["test_acc"], "c": got["c"], "pooling": got["pooling"]}  # fmt: skip
         append_record(out, rec, kind="benchmark")
         print(json.dumps({k: rec[k] for k in ("env_id", "algo", "data_seed", "target_floor_test_acc", "target_test_acc")}),

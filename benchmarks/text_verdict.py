@@ -61,7 +61,7 @@ def gaps(runs: list[dict]) -> dict[str, list[float]]:
     out: dict = {}
     for r in runs:
         name = r["algo"] if "-Text-" in r["env_id"] else f"{r['algo']} (soft)"
-        out.setdefault(name, []).append(100 * (r["selected_rl_acc"] - r["selected_test_acc"]))
+        out.setdefault(name, []).append(100 * (r["selected_drl_acc"] - r["selected_test_acc"]))
     return out
 
 

@@ -33,7 +33,7 @@ from .batching import Encoded, encode, eval_batches
 from .build import SetupConfig, build, build_model, resolve_device, template_for
 from .checkpoint import jsonable
 from .data.files import parse_label
-from .data.splits import split_rl
+from .data.splits import split_drl
 from .errors import ConfigError, CRLPromptError, DataError
 from .floors import fit_probe_head
 from .models import load_model
@@ -98,7 +98,7 @@ class PromptClassifier:
             seconds); False: neither, only warnings and errors.
         progress: the progress bar alone; None (default) follows ``verbose``.
         **options: other fields of :class:`~crlprompt.build.SetupConfig` (``prompt``, ``head``,
-            ``max_length``, ``rl_fraction``, ``data_seed``...) or of :class:`~crlprompt.agents.CRLConfig`
+            ``max_length``, ``drl_fraction``, ``data_seed``...) or of :class:`~crlprompt.agents.CRLConfig`
             (``lr``, ``phase1_epochs``, ``phase2_epochs``, ``batch_size``, ``rl_interval``, ``gamma``...).
     """
 
@@ -142,7 +142,7 @@ class PromptClassifier:
     # ------------------------------------------------------------------ training and scoring
     def fit(self, texts: Sequence[str], labels: Sequence[Any], *, validation: tuple | None = None) -> "PromptClassifier":
         """Train a fresh prompt (and head) on the rows; D_RL (reward and model selection) is
-        ``validation=(texts, labels)``, else a seeded ``rl_fraction`` holdout of the rows."""
+        ``validation=(texts, labels)``, else a seeded ``drl_fraction`` holdout of the rows."""
         with _verbosity(self.verbose):
             return self._fit(texts, labels, validation)
 
@@ -154,31 +154,31 @@ class PromptClassifier:
                             "least two classes. Fix: add rows of the other labels")  # fmt: skip
         cfg, agent_cfg = self.config.resolved_setup(), self.config.agent_config()
         if validation is None:
-            train, rl = split_rl(train, cfg.rl_fraction, cfg.data_seed)
+            train, drl = split_drl(train, cfg.drl_fraction, cfg.data_seed)
         else:
-            rl = self._rows(*validation, "validation")
+            drl = self._rows(*validation, "validation")
         # no test rows yet: the agent's closing "test" score runs on D_RL (evaluate() scores real ones)
-        setup = build(cfg, device=self.device, lm=self.lm, data=TaskData(self.spec, train, rl, rl, "python"),
+        setup = build(cfg, device=self.device, lm=self.lm, data=TaskData(self.spec, train, drl, drl, "python"),
                       prompt_dropout=agent_cfg.prompt_dropout)  # fmt: skip
-        self.lm, self.model, self.splits = setup.lm, setup.model, {"train": train, "rl": rl}
+        self.lm, self.model, self.splits = setup.lm, setup.model, {"train": train, "drl": drl}
         t0 = time.perf_counter()
         if self.config.method_spec.trains:
             summary = CRLAgent(setup, agent_cfg, seed=cfg.seed, progress=self.progress).learn()
         else:  # probe (the no-prompt floor's logistic regression) or HandCraft: nothing is trained by gradient
             if setup.model.head_kind == "linear":
-                fit_probe_head(setup.model, setup.train, setup.rl)
-            summary = {"rl_acc": accuracy(setup.model, setup.rl), "steps": 0}
+                fit_probe_head(setup.model, setup.train, setup.drl)
+            summary = {"drl_acc": accuracy(setup.model, setup.drl), "steps": 0}
         self.model.eval()
         trainable, total = self.model.parameter_counts()
         self.record = stamp({
             "event": "final", "task": cfg.task, "model": cfg.model, "method": self.config.method, "seed": cfg.seed,
-            "test_acc": None, "rl_acc": summary["rl_acc"], "steps": summary["steps"],
+            "test_acc": None, "drl_acc": summary["drl_acc"], "steps": summary["steps"],
             "seconds": time.perf_counter() - t0, "trainable_params": trainable, "total_params": total,
-            "n_train": len(train), "n_rl": len(rl), "n_test": 0, "device": str(self.device),
+            "n_train": len(train), "n_drl": len(drl), "n_test": 0, "device": str(self.device),
             "config": {"setup": jsonable(setup.config), "agent": jsonable(agent_cfg)},
         }, kind="train", device=self.device)  # fmt: skip
         log.info("fit: %s on %d rows (%d train, %d D_RL): D_RL accuracy %.4f in %.1fs", self.config.method,
-                 len(train) + len(rl), len(train), len(rl), summary["rl_acc"], self.record["seconds"])  # fmt: skip
+                 len(train) + len(drl), len(train), len(drl), summary["drl_acc"], self.record["seconds"])  # fmt: skip
         return self
 
     def evaluate(self, texts: Sequence[str], labels: Sequence[Any], *, as_test: bool = False) -> dict:
@@ -197,7 +197,7 @@ class PromptClassifier:
 
     def _keep_as_test(self, test: Split, acc: float) -> None:
         seen = set(self.splits["train"].texts if "train" in self.splits else ()) | set(
-            self.splits["rl"].texts if "rl" in self.splits else ())
+            self.splits["drl"].texts if "drl" in self.splits else ())
         overlap = sum(t in seen for t in test.texts)
         if overlap:
             log.warning("evaluate: %d of %d rows kept as the run's test split are training or D_RL rows; its "
@@ -309,7 +309,7 @@ class PromptClassifier:
         load_prompt(clf.model, saved.path)
         clf.model.eval()
         if saved.data is not None:
-            clf.splits = {"train": saved.data.train, "rl": saved.data.rl}
+            clf.splits = {"train": saved.data.train, "drl": saved.data.drl}
             if "test" in (saved.config.get("data") or {}):
                 clf.splits["test"] = saved.data.test
         metrics = path / "metrics.jsonl"

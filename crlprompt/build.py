@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 
 from .batching import Encoded, encode
+from .data.splits import deprecated_alias
 from .errors import ConfigError, DataError
 from .models import LoadedModel, load_model
 from .prompts import (
@@ -62,8 +63,8 @@ class SetupConfig:
     """Seed of the D_RL split and of any subsampling (kept fixed across seeds so runs share D_RL and test)."""
     data_dir: str | None = None
     """Directory with task files (SST-2 needs sst2/dev.tsv from GLUE); also $CRLPROMPT_DATA_DIR."""
-    rl_fraction: float = 0.1
-    """|D_RL| / |train|; paper: 10%."""
+    drl_fraction: float = 0.1
+    """|D_RL| / |train|; paper: 10% (``rl_fraction`` before it was renamed; stored configs still read)."""
     max_train: int | None = None
     """Cap the training pool (seeded subsample; D_RL is taken from it)."""
     max_test: int | None = None
@@ -72,7 +73,7 @@ class SetupConfig:
     """Token cap per input."""
     k_shot: int | None = None
     """Few-shot (LM-BFF): train on k rows per class, D_RL = k other rows per class, full test; data_seed
-    draws them (LM-BFF seeds: 13 21 42 87 100). None = full data with an rl_fraction holdout."""
+    draws them (LM-BFF seeds: 13 21 42 87 100). None = full data with a drl_fraction holdout."""
     template: str = "auto"
     """HandCraft prompt of the verbalizer head: paper (Appendix B.1, verbatim) | cloze (this project's
     earlier cloze prompts) | auto = the task's default (paper where the paper gives one)."""
@@ -103,9 +104,9 @@ class SetupConfig:
         for name in ("max_train", "max_test", "k_shot"):
             if getattr(self, name) is not None:
                 setattr(self, name, _check_int(name, getattr(self, name), 1))
-        rf = self.rl_fraction
+        rf = self.drl_fraction
         if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not math.isfinite(rf) or not 0 < rf < 1:
-            raise ConfigError(f"rl_fraction must be a number in (0, 1), got {rf!r}")
+            raise ConfigError(f"drl_fraction must be a number in (0, 1), got {rf!r}")
 
     @property
     def prompt_kind(self) -> PromptKind:
@@ -136,7 +137,10 @@ class SetupConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SetupConfig":
-        """Rebuild from a stored dict; unknown keys are refused with their names."""
+        """Rebuild from a stored dict; unknown keys are refused with their names. A dict stored before
+        ``rl_fraction`` became ``drl_fraction`` reads as it was."""
+        if "rl_fraction" in d and "drl_fraction" not in d:
+            d = {("drl_fraction" if k == "rl_fraction" else k): v for k, v in d.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -172,11 +176,13 @@ class Setup:
     lm: LoadedModel
     model: PromptedModel
     train: Encoded
-    rl: Encoded  # D_RL: reward subset, also the validation set for model selection
+    drl: Encoded  # D_RL: reward subset, also the validation set for model selection
     test: Encoded
     source: str
     rows: TaskData | None = None
     """The splits as text (in-context demonstrations need them); None where a caller built the Setup by hand."""
+
+    rl = deprecated_alias("drl")
 
 
 def template_for(lm: LoadedModel, head: HeadKind) -> str:
@@ -222,7 +228,7 @@ def build(
         raise ConfigError(f"build() takes a SetupConfig, got {type(config).__name__}")
     cfg = config.resolved()
     data = data or load_task(
-        cfg.task, data_dir=cfg.data_dir, rl_fraction=cfg.rl_fraction, seed=cfg.data_seed,
+        cfg.task, data_dir=cfg.data_dir, drl_fraction=cfg.drl_fraction, seed=cfg.data_seed,
         max_train=cfg.max_train, max_test=cfg.max_test, k_shot=cfg.k_shot,
         require_test=require_test,
     )  # fmt: skip
@@ -239,9 +245,9 @@ def build(
     tmpl = template_for(lm, cfg.head_kind)
     enc = {
         name: encode(split, lm.tokenizer, spec=spec, template=tmpl, max_length=cfg.max_length)
-        for name, split in (("train", data.train), ("rl", data.rl), ("test", data.test))
+        for name, split in (("train", data.train), ("drl", data.drl), ("test", data.test))
     }
-    return Setup(cfg, spec, lm, pm, enc["train"], enc["rl"], enc["test"], data.source, data)
+    return Setup(cfg, spec, lm, pm, enc["train"], enc["drl"], enc["test"], data.source, data)
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -56,7 +56,7 @@ def train_main(argv: list[str]) -> dict:
     if is_main():
         print(
             f"{rec['method']} {rec['task']}/{rec['model']} seed {rec['seed']}: test accuracy {rec['test_acc']:.4f} "
-            f"(best after phase 1, CE only: {rec['phase1_test_acc']:.4f}; best D_RL {rec['rl_acc']:.4f}) | "
+            f"(best after phase 1, CE only: {rec['phase1_test_acc']:.4f}; best D_RL {rec['drl_acc']:.4f}) | "
             f"trainable params {rec['trainable_params']:,} of {rec['total_params']:,} | {rec['seconds']:.0f}s -> {cfg.out}"
         )
     return rec

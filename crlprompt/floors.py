@@ -44,8 +44,8 @@ class ProbeFit:
     c: float
     """The chosen regularisation (scikit-learn's C, on features scaled to unit mean norm)."""
     train_acc: float
-    rl_acc: float
-    rl_loss: float
+    drl_acc: float
+    drl_loss: float
     """Mean cross-entropy on D_RL (the tie-break of the selection)."""
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,10 +88,10 @@ def fit_logistic(
         fit.train_acc = float((fit.logits(x).argmax(1) == y).double().mean())
         if len(x_rl):
             z = fit.logits(x_rl)
-            fit.rl_acc, fit.rl_loss = float((z.argmax(1) == y_rl).double().mean()), _ce(z, y_rl)
+            fit.drl_acc, fit.drl_loss = float((z.argmax(1) == y_rl).double().mean()), _ce(z, y_rl)
         else:
-            fit.rl_acc = fit.train_acc
-        if best is None or (fit.rl_acc, -fit.rl_loss) > (best.rl_acc, -best.rl_loss):
+            fit.drl_acc = fit.train_acc
+        if best is None or (fit.drl_acc, -fit.drl_loss) > (best.drl_acc, -best.drl_loss):
             best = fit
     return best
 
@@ -119,12 +119,12 @@ def fit_probe_head(pm: PromptedModel, train: Encoded, rl: Encoded, *, cs: tuple[
 
 
 def probe_floor(setup: Setup, *, cs: tuple[float, ...] = PROBE_CS) -> dict:
-    """The no-prompt floor of ``setup``: ``{"rl_acc", "test_acc", "train_acc", "c", "pooling"}``."""
+    """The no-prompt floor of ``setup``: ``{"drl_acc", "test_acc", "train_acc", "c", "pooling"}``."""
     pm = no_prompt_model(setup)
-    fit = fit_probe_head(pm, setup.train, setup.rl, cs=cs)
+    fit = fit_probe_head(pm, setup.train, setup.drl, cs=cs)
     empty = torch.zeros(0)
     test = accuracy(pm, setup.test, theta=empty) if len(setup.test) else None
-    return {"rl_acc": fit.rl_acc, "test_acc": test, "train_acc": fit.train_acc, "c": fit.c,
+    return {"drl_acc": fit.drl_acc, "test_acc": test, "train_acc": fit.train_acc, "c": fit.c,
             "pooling": pm.pooling}  # fmt: skip
 
 
@@ -136,7 +136,7 @@ def handcraft_floor(setup: Setup) -> dict:
     pm = no_prompt_model(setup, head="verbalizer")
     empty = torch.zeros(0)
     test = accuracy(pm, setup.test, theta=empty) if len(setup.test) else None
-    return {"rl_acc": accuracy(pm, setup.rl, theta=empty), "test_acc": test}
+    return {"drl_acc": accuracy(pm, setup.drl, theta=empty), "test_acc": test}
 
 
 def demonstrations(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> str:
@@ -163,7 +163,7 @@ def demonstrations(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> st
 
 def icl_floor(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> dict:
     """In-context demonstrations (decoders with a verbalizer): train rows in front of every D_RL / test
-    input, as many per class as fit ``max_tokens``; ``{"rl_acc", "test_acc", "demos", "tokens"}``.
+    input, as many per class as fit ``max_tokens``; ``{"drl_acc", "test_acc", "demos", "tokens"}``.
 
     The demonstrations are the same for every row, so they are run through the LM once: their keys and
     values become a deep prefix (:func:`crlprompt.prompts.text_theta`) in front of each templated input,
@@ -184,7 +184,7 @@ def icl_floor(setup: Setup, *, max_tokens: int = 1024, seed: int = 0) -> dict:
     pm = pm.to(setup.model.device).eval()
     theta = text_theta(setup.lm, layout, demos).to(setup.model.device)
     out: dict = {"demos": demos.count("\n"), "tokens": n}
-    for name, data in (("rl", setup.rl), ("test", setup.test)):
+    for name, data in (("drl", setup.drl), ("test", setup.test)):
         out[f"{name}_acc"] = accuracy(pm, data, theta=theta, batch_size=16) if len(data) else None
     return out
 
@@ -209,12 +209,12 @@ def instructed_probe(setup: Setup, instruction: str, *, cs: tuple[float, ...] = 
     pm = no_prompt_model(setup)
     tok, max_len = setup.lm.tokenizer, setup.config.max_length
     enc = {}
-    for name in ("train", "rl", "test"):
+    for name in ("train", "drl", "test"):
         split = getattr(setup.rows, name)
         texts = [f"{instruction.strip()} {t}" for t in split.texts]
         enc[name] = encode(type(split)(texts, split.labels), tok, spec=setup.spec, template="none", max_length=max_len)
-    fit = fit_probe_head(pm, enc["train"], enc["rl"], cs=cs)
+    fit = fit_probe_head(pm, enc["train"], enc["drl"], cs=cs)
     empty = torch.zeros(0)
     test = accuracy(pm, enc["test"], theta=empty) if len(enc["test"]) else None
-    return {"rl_acc": fit.rl_acc, "test_acc": test, "train_acc": fit.train_acc, "c": fit.c, "pooling": pm.pooling,
+    return {"drl_acc": fit.drl_acc, "test_acc": test, "train_acc": fit.train_acc, "c": fit.c, "pooling": pm.pooling,
             "instruction": instruction}  # fmt: skip

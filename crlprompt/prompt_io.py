@@ -241,7 +241,7 @@ def save_peft_adapter(
     Args:
         spec: the :class:`~crlprompt.tasks.TaskSpec` (task name and labels for the card).
         setup: the :class:`~crlprompt.build.SetupConfig` (or its dict) the prompt was trained with.
-        metrics: accuracies and the like (``test_acc``, ``rl_acc``, ``method``...) for the card.
+        metrics: accuracies and the like (``test_acc``, ``drl_acc``, ``method``...) for the card.
     """
     from safetensors.torch import save_file
 

@@ -48,7 +48,7 @@ The reward of each id (:data:`crlprompt.scoring.REWARDS`; ``env.unwrapped.reward
   :class:`~crlprompt.envs.EnvConfig`, against the head planted at a hidden prompt.
 * the full-data ids ``CRLPrompt/{TREC,AGNews,SST2}-MiniLM-v0`` and ``TREC-SmolLM2-v0``, with their
   ``-Proj64`` twins: accuracy (in [0, 1]) on D_RL; AG News and SST-2 on its first 1,000 rows
-  (``max_rl=1000``), ``TREC-SmolLM2`` on a seeded minibatch of 128 D_RL rows per step
+  (``max_drl=1000``), ``TREC-SmolLM2`` on a seeded minibatch of 128 D_RL rows per step
   (``reward_batch_size=128``), TREC MiniLM on all of it.
 * the 16-shot ids: cross-entropy (``reward="ce"``, mean log p(y), ≤ 0), on the train rows
   (SmolLM2) or on D_RL (MiniLM), as above.
@@ -69,13 +69,13 @@ FEW_SHOT = {"k_shot": 16, "data_seed": 13, "projection": "bbt", "projection_dim"
             "reward": "ce"}  # fmt: skip
 DECODER_16 = {**FEW_SHOT, "model": "smollm2", "head": "verbalizer", "start": "handcraft", "reward_split": "train",
               "alpha": 0.2}  # fmt: skip
-ENCODER_16 = {**FEW_SHOT, "model": "minilm", "head": "probe", "start": "zero", "reward_split": "rl", "alpha": 1.0}
+ENCODER_16 = {**FEW_SHOT, "model": "minilm", "head": "probe", "start": "zero", "reward_split": "drl", "alpha": 1.0}
 
 ENV_SPECS: dict[str, dict] = {
     "Tiny": {"task": "tiny", "model": "tiny-llama", "num_tokens": 4, "init": "random", "head": "planted", "sigma": 2.0},
     "TREC-MiniLM": {"task": "trec", "model": "minilm"},
-    "AGNews-MiniLM": {"task": "agnews", "model": "minilm", "max_rl": 1000},
-    "SST2-MiniLM": {"task": "sst2", "model": "minilm", "max_rl": 1000},
+    "AGNews-MiniLM": {"task": "agnews", "model": "minilm", "max_drl": 1000},
+    "SST2-MiniLM": {"task": "sst2", "model": "minilm", "max_drl": 1000},
     "TREC-SmolLM2": {"task": "trec", "model": "smollm2", "reward_batch_size": 128},
     **{f"{name}-{model}-16Shot": {**base, "task": task}
        for name, task in (("SST2", "sst2"), ("TREC", "trec"), ("AGNews", "agnews"))

@@ -44,7 +44,8 @@ from .data import staicc as _staicc
 from .data.files import ED_EMOTIONS, read_split_file
 from .data.hub import HUB_DATASETS, load_hf
 from .data.pickles import safe_unpickle
-from .data.splits import Split, cap, check_fraction, check_limit, data_error, split_rl
+from .data.splits import (Split, cap, check_fraction, check_limit, data_error, deprecated_alias, split_drl, split_rl,
+                          warn_renamed)
 from .data.splits import k_shot as few_shot
 from .data.staicc import STAICC_PIN
 from .data.synthetic import load_tiny
@@ -53,7 +54,7 @@ from .errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 __all__ = ["DataError", "PromptTemplate", "TaskSpec", "Split", "TaskData", "TASKS", "get_task", "load_task",
-           "split_rl", "load_staicc", "read_split_file", "safe_unpickle"]
+           "split_drl", "split_rl", "load_staicc", "read_split_file", "safe_unpickle"]
 
 DATA_DIR_ENV = "CRLPROMPT_DATA_DIR"
 SOURCES = ("auto", "staicc", "data_dir", "hf", "synthetic")
@@ -151,13 +152,15 @@ class TaskSpec:
 
 @dataclass
 class TaskData:
-    """``train`` (D_RL removed), ``rl`` (D_RL), ``test`` (never for model selection)."""
+    """``train`` (D_RL removed), ``drl`` (D_RL), ``test`` (never for model selection)."""
 
     spec: TaskSpec
     train: Split
-    rl: Split
+    drl: Split
     test: Split
     source: str
+
+    rl = deprecated_alias("drl")
 
 
 # Single-token stand-ins (BERT WordPiece and SmolLM BPE) for emotion names that split.
@@ -266,33 +269,38 @@ def _test_stems(spec: TaskSpec) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- load_task
 
 def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
-              rl_fraction: float = 0.1, seed: int = 0, max_train: int | None = None,
-              max_test: int | None = None, k_shot: int | None = None, require_test: bool = True) -> TaskData:
+              drl_fraction: float = 0.1, seed: int = 0, max_train: int | None = None,
+              max_test: int | None = None, k_shot: int | None = None, require_test: bool = True,
+              rl_fraction: float | None = None) -> TaskData:
     """Load a task and carve the reward subset D_RL out of its training split.
 
     ``max_train`` caps the training *pool* first (seeded subsample of the original train
-    split), then D_RL takes ``rl_fraction`` of that pool, so ``len(train) + len(rl) ==
-    min(max_train, n_train)``. Without ``max_train`` D_RL is ``rl_fraction`` of the full original
+    split), then D_RL takes ``drl_fraction`` of that pool, so ``len(train) + len(drl) ==
+    min(max_train, n_train)``. Without ``max_train`` D_RL is ``drl_fraction`` of the full original
     train split. ``max_test`` is a seeded subsample of the test split. ``data_dir=None`` falls
     back to ``$CRLPROMPT_DATA_DIR``.
 
     ``k_shot=k`` makes a few-shot task as LM-BFF does: train = k rows per class, D_RL = k
     other rows per class (the dev set: reward and model selection), both drawn with ``seed``
-    from the (capped) training pool; test stays complete (``rl_fraction`` does not apply).
+    from the (capped) training pool; test stays complete (``drl_fraction`` does not apply).
 
     ``require_test=False`` (what the environments pass: they never score the test split) returns
     an empty test split instead of failing when only the test file is missing (SST-2's dev.tsv).
 
     ``tiny`` comes with its own D_RL: 256 train, 64 D_RL and 128 test rows drawn with
-    ``seed`` (:func:`crlprompt.data.synthetic.load_tiny`); ``rl_fraction`` does not apply to it,
-    ``max_train`` and ``max_test`` subsample its train and test rows.
+    ``seed`` (:func:`crlprompt.data.synthetic.load_tiny`); ``drl_fraction`` does not apply to it,
+    ``max_train`` and ``max_test`` subsample its train and test rows. ``rl_fraction`` is the
+    earlier name of ``drl_fraction`` (deprecated).
     """
+    if rl_fraction is not None:
+        warn_renamed("rl_fraction", "drl_fraction")
+        drl_fraction = rl_fraction
     spec = get_task(name)
     if source not in SOURCES:
         raise data_error("load_task", f"unknown source {source!r}", f"use one of {', '.join(SOURCES)}")
     check_limit(max_train, "max_train")
     check_limit(max_test, "max_test")
-    check_fraction(rl_fraction)
+    check_fraction(drl_fraction)
     if source == "synthetic" and spec.name != "tiny":
         raise data_error(f"task {spec.name}", "source 'synthetic' serves task 'tiny' only",
                          "use source auto, staicc, data_dir or hf")
@@ -300,10 +308,10 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: s
         if source not in ("auto", "synthetic"):
             raise data_error("task tiny", f"source {source!r} has no copy of this synthetic task",
                              "pass source='auto' or 'synthetic' (tiny is generated in code)")
-        train, rl, test = load_tiny(seed)
+        train, drl, test = load_tiny(seed)
         if k_shot is not None:
-            train, rl = few_shot(train, k_shot, seed, spec.num_labels)
-        return TaskData(spec, cap(train, max_train, seed, "max_train"), rl,
+            train, drl = few_shot(train, k_shot, seed, spec.num_labels)
+        return TaskData(spec, cap(train, max_train, seed, "max_train"), drl,
                         cap(test, max_test, seed, "max_test"), "synthetic")
     ddir = data_dir if data_dir is not None else (os.environ.get(DATA_DIR_ENV) or None)
     ddir = Path(ddir).expanduser() if ddir is not None else None
@@ -354,8 +362,8 @@ def load_task(name: str, *, data_dir: str | os.PathLike | None = None, source: s
 
     pool = cap(train, max_train, seed, "max_train")
     if k_shot is not None:
-        rest, rl = few_shot(pool, k_shot, seed, spec.num_labels)
+        rest, drl = few_shot(pool, k_shot, seed, spec.num_labels)
         origin += f":{k_shot}-shot"
     else:
-        rest, rl = split_rl(pool, rl_fraction, seed)
-    return TaskData(spec, rest, rl, cap(test, max_test, seed, "max_test"), origin)
+        rest, drl = split_drl(pool, drl_fraction, seed)
+    return TaskData(spec, rest, drl, cap(test, max_test, seed, "max_test"), origin)

@@ -59,9 +59,9 @@ def test_fit_evaluate_save_load_predict_round_trip(tmp_path, capsys):
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "prompt.safetensors", "adapter", "data"}
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "crl" and config["setup"]["task"] == "custom" and config["agent"]["rl_interval"] == 2
-    assert config["task_spec"]["label_names"] == NAMES and set(config["data"]) == {"train", "rl", "test"}
+    assert config["task_spec"]["label_names"] == NAMES and set(config["data"]) == {"train", "drl", "test"}
     final = json.loads((out / "metrics.jsonl").read_text())
-    assert final["test_acc"] == scores["accuracy"] and final["n_train"] + final["n_rl"] == 96 and final["n_test"] == 40
+    assert final["test_acc"] == scores["accuracy"] and final["n_train"] + final["n_drl"] == 96 and final["n_test"] == 40
     assert final["schema"] == SCHEMA and final["kind"] == "train" and final["machine"]["torch_threads"] >= 1
     assert final["versions"]["commit"] and final["config"]["setup"]["init"] != "auto"  # the config as built
     assert (out / "adapter" / HEAD_FILE).is_file() and read_card_record(out / "adapter")["labels"] == NAMES
@@ -86,7 +86,7 @@ def test_fit_trains_the_prompt_and_head_and_never_the_lm():
     assert not torch.equal(before.model.head.linear.weight, untrained.model.head.linear.weight)
     fresh = load_model("tiny-bert").body.state_dict()
     assert all(torch.equal(v, fresh[k]) for k, v in before.lm.body.state_dict().items())
-    assert before.record["n_rl"] == len(TEST) and before.record["n_train"] == len(TRAIN)  # validation = D_RL
+    assert before.record["n_drl"] == len(TEST) and before.record["n_train"] == len(TRAIN)  # validation = D_RL
 
 
 def test_same_seed_same_prompt_labels_as_names_or_ids():
@@ -162,8 +162,8 @@ def test_quiet_holds_back_info_lines_even_where_logging_is_configured(caplog):
     assert clf.progress and not PromptClassifier(NAMES, verbose=False).progress
     assert PromptClassifier(NAMES, verbose=False, progress=True).progress  # progress set: the bar alone
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("fit: "))
-    assert f"crl on 96 rows ({clf.record['n_train']} train, {clf.record['n_rl']} D_RL)" in line
-    assert f"D_RL accuracy {clf.record['rl_acc']:.4f}" in line
+    assert f"crl on 96 rows ({clf.record['n_train']} train, {clf.record['n_drl']} D_RL)" in line
+    assert f"D_RL accuracy {clf.record['drl_acc']:.4f}" in line
 
 
 def test_loads_a_plain_peft_adapter_given_only_its_labels(tmp_path):

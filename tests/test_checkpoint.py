@@ -46,7 +46,7 @@ def full_state(model: torch.nn.Module) -> TrainState:
         batches=[np.array([4, 0, 7]), np.array([1, 2]), np.array([3, 6, 5])],
         loss_sums={"ce": torch.tensor(1.25), "rl": 0.5}, best={k: v + 1 for k, v in snap.items()}, best_acc=0.75,
         phase1_best={k: v - 1 for k, v in snap.items()}, phase1_best_acc=0.5, reward_mean=0.625,
-        history=[{"phase": 1, "epoch": 1, "step": 8, "rl_acc": 0.5}], elapsed=12.5,
+        history=[{"phase": 1, "epoch": 1, "step": 8, "drl_acc": 0.5}], elapsed=12.5,
     )  # fmt: skip
 
 

@@ -100,7 +100,7 @@ def test_train_then_eval_tiny(tmp_path, capsys, needs_staicc):
     assert [r["event"] for r in records] == ["epoch", "epoch", "final"]
     final = records[-1]
     assert final == {k: v for k, v in rec_train.items()}
-    assert final["n_train"] + final["n_rl"] == 160 and final["n_test"] == 40
+    assert final["n_train"] + final["n_drl"] == 160 and final["n_test"] == 40
     assert final["trainable_params"] == 4 * 2 * 2 * 32 + 32 * 6 + 6  # θ + linear head (6 TREC classes)
     nothing_left(tmp_path)
 

@@ -44,8 +44,8 @@ def test_two_gloo_processes_match_one(tmp_path):
     rec1 = json.loads((one / "metrics.jsonl").read_text().splitlines()[-1])
     rec2 = json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
     assert rec1["test_acc"] == rec2["test_acc"]
-    assert [json.loads(x)["rl_acc"] for x in (one / "metrics.jsonl").read_text().splitlines()[:-1]] == [
-        json.loads(x)["rl_acc"] for x in (two / "metrics.jsonl").read_text().splitlines()[:-1]
+    assert [json.loads(x)["drl_acc"] for x in (one / "metrics.jsonl").read_text().splitlines()[:-1]] == [
+        json.loads(x)["drl_acc"] for x in (two / "metrics.jsonl").read_text().splitlines()[:-1]
     ]
     assert not (tmp_path / ".two.partial").exists(), "rank 0 alone writes; nothing left behind"
 
@@ -63,8 +63,8 @@ def test_sharded_reward_equals_unsharded(tmp_path):
     setup = tiny_setup()
     theta = setup.model.prompt.theta.detach()
     thetas = theta + 0.3 * torch.randn(4, theta.numel(), generator=torch.Generator().manual_seed(0))
-    ref = score_population(setup.model, setup.rl, thetas, max_rows=32)
-    assert got["world"] == 2 and got["count"] == ref.count == len(setup.rl)
+    ref = score_population(setup.model, setup.drl, thetas, max_rows=32)
+    assert got["world"] == 2 and got["count"] == ref.count == len(setup.drl)
     assert got["accuracy"] == pytest.approx(ref.reward("accuracy").tolist(), abs=1e-7)
     assert got["margin"] == pytest.approx(ref.reward("margin").tolist(), abs=1e-5)
 

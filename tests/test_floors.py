@@ -109,7 +109,7 @@ def test_fit_logistic_matches_sklearn_and_picks_c_on_d_rl():
     assert (fit.logits(torch.tensor(x_rl)).argmax(1).numpy() == ref.predict(x_rl * scale)).all()
     accs = {c: (LogisticRegression(C=c, max_iter=5000).fit(x * scale, y).predict(x_rl * scale) == y_rl).mean()
             for c in (0.01, 1.0)}  # fmt: skip
-    assert fit.rl_acc == pytest.approx(max(accs.values()))
+    assert fit.drl_acc == pytest.approx(max(accs.values()))
     # binary: scikit-learn's one-row form becomes two logits with the same decisions
     b = fit_logistic(torch.tensor(x[y < 2]), torch.tensor(y[y < 2]), torch.tensor(x_rl[y_rl < 2]),
                      torch.tensor(y_rl[y_rl < 2]), 2, cs=(1.0,))  # fmt: skip
@@ -124,8 +124,8 @@ def test_probe_floor_has_no_prompt_and_is_what_a_head_fitted_on_unprompted_featu
     floor = probe_floor(setup)
     pm = no_prompt_model(setup)
     assert pm.layout.num_tokens == 0 and pm.pooling == "mean"
-    fit = fit_probe_head(pm, setup.train, setup.rl)
-    assert floor["c"] == fit.c and floor["rl_acc"] == pytest.approx(fit.rl_acc)
+    fit = fit_probe_head(pm, setup.train, setup.drl)
+    assert floor["c"] == fit.c and floor["drl_acc"] == pytest.approx(fit.drl_acc)
     assert floor["test_acc"] == pytest.approx(accuracy(pm, setup.test, theta=torch.zeros(0)))
     # the floor's features are the unprompted model's: the prompted model's differ
     assert not torch.allclose(pooled_features(pm, setup.test), pooled_features(setup.model.eval(), setup.test))
@@ -144,7 +144,7 @@ def test_an_instruction_carried_to_a_probed_target_is_the_floor_on_instructed_ro
     got = instructed_probe(setup, "good good good")
     rows = load_task("tiny")
     put = {n: dataclasses.replace(getattr(rows, n), texts=[f"good good good {t}" for t in getattr(rows, n).texts])
-           for n in ("train", "rl", "test")}  # fmt: skip
+           for n in ("train", "drl", "test")}  # fmt: skip
     want = probe_floor(build(cfg, data=dataclasses.replace(rows, **put)))
     assert got == {**want, "instruction": "good good good"}
     # the words reach the features: the instructed rows pool to other vectors than the plain ones
@@ -209,4 +209,4 @@ def test_ties_in_d_rl_accuracy_go_to_the_lower_loss(monkeypatch):
     monkeypatch.setattr(agent, "_snapshot", lambda: (kept.append(agent.state.epoch), real())[1])
     summary = agent.learn()
     assert kept == [1, 2]  # epoch 2 (loss 0.2) beats 1 (0.5); 3, 4 and 5 do not beat it
-    assert summary["rl_acc"] == 1.0 and summary["rl_loss"] == 0.20
+    assert summary["drl_acc"] == 1.0 and summary["drl_loss"] == 0.20

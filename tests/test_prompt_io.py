@@ -71,7 +71,7 @@ def test_our_adapter_gives_the_same_logits_in_peft(name, kind, tmp_path, make_ba
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no PEFT warning about the base model, no transformers FutureWarning
         out = save_peft_adapter(pm, tmp_path / "adapter", spec=TINY, setup=setup,
-                                metrics={"test_acc": 0.75, "rl_acc": 0.5, "method": "ptv2", "seconds": 3.0})  # fmt: skip
+                                metrics={"test_acc": 0.75, "drl_acc": 0.5, "method": "ptv2", "seconds": 3.0})  # fmt: skip
     cfg = json.loads((out / ADAPTER_CONFIG).read_text())
     assert cfg["base_model_name_or_path"] == name  # not null for the models built in code
     head = load_file(str(out / HEAD_FILE))
@@ -85,7 +85,7 @@ def test_our_adapter_gives_the_same_logits_in_peft(name, kind, tmp_path, make_ba
     assert rec["task"] == "tiny" and rec["labels"] == ["negative", "positive"] and rec["model"] == name
     assert rec["pooling"] == ("cls" if lm.arch == "encoder" else "last") and rec["prompt"] == kind
     assert rec["num_tokens"] == 3 and rec["head"] == "linear" and rec["setup"]["model"] == name
-    assert rec["metrics"] == {"method": "ptv2", "test_acc": 0.75, "rl_acc": 0.5}  # run bookkeeping left out
+    assert rec["metrics"] == {"method": "ptv2", "test_acc": 0.75, "drl_acc": 0.5}  # run bookkeeping left out
     card = (out / "README.md").read_text()
     assert "More Information Needed" not in card and "| Accuracy | test 0.7500, D_RL (validation) 0.5000 |" in card
 

@@ -142,14 +142,14 @@ def test_old_names_still_exported():
 def test_load_task_tiny():
     d = T.load_task("tiny", seed=0)
     assert d.source == "synthetic" and d.spec is T.TASKS["tiny"]
-    assert (len(d.train), len(d.rl), len(d.test)) == (256, 64, 128)
+    assert (len(d.train), len(d.drl), len(d.test)) == (256, 64, 128)
     assert d.train.texts[0] == "acting film film the the the wonderful movie"
     assert np.bincount(d.train.labels).tolist() == [123, 133]
-    assert np.bincount(d.rl.labels).tolist() == [36, 28]
+    assert np.bincount(d.drl.labels).tolist() == [36, 28]
     assert np.bincount(d.test.labels).tolist() == [57, 71]
     assert T.load_task("tiny", seed=1).train.texts != d.train.texts
     capped = T.load_task("tiny", max_train=100, max_test=10, source="synthetic")
-    assert (len(capped.train), len(capped.rl), len(capped.test)) == (100, 64, 10)
+    assert (len(capped.train), len(capped.drl), len(capped.test)) == (100, 64, 10)
     assert set(capped.train.texts) <= set(d.train.texts)
 
 
@@ -172,7 +172,7 @@ def test_load_staicc_resolves_aliases(monkeypatch):
 @needs_staicc
 def test_load_task_trec_from_staicc():
     d = T.load_task("trec", seed=0)
-    assert d.source == "staicc" and (len(d.train), len(d.rl), len(d.test)) == (4907, 545, 500)
+    assert d.source == "staicc" and (len(d.train), len(d.drl), len(d.test)) == (4907, 545, 500)
     assert T.TASKS["trec"].label_names[d.test.labels[0]] == "NUM"
 
 
@@ -193,7 +193,7 @@ def test_load_task_sst2_staicc_plus_dev(monkeypatch, shared_data_dir):
         pytest.skip(f"no {shared_data_dir}/sst2/dev.tsv (../shared/data beside the checkout)")
     d = T.load_task("sst2", data_dir=shared_data_dir)
     assert d.source.startswith("staicc") and len(d.test) == 872
-    assert len(d.train) + len(d.rl) == 67349 and len(d.rl) == 6735
+    assert len(d.train) + len(d.drl) == 67349 and len(d.drl) == 6735
     monkeypatch.setenv(T.DATA_DIR_ENV, str(shared_data_dir))  # env var as default data dir
     assert len(T.load_task("sst2", max_train=200, max_test=50).test) == 50
     monkeypatch.delenv(T.DATA_DIR_ENV)
@@ -213,11 +213,11 @@ def test_load_task_from_data_dir(tmp_path):
     rows = [("q%d ?" % i, ["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"][i % 6]) for i in range(60)]
     _write(tmp_path / "TREC" / "train.tsv", "text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
     _write(tmp_path / "TREC" / "test.jsonl", json.dumps({"text": "t ?", "label": 5}) + "\n")
-    d = T.load_task("trec", data_dir=tmp_path, rl_fraction=0.2, seed=3)
-    assert d.source.startswith("data_dir:") and (len(d.train), len(d.rl), len(d.test)) == (48, 12, 1)
-    assert np.bincount(d.rl.labels).tolist() == [2] * 6  # stratified
-    d2 = T.load_task("trec", data_dir=tmp_path, max_train=30, rl_fraction=0.2, seed=3)
-    assert (len(d2.train), len(d2.rl)) == (24, 6)
+    d = T.load_task("trec", data_dir=tmp_path, drl_fraction=0.2, seed=3)
+    assert d.source.startswith("data_dir:") and (len(d.train), len(d.drl), len(d.test)) == (48, 12, 1)
+    assert np.bincount(d.drl.labels).tolist() == [2] * 6  # stratified
+    d2 = T.load_task("trec", data_dir=tmp_path, max_train=30, drl_fraction=0.2, seed=3)
+    assert (len(d2.train), len(d2.drl)) == (24, 6)
     with pytest.raises(DataError, match="no train file"):
         T.load_task("agnews", data_dir=tmp_path, source="data_dir")
 
@@ -229,8 +229,8 @@ def test_empathetic_dialogues_data_dir(tmp_path):
             "hit:1_conv:2,1,afraid,A dog chased me.,1,Eek,,\n")
     for f in ("train.csv", "valid.csv", "test.csv"):
         _write(tmp_path / "empatheticdialogues" / f, head + body)
-    d = T.load_task("ed", data_dir=tmp_path, rl_fraction=0.5)
-    both = sorted(d.train.texts + d.rl.texts)
+    d = T.load_task("ed", data_dir=tmp_path, drl_fraction=0.5)
+    both = sorted(d.train.texts + d.drl.texts)
     assert both == ["A dog chased me.", "I remember going, long ago."]
     names = T.TASKS["empathetic_dialogues"].label_names
     assert [names[y] for y in d.test.labels] == ["sentimental", "afraid"]
@@ -239,6 +239,6 @@ def test_empathetic_dialogues_data_dir(tmp_path):
 def test_bad_arguments(tmp_path):
     with pytest.raises(DataError, match="unknown source"):
         T.load_task("trec", source="web")
-    for kw in ({"max_train": 0}, {"max_test": 2.5}, {"rl_fraction": 1.0}):
+    for kw in ({"max_train": 0}, {"max_test": 2.5}, {"drl_fraction": 1.0}):
         with pytest.raises(DataError, match=next(iter(kw))):  # checked before any loading
             T.load_task("trec", data_dir=tmp_path, **kw)

@@ -22,6 +22,7 @@ import torch
 from ..batching import train_batches
 from ..build import Setup
 from ..checkpoint import TrainState, load_train_state, save_train_state
+from ..data.splits import split_name
 from ..distributed import all_reduce_grads_, is_main, shard_batch, world_size
 from ..losses import cross_entropy_loss, estimator_loss, info_nce_loss, sample_actions
 from ..losses.offpolicy import ReplayRLTerm
@@ -107,8 +108,8 @@ class CRLAgent:
                 existing file, training continues from it and ends with the same prompt, bit for
                 bit on CPU, as an uninterrupted run with the same seed.
 
-        Summary keys: ``rl_acc``/``test_acc`` (best-on-D_RL prompt after both phases),
-        ``phase1_rl_acc``/``phase1_test_acc`` (best within phase 1 = the Prompt v1/v2 result),
+        Summary keys: ``drl_acc``/``test_acc`` (best-on-D_RL prompt after both phases),
+        ``phase1_drl_acc``/``phase1_test_acc`` (best within phase 1 = the Prompt v1/v2 result),
         ``seconds``, ``steps``, ``history``, ``resumed_from_step``, ``eval_seconds`` (the wall time of
         the final test / D_RL evaluations, after ``seconds``).
         """
@@ -196,12 +197,12 @@ class CRLAgent:
 
     def _start_head(self) -> None:
         """Fit the linear head at the start prompt (``head_init="probe"``) and say how coarse D_RL is."""
-        pm, n = self.model, len(self.setup.rl)
+        pm, n = self.model, len(self.setup.drl)
         if self.cfg.head_init == "probe" and pm.head_kind == "linear":
             cs = PROBE_CS if self.cfg.head_c is None else (self.cfg.head_c,)
-            fit = fit_probe_head(pm, self.setup.train, self.setup.rl, cs=cs)
+            fit = fit_probe_head(pm, self.setup.train, self.setup.drl, cs=cs)
             log.info("head: logistic-regression probe at the start prompt (C=%g%s; D_RL acc %.4f, train acc %.4f)",
-                     fit.c, " chosen on D_RL" if self.cfg.head_c is None else "", fit.rl_acc, fit.train_acc)  # fmt: skip
+                     fit.c, " chosen on D_RL" if self.cfg.head_c is None else "", fit.drl_acc, fit.train_acc)  # fmt: skip
         if 0 < n < SMALL_HOLDOUT:
             log.info("D_RL has %d rows: its accuracy moves in steps of %.3f, so epochs often tie; ties go to the "
                      "lower D_RL loss", n, 1 / n)  # fmt: skip
@@ -344,7 +345,7 @@ class CRLAgent:
         st = self.state
         st.epoch += 1
         acc, loss = self._rl_scores()
-        rec = {"phase": phase, "epoch": st.epoch, "step": st.step, "rl_acc": acc, "rl_loss": loss,
+        rec = {"phase": phase, "epoch": st.epoch, "step": st.step, "drl_acc": acc, "drl_loss": loss,
                "seconds": time.perf_counter() - t0}  # fmt: skip
         rec.update({f"train_{k}": float(v) / max(1, st.batch_pos) for k, v in st.loss_sums.items()})
         st.history.append(rec)
@@ -364,15 +365,15 @@ class CRLAgent:
         summary = {"steps": st.step, "seconds": start - t0, "history": st.history}
         if st.phase1_best is not None and self.cfg.phase2_epochs > 0:
             self._restore(st.phase1_best)
-            summary["phase1_rl_acc"] = st.phase1_best_acc
+            summary["phase1_drl_acc"] = st.phase1_best_acc
             summary["phase1_test_acc"] = self.evaluate("test")
         if st.best is not None:
             self._restore(st.best)
-        summary["rl_acc"] = st.best_acc if st.best is not None else max(st.best_acc, self.evaluate("rl"))
-        summary["rl_loss"] = st.best_loss
+        summary["drl_acc"] = st.best_acc if st.best is not None else max(st.best_acc, self.evaluate("drl"))
+        summary["drl_loss"] = st.best_loss
         summary["test_acc"] = self.evaluate("test")
-        if "phase1_rl_acc" not in summary:
-            summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
+        if "phase1_drl_acc" not in summary:
+            summary["phase1_drl_acc"], summary["phase1_test_acc"] = summary["drl_acc"], summary["test_acc"]
         self._scalar("eval/test_acc", summary["test_acc"])
         summary["eval_seconds"] = time.perf_counter() - start
         return summary
@@ -381,11 +382,12 @@ class CRLAgent:
     def _rl_scores(self) -> tuple[float, float]:
         """(accuracy, mean cross-entropy) of the current prompt on D_RL: the model-selection scores."""
         theta = self.model.prompt.theta.detach().reshape(1, -1)
-        scores = score_population(self.model, self.setup.rl, theta, max_rows=self.cfg.eval_batch_size)
+        scores = score_population(self.model, self.setup.drl, theta, max_rows=self.cfg.eval_batch_size)
         return float(scores.reward("accuracy")[0]), float(-scores.reward("ce")[0])
 
-    def evaluate(self, split: str = "rl") -> float:
-        data = {"rl": self.setup.rl, "test": self.setup.test, "train": self.setup.train}[split]
+    def evaluate(self, split: str = "drl") -> float:
+        """Accuracy of the current prompt on a split: drl (D_RL; ``"rl"`` is its earlier name) | test | train."""
+        data = {"drl": self.setup.drl, "test": self.setup.test, "train": self.setup.train}[split_name(split)]
         return accuracy(self.model, data, batch_size=self.cfg.eval_batch_size)
 
     def _snapshot(self) -> dict[str, torch.Tensor]:

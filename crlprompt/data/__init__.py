@@ -15,6 +15,6 @@ these modules import nothing from :mod:`crlprompt.tasks`; every bad input raises
 from ..errors import DataError
 from .files import read_split_file
 from .pickles import safe_unpickle
-from .splits import Split, split_rl
+from .splits import SPLITS, Split, split_drl, split_rl
 
-__all__ = ["DataError", "Split", "read_split_file", "safe_unpickle", "split_rl"]
+__all__ = ["DataError", "Split", "read_split_file", "safe_unpickle", "split_drl", "split_rl", "SPLITS"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -9,7 +10,43 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["Split", "cap", "check_fraction", "check_limit", "data_error", "split_rl"]
+__all__ = ["SPLITS", "Split", "cap", "check_fraction", "check_limit", "data_error", "deprecated_alias", "split_drl",
+           "split_name", "split_rl", "warn_renamed"]
+
+#: a task's three splits: ``train`` (D_RL removed), ``drl`` (D_RL: the reward rows, also used to select a
+#: prompt or an epoch) and ``test`` (never used for selection). ``"rl"`` is the D_RL split's earlier name.
+SPLITS = ("train", "drl", "test")
+#: the earlier names of renamed splits and fields: ``rl`` meant both the D_RL split and the RL term
+RENAMED = {"rl": "drl", "rl_fraction": "drl_fraction", "max_rl": "max_drl"}
+
+
+def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
+    warnings.warn(f"{old!r} is now called {new!r} (the D_RL split; 'rl' names the RL term); the old name "
+                  "will be removed", DeprecationWarning, stacklevel=stacklevel)
+
+
+def split_name(name: object) -> object:
+    """A split's name in today's words: ``"rl"`` becomes ``"drl"`` with a DeprecationWarning; anything
+    else is returned as it is (callers check it against their own choices)."""
+    if name == "rl":
+        warn_renamed("rl", "drl", stacklevel=3)
+        return "drl"
+    return name
+
+
+def deprecated_alias(new: str) -> property:
+    """A property forwarding the earlier name of field ``new`` to it (read and write), warning on use."""
+    old = next(k for k, v in RENAMED.items() if v == new)
+
+    def get(self):
+        warn_renamed(old, new)
+        return getattr(self, new)
+
+    def put(self, value):
+        warn_renamed(old, new)
+        setattr(self, new, value)
+
+    return property(get, put, doc=f"Deprecated: the earlier name of ``{new}``.")
 
 
 def data_error(where: object, problem: str, fix: str) -> DataError:
@@ -44,14 +81,14 @@ class Split:
 
 
 def check_fraction(fraction: float) -> None:
-    """Refuse an ``rl_fraction`` outside the open interval (0, 1) (or not a number)."""
+    """Refuse a ``drl_fraction`` outside the open interval (0, 1) (or not a number)."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
             or not 0.0 < float(fraction) < 1.0:
-        raise data_error("split_rl", f"rl_fraction={fraction!r} is not in (0, 1)",
+        raise data_error("split_drl", f"drl_fraction={fraction!r} is not in (0, 1)",
                          "pass a fraction such as 0.1")
 
 
-def split_rl(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+def split_drl(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Seeded, class-stratified holdout: returns ``(train_rest, d_rl)``, both in original order.
 
     ``len(d_rl) = round(fraction * n)`` clipped to ``[1, n-1]``; rng = ``default_rng(seed)``.
@@ -59,7 +96,7 @@ def split_rl(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     check_fraction(fraction)
     n = len(train)
     if n < 2:
-        raise data_error("split_rl", f"only {n} training row(s)", "provide at least 2 training rows")
+        raise data_error("split_drl", f"only {n} training row(s)", "provide at least 2 training rows")
     k = min(max(int(round(fraction * n)), 1), n - 1)
     perm = np.random.default_rng(seed).permutation(n)
     lab = train.labels[perm]
@@ -72,6 +109,12 @@ def split_rl(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     chosen = np.zeros(n, dtype=bool)
     chosen[perm[np.argsort(key, kind="stable")[:k]]] = True
     return train.subset(~chosen), train.subset(chosen)
+
+
+def split_rl(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Deprecated: the earlier name of :func:`split_drl`."""
+    warn_renamed("split_rl", "split_drl")
+    return split_drl(train, fraction, seed)
 
 
 def check_limit(limit: int | None, what: str) -> None:

@@ -2,7 +2,7 @@
 
 ``gym.make(id, **kwargs)`` maps its keyword arguments one to one onto these fields: a name of
 :class:`~crlprompt.build.SetupConfig` (``task``, ``model``, ``prompt``, ``num_tokens``, ``init``,
-``seed``, ``data_seed``, ``rl_fraction``, ``max_train``, ``data_dir``...) goes into
+``seed``, ``data_seed``, ``drl_fraction``, ``max_train``, ``data_dir``...) goes into
 ``EnvConfig.setup``, every other name is a field of ``EnvConfig`` itself. ``head`` names the
 env's frozen head (``EnvConfig.head``); the setup's head is the verbalizer when that is
 ``"verbalizer"``, else linear.
@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..build import SetupConfig
+from ..data.splits import RENAMED, split_name, warn_renamed
 from ..errors import ConfigError
 
 REWARD_KINDS = ("accuracy", "margin", "neg_ce")
 HEADS = ("auto", "probe", "planted", "verbalizer", "random", "checkpoint")
 PROJECTIONS = ("gaussian", "bbt", "bbt_layer")
 STARTS = ("auto", "random", "tokens", "zero", "handcraft", "handcraft_text", "checkpoint")
-REWARD_SPLITS = ("rl", "train")
-#: Legacy keyword names still accepted by :meth:`EnvConfig.from_kwargs`.
-ALIASES = {"init_seed": "seed"}
+REWARD_SPLITS = ("drl", "train")
+#: Legacy keyword names still accepted by :meth:`EnvConfig.from_kwargs` (the ``rl`` ones with a
+#: DeprecationWarning: ``rl`` now names the RL term only, the D_RL split is ``drl``).
+ALIASES = {"init_seed": "seed", "rl_fraction": "drl_fraction", "max_rl": "max_drl"}
 
 
 def _reward_kinds() -> tuple[str, ...]:
@@ -77,14 +79,14 @@ class EnvConfig:
     """BBT's σ₀: the action scale the bbt projections are calibrated for (CMA's initial step size)."""
     reward: str = "accuracy"
     """accuracy (the paper's) or a denser one (see crlprompt.scoring.REWARDS); accuracy is always in info."""
-    reward_split: str = "rl"
-    """Rows the reward is computed on: rl = D_RL (the paper's) | train = the training rows (few-shot
+    reward_split: str = "drl"
+    """Rows the reward is computed on: drl = D_RL (the paper's; ``"rl"`` is its earlier name) | train = the training rows (few-shot
     ids: BBT's fitness on the k-shot train rows, D_RL kept for selecting the prompt)."""
     reward_batch_size: int | None = None
     """Score each step on a seeded minibatch of D_RL of this size (shared by the K prompts of a vector step); None = all."""
     episode_length: int = 1
     """1 = a bandit (terminated every step); T > 1 = the center moves by each action, truncated after T steps (single env only)."""
-    max_rl: int | None = None
+    max_drl: int | None = None
     """Keep only the first this many rows of D_RL (cheaper rewards); None = all."""
     probe_rows: int = 2000
     """Train rows used to fit a probe / planted head."""
@@ -112,6 +114,7 @@ class EnvConfig:
         self.sigma = float(s)
         if self.reward not in _reward_kinds():
             raise ConfigError(f"reward must be one of {_reward_kinds()}, got {self.reward!r}")
+        self.reward_split = split_name(self.reward_split)
         if self.reward_split not in REWARD_SPLITS:
             raise ConfigError(f"reward_split must be one of {REWARD_SPLITS}, got {self.reward_split!r}")
         if self.projection not in PROJECTIONS:
@@ -127,7 +130,7 @@ class EnvConfig:
                 raise ConfigError(f"{name} must be a finite number > 0, got {v!r}")
             setattr(self, name, float(v))
         self._check_start()
-        for name in ("projection_dim", "reward_batch_size", "max_rl"):
+        for name in ("projection_dim", "reward_batch_size", "max_drl"):
             setattr(self, name, _positive_int(name, getattr(self, name), optional=True))
         for name in ("episode_length", "probe_rows", "max_rows"):
             setattr(self, name, _positive_int(name, getattr(self, name)))
@@ -173,6 +176,8 @@ class EnvConfig:
         env_kw: dict[str, Any] = {}
         for key, value in kwargs.items():
             name = ALIASES.get(key, key)
+            if key in RENAMED:
+                warn_renamed(key, name)
             if name in own:  # "head" is the env's frozen head; the setup's follows from it
                 env_kw[name] = value
             elif name in setup_names:

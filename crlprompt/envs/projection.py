@@ -56,7 +56,7 @@ def activation_scales(setup: Setup, rows: int = SCALE_ROWS) -> torch.Tensor:
     pm, lm = setup.model, setup.lm
     if pm.layout.kind == "shallow":
         return torch.tensor([clipped_std(lm.input_embeddings().weight.detach().float(), clip=math.inf)])
-    data = setup.train if len(setup.train) else setup.rl
+    data = setup.train if len(setup.train) else setup.drl
     ids, mask, _ = data.batch(np.arange(min(rows, len(data))), pm.device)
     cache = DynamicCache()
     lm.body(input_ids=ids, attention_mask=mask, use_cache=True, **cache_kwargs(lm.body, cache))

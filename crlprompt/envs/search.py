@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..build import Setup, build, build_model, resolve_device
+from ..data.splits import split_name
 from ..errors import ConfigError, EnvError
 from ..floors import fit_probe_head
 from ..models import LoadedModel
@@ -53,10 +54,10 @@ class PromptSearch:
         self.config = cfg
         self.setup = setup
         self.model = setup.model
-        self.data = setup.rl if cfg.reward_split == "rl" else setup.train
+        self.data = setup.drl if cfg.reward_split == "drl" else setup.train
         if len(self.data) == 0:
-            what = "D_RL" if cfg.reward_split == "rl" else "the train split"
-            raise ConfigError(f"{what} (reward_split={cfg.reward_split!r}) is empty: raise rl_fraction or give more data")
+            what = "D_RL" if cfg.reward_split == "drl" else "the train split"
+            raise ConfigError(f"{what} (reward_split={cfg.reward_split!r}) is empty: raise drl_fraction or give more data")
         dim = self.model.layout.dim
         if dim == 0:
             raise ConfigError("the prompt has no parameters (num_tokens=0): there is nothing to search")
@@ -128,11 +129,12 @@ class PromptSearch:
 
         The prompt is ``center + σ A action`` for an ``action``, else ``prompt``: a θ vector ``(D,)``
         or a saved prompt (a prompt file, run directory or PEFT adapter, scored with its own head),
-        else the current center. ``split``: test | rl (D_RL) | train. ``sample``: score a seeded
+        else the current center. ``split``: test | drl (D_RL; ``"rl"`` is its earlier name) | train. ``sample``: score a seeded
         random subset of that many rows instead of the whole split (the same rows for the same
         ``sample_seed``, so two prompts scored with it are paired; ``n`` reports it), for splits a
         decoder takes long to score (AG News test: 7,600 rows). Counts no evaluation."""
-        splits = {"test": self.setup.test, "rl": self.setup.rl, "train": self.setup.train}
+        splits = {"test": self.setup.test, "drl": self.setup.drl, "train": self.setup.train}
+        split = split_name(split)
         if split not in splits:
             raise EnvError(f"split must be one of {tuple(splits)}, got {split!r}")
         data = splits[split]
@@ -315,8 +317,8 @@ def make_search(
         head = config.head_kind
         if head == "verbalizer" and setup.model.head_kind != "verbalizer":
             raise ConfigError("head='verbalizer' needs setup head='verbalizer' (pass head='verbalizer' for both)")
-        if config.max_rl is not None and config.max_rl < len(setup.rl):
-            setup.rl = setup.rl.subset(np.arange(config.max_rl))
+        if config.max_drl is not None and config.max_drl < len(setup.drl):
+            setup.drl = setup.drl.subset(np.arange(config.max_drl))
         start = apply_start(setup, config)
         if config.checkpoint:
             load_prompt(setup.model, config.checkpoint)
@@ -324,9 +326,9 @@ def make_search(
                 apply_start(setup, config)  # the checkpoint's head, the start's θ
         if head == "probe":
             rows = np.arange(min(config.probe_rows, len(setup.train)))
-            fit = fit_probe_head(setup.model, setup.train.subset(rows), setup.rl)
+            fit = fit_probe_head(setup.model, setup.train.subset(rows), setup.drl)
             log.info("fitted a logistic-regression probe head at the start on %d train rows (C=%g chosen on D_RL; "
-                     "train acc %.3f, D_RL acc %.3f)", len(rows), fit.c, fit.train_acc, fit.rl_acc)  # fmt: skip
+                     "train acc %.3f, D_RL acc %.3f)", len(rows), fit.c, fit.train_acc, fit.drl_acc)  # fmt: skip
         elif head == "planted":
             acc = plant_head(setup, rows=config.probe_rows)
             log.info("planted a probe head at a hidden prompt (train acc %.3f); the search starts elsewhere", acc)

@@ -74,9 +74,9 @@ class SoftPromptEnv(PromptAccess, gym.Env):
     One :class:`~crlprompt.envs.EnvConfig` (``SoftPromptEnv(config)``), or its fields as keyword
     options (``gym.make(id, **kwargs)``): the :class:`~crlprompt.build.SetupConfig` names
     (``task``, ``model``, ``prompt``, ``num_tokens``, ``init``, ``seed``, ``data_seed``,
-    ``rl_fraction``, ``max_train``, ``data_dir``...) and the env's own (``head``, ``sigma``,
+    ``drl_fraction``, ``max_train``, ``data_dir``...) and the env's own (``head``, ``sigma``,
     ``projection_dim``, ``projection_seed``, ``reward``, ``reward_batch_size``,
-    ``episode_length``, ``max_rl``, ``probe_rows``, ``checkpoint``, ``max_rows``, ``device``);
+    ``episode_length``, ``max_drl``, ``probe_rows``, ``checkpoint``, ``max_rows``, ``device``);
     each field's docstring says what it does. ``setup=<a built crlprompt.build.Setup>`` reuses a
     model and data as they are; ``search=`` reuses a whole :class:`PromptSearch`.
 

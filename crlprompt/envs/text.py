@@ -30,6 +30,7 @@ import torch
 from gymnasium import spaces
 
 from ..build import Setup, SetupConfig, build, build_model, resolve_device
+from ..data.splits import split_name, warn_renamed
 from ..errors import ConfigError, EnvError
 from ..prompts import PromptedModel
 from ..prompts import _kv_theta as kv_theta  # the LM's own keys/values of given token ids
@@ -44,7 +45,7 @@ CHARSET = string.ascii_letters + string.digits + string.punctuation + " \t\n"
 COMPOSITE = "stableprompt"
 TEXT_REWARDS = (*REWARDS, COMPOSITE)
 TEXT_REWARD_RANGES = {**REWARD_RANGES, COMPOSITE: (-1.0, 2.0)}
-SPLITS = ("test", "rl", "train")
+SPLITS = ("test", "drl", "train")
 
 
 def reward_of(scores: PopulationScores, kind: str) -> torch.Tensor:
@@ -77,8 +78,8 @@ class TextEnvConfig:
     reward: str = "accuracy"
     """One of :data:`TEXT_REWARDS`: accuracy, ce (mean log p(y)), hinge, margin, softmax_diff, or
     stableprompt (accuracy + softmax_diff, StablePrompt's); accuracy is always in info."""
-    reward_split: str = "rl"
-    """Rows the reward is computed on: rl = D_RL | train = the training rows (the 16-shot ids)."""
+    reward_split: str = "drl"
+    """Rows the reward is computed on: drl = D_RL (``"rl"``: its earlier name) | train = the training rows (the 16-shot ids)."""
     max_chars: int = 256
     """Longest instruction (the Text space's ``max_length``)."""
     separator: str = "\n"
@@ -100,8 +101,9 @@ class TextEnvConfig:
                                          prompt_encoder="none")  # fmt: skip
         if self.reward not in TEXT_REWARDS:
             raise ConfigError(f"reward must be one of {TEXT_REWARDS}, got {self.reward!r}")
-        if self.reward_split not in ("rl", "train"):
-            raise ConfigError(f"reward_split must be 'rl' or 'train', got {self.reward_split!r}")
+        self.reward_split = split_name(self.reward_split)
+        if self.reward_split not in ("drl", "train"):
+            raise ConfigError(f"reward_split must be 'drl' or 'train', got {self.reward_split!r}")
         for name in ("max_chars", "max_rows"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -115,6 +117,9 @@ class TextEnvConfig:
         setup_names = {f.name for f in dataclasses.fields(SetupConfig)}
         own = {f.name for f in dataclasses.fields(cls)} - {"setup"}
         base = kwargs.pop("setup", None)
+        if "rl_fraction" in kwargs:  # the D_RL fraction's earlier name
+            warn_renamed("rl_fraction", "drl_fraction")
+            kwargs["drl_fraction"] = kwargs.pop("rl_fraction")
         unknown = sorted(set(kwargs) - own - setup_names)
         if unknown:
             raise ConfigError(f"unknown text env option(s) {unknown}; env options: {sorted(own)}; "
@@ -139,7 +144,7 @@ class TextPromptSearch:
                               f"an HF decoder), not the encoder {setup.lm.name!r}")  # fmt: skip
         self.setup, self.config = setup, config
         self.model = setup.model  # no prompt: the template and the verbalizer (HandCraft)
-        self.data = setup.rl if config.reward_split == "rl" else setup.train
+        self.data = setup.drl if config.reward_split == "drl" else setup.train
         if len(self.data) == 0:
             raise ConfigError(f"the reward rows (reward_split={config.reward_split!r}) are empty")
         self.reward_kind = config.reward
@@ -152,7 +157,7 @@ class TextPromptSearch:
         self._models: dict[int, PromptedModel] = {0: self.model}
         self._sep = self._ids(config.separator) if config.separator else []
         limit = getattr(setup.lm.config, "max_position_embeddings", None)
-        longest = max(int(d.lengths.max()) for d in (setup.train, setup.rl, setup.test) if len(d))
+        longest = max(int(d.lengths.max()) for d in (setup.train, setup.drl, setup.test) if len(d))
         self._max_tokens = None if not limit else limit - longest
 
     @property
@@ -237,9 +242,10 @@ class TextPromptSearch:
     def evaluate(self, prompt: str = "", *, split: str = "test") -> dict:
         """Score one instruction on a whole split: ``{"accuracy", "loss", "n", "split", "prompt"}`` (loss =
         mean CE); ``""`` scores the template alone (HandCraft). Counts no evaluation."""
+        split = split_name(split)
         if split not in SPLITS:
             raise EnvError(f"split must be one of {SPLITS}, got {split!r}")
-        data = {"test": self.setup.test, "rl": self.setup.rl, "train": self.setup.train}[split]
+        data = {"test": self.setup.test, "drl": self.setup.drl, "train": self.setup.train}[split]
         if len(data) == 0:
             raise EnvError(f"the {split} split is empty (SST-2's test rows need data_dir=<dir with sst2/dev.tsv>)")
         key = self.prompt_ids(self.check_prompt(prompt, allow_empty=True))
@@ -297,7 +303,7 @@ class TextPromptEnv(gym.Env):
     cache: no model call, no evaluation counted (``env.unwrapped.search.num_evals``). The
     registered ids (``crlprompt.registry.TEXT_SPECS``) all use ``"ce"``, so their rewards are ≤ 0:
 
-    * ``CRLPrompt/Tiny-Text-v0``: ce on D_RL (``reward_split="rl"``);
+    * ``CRLPrompt/Tiny-Text-v0``: ce on D_RL (``reward_split="drl"``);
     * ``CRLPrompt/{SST2,TREC,AGNews}-SmolLM2-Text-v0``: ce on the 16-shot train rows
       (``reward_split="train"``; D_RL is kept for selecting the prompt), as the soft
       ``*-SmolLM2-16Shot`` ids;
@@ -316,7 +322,7 @@ class TextPromptEnv(gym.Env):
 
     ## Info
     ``{"prompt": str, "reward": float, "accuracy": float, "step": int}``.
-    ``env.unwrapped.evaluate(prompt, split="test"|"rl"|"train")`` scores any instruction on a split.
+    ``env.unwrapped.evaluate(prompt, split="test"|"drl"|"train")`` scores any instruction on a split.
 
     ## Version History
     * v0: initial release.

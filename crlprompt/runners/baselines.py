@@ -42,19 +42,19 @@ def baselines(
     free = {"seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0}
     if "floor" not in skip and setup.model.head_kind == "linear":
         f = probe_floor(setup)
-        yield {"algo": "floor", **free, "c": f["c"], "pooling": f["pooling"], "selected_rl_acc": f["rl_acc"],
+        yield {"algo": "floor", **free, "c": f["c"], "pooling": f["pooling"], "selected_drl_acc": f["drl_acc"],
                "selected_test_acc": f["test_acc"]}  # fmt: skip
     if setup.model.head_kind == "verbalizer" and "handcraft" not in skip:
         f = handcraft_floor(setup)
-        yield {"algo": "handcraft", **free, "selected_rl_acc": f["rl_acc"], "selected_test_acc": f["test_acc"]}
+        yield {"algo": "handcraft", **free, "selected_drl_acc": f["drl_acc"], "selected_test_acc": f["test_acc"]}
     if setup.model.head_kind == "verbalizer" and setup.lm.arch == "decoder" and "icl" not in skip:
         f = icl_floor(setup, seed=seed)
-        yield {"algo": "icl", **free, "demos": f["demos"], "selected_rl_acc": f["rl_acc"],
+        yield {"algo": "icl", **free, "demos": f["demos"], "selected_drl_acc": f["drl_acc"],
                "selected_test_acc": f["test_acc"]}  # fmt: skip
     if "start" not in skip:
         reward, _ = search.rewards(center[None], np.random.default_rng(seed))
         yield {"algo": "start", "seed": seed, "evals": 1, "example_forwards": len(search.data), "seconds": 0.0,
-               "env_reward": float(reward[0]), "selected_rl_acc": accuracy(setup.model, setup.rl, theta=center),
+               "env_reward": float(reward[0]), "selected_drl_acc": accuracy(setup.model, setup.drl, theta=center),
                "selected_test_acc": accuracy(setup.model, setup.test, theta=center)}  # fmt: skip
     if "gradient" not in skip:  # a method row already recorded is trained again (same seed, same result), not re-yielded
         recs = {}
@@ -63,7 +63,7 @@ def baselines(
                                                                           lr=grad_lr, prompt=kind)}  # fmt: skip
             if name not in skip:
                 yield recs[name]
-        best = max(recs.values(), key=lambda r: (r["selected_rl_acc"], -(r.get("rl_loss") or 0.0)))
+        best = max(recs.values(), key=lambda r: (r["selected_drl_acc"], -(r.get("drl_loss") or 0.0)))
         yield {**best, "algo": "gradient", "method": best["algo"]}
 
 
@@ -92,8 +92,8 @@ def gradient_ceiling(search, *, seed: int = 0, epochs: float = GRADIENT_EPOCHS, 
     finally:
         crl_log.setLevel(level)
     n_epochs = len(summary["history"])
-    return {"evals": n_epochs, "example_forwards": summary["steps"] * cfg.batch_size + n_epochs * len(setup.rl),
+    return {"evals": n_epochs, "example_forwards": summary["steps"] * cfg.batch_size + n_epochs * len(setup.drl),
             "steps": summary["steps"], "seconds": summary["seconds"], "lr": lr, "epochs": epochs, "prompt": prompt,
             "head_c": cfg.head_c if c.head_kind == "linear" else None,
-            "selected_rl_acc": summary["rl_acc"], "rl_loss": summary.get("rl_loss"),
+            "selected_drl_acc": summary["drl_acc"], "drl_loss": summary.get("drl_loss"),
             "selected_test_acc": summary["test_acc"]}  # fmt: skip

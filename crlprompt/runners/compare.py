@@ -251,7 +251,7 @@ def run_compare(cfg: CompareConfig) -> list[dict]:
                     base.append(jsonable(rec))
             if not text:  # a text search has no center: every instruction is a whole action
                 center = search.center.detach().cpu().numpy()
-                common = {**common, "center_rl_acc": acc(center, setup.rl), "center_test_acc": acc(center, setup.test)}
+                common = {**common, "center_drl_acc": acc(center, setup.drl), "center_test_acc": acc(center, setup.test)}
             for algo, seed in todo:
                 job = (cfg, registry.get_spec(algo).build, algo, seed, {**env_kwargs, **seed_kw}, algo_kwargs.get(algo, {}),
                        common)  # fmt: skip

@@ -28,19 +28,19 @@ def learn_cell(agent: Any, budget: int, bar: Any = None) -> Any:
 
 def cell_record(cfg: Any, algo: str, seed: int, env: Any, env_kwargs: dict, algo_kwargs: dict, common: dict,
                 result: Any, acc: Callable[[Any, str], float], **fields: Any) -> dict:  # fmt: skip
-    """A run's record: its best and final prompts re-scored with ``acc(prompt, "rl" | "test")``, the one
+    """A run's record: its best and final prompts re-scored with ``acc(prompt, "drl" | "test")``, the one
     better on D_RL selected, ``fields`` added (what differs per env kind); saves the selected prompt when
     ``cfg.save_prompts`` and closes ``env``."""
-    best_rl, final_rl = acc(result.best_prompt, "rl"), acc(result.final_prompt, "rl")
+    best_rl, final_rl = acc(result.best_prompt, "drl"), acc(result.final_prompt, "drl")
     best_test, final_test = acc(result.best_prompt, "test"), acc(result.final_prompt, "test")
     which = "best" if best_rl >= final_rl else "final"
     rec = {
         **common, "algo": algo, "seed": seed, "budget": cfg.budget, "evals": result.evals,
         "seconds": result.seconds, "evals_per_s": result.evals_per_second, **fields,
         "best_env_reward": result.best_reward, "final_env_reward": result.final_reward,
-        "best_rl_acc": best_rl, "final_rl_acc": final_rl, "best_test_acc": best_test,
+        "best_drl_acc": best_rl, "final_drl_acc": final_rl, "best_test_acc": best_test,
         "final_test_acc": final_test, "selected": which,
-        "selected_rl_acc": max(best_rl, final_rl), "selected_test_acc": best_test if which == "best" else final_test,
+        "selected_drl_acc": max(best_rl, final_rl), "selected_test_acc": best_test if which == "best" else final_test,
         "history": result.history, "algo_kwargs": algo_kwargs,
     }  # fmt: skip
     if cfg.save_prompts:

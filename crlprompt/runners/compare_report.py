@@ -111,7 +111,7 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
         return text + (" **under the floor**" if mark and np.mean(d) < 0 else "")
 
     def gap(rs: list[dict]) -> str:
-        g = [100 * (r["selected_rl_acc"] - r["selected_test_acc"]) for r in rs]
+        g = [100 * (r["selected_drl_acc"] - r["selected_test_acc"]) for r in rs]
         return f"{np.mean(g):+.1f}" + (f" ± {np.std(g, ddof=1):.1f}" if len(g) > 1 else "")
 
     for algo in BASELINES:
@@ -122,7 +122,7 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
                 name = "gradient (Prompt v2 from the start only)"
             lines.append(
                 f"| {name} | {len(rs)} | – | {_evals(rs)} | {_forwards(rs)} "
-                f"| {mean_std([r['selected_rl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
+                f"| {mean_std([r['selected_drl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
                 f"| {delta(rs, start) if algo != 'start' else '–'} "
                 f"| {delta(rs, floor, algo not in FLOORS) if algo not in FLOORS else '–'} | {gap(rs)} "
                 f"| {'1.00' if algo == 'gradient' else '–'} | {mean_std([r['seconds'] for r in rs], '{:.1f}')} | – |"
@@ -132,7 +132,7 @@ def _env_table(env_id: str, runs: list[dict], baselines: list[dict]) -> str:
         gains = [g for g in normalized_gains(rs, baselines) if g is not None]
         lines.append(
             f"| {algo} | {len(rs)} | {rs[0]['action_dim']} | {_evals(rs)} | {_forwards(rs)} "
-            f"| {mean_std([r['selected_rl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
+            f"| {mean_std([r['selected_drl_acc'] for r in rs])} | {mean_std([r['selected_test_acc'] for r in rs])} "
             f"| {delta(rs, start)} | {delta(rs, floor, True)} | {gap(rs)} | {mean_std(gains, '{:.2f}') if gains else '–'} "
             f"| {mean_std([r['seconds'] for r in rs], '{:.1f}')} | {mean_std([r['evals_per_s'] for r in rs], '{:.1f}')} |"
         )
@@ -148,7 +148,7 @@ def separation(runs: list[dict]) -> str:
     lines = []
     for budget in sorted({r["budget"] for r in runs}):
         at = [r for r in runs if r["budget"] == budget]
-        for key, name in (("selected_test_acc", "test"), ("selected_rl_acc", "D_RL")):
+        for key, name in (("selected_test_acc", "test"), ("selected_drl_acc", "D_RL")):
             acc = {}
             for r in at:
                 acc.setdefault(r["algo"], {})[(r["seed"], r["data_seed"])] = r[key]

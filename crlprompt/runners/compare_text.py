@@ -64,10 +64,10 @@ def text_baselines(search, *, seed: int = 0, skip: Collection[str] = ()) -> Iter
     free = {"seed": seed, "evals": 0, "example_forwards": 0, "seconds": 0.0}
     if "handcraft" not in skip:
         f = handcraft_floor(search.setup)
-        yield {"algo": "handcraft", **free, "selected_rl_acc": f["rl_acc"], "selected_test_acc": f["test_acc"]}
+        yield {"algo": "handcraft", **free, "selected_drl_acc": f["drl_acc"], "selected_test_acc": f["test_acc"]}
     if "icl" not in skip:
         f = icl_floor(search.setup, seed=seed)
-        yield {"algo": "icl", **free, "demos": f["demos"], "selected_rl_acc": f["rl_acc"],
+        yield {"algo": "icl", **free, "demos": f["demos"], "selected_drl_acc": f["drl_acc"],
                "selected_test_acc": f["test_acc"]}  # fmt: skip
 
 

@@ -134,8 +134,8 @@ class EvalConfig:
     checkpoint: Path
     """A run directory (config.json + prompt.safetensors, from `crl-prompt train` or PromptClassifier.save) or a
     PEFT adapter directory (crl-prompt's, or a prefix / prompt adapter trained with plain PEFT)."""
-    split: Literal["test", "rl", "train"] = "test"
-    """Which split to score."""
+    split: Literal["test", "drl", "train", "rl"] = "test"
+    """Which split to score: test | drl (D_RL) | train; rl is drl's earlier name (deprecated)."""
     device: str = "auto"
     """auto | cpu | cuda."""
     data_dir: str | None = None

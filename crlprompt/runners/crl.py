@@ -65,7 +65,7 @@ class ReproduceConfig(GridOptions):
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds per cell (the table reports mean ± std over them)."""
     k_shots: tuple[int, ...] = ()
-    """Few-shot k (rows per class, LM-BFF); empty = full data with the rl_fraction holdout."""
+    """Few-shot k (rows per class, LM-BFF); empty = full data with the drl_fraction holdout."""
     data_seeds: tuple[int, ...] = (0,)
     """Data seeds (D_RL split, k-shot draw); LM-BFF's are 13 21 42 87 100."""
     tag: str = ""
@@ -188,11 +188,11 @@ def run_cell(cfg: ReproduceConfig, cell: Cell) -> dict:
     for lr in cfg.phase2_lrs:
         agent = dataclasses.replace(cfg.agent, phase2_lr=lr)
         points.append(_run_one(cfg, cell, agent, cfg.out / "runs" / f"{cell.name}-lr2_{lr:g}"))
-    best = max(points, key=lambda r: r["rl_acc"])  # max keeps the first of equals
-    grid = [{k: r.get(k) for k in ("rl_acc", "test_acc", "phase1_rl_acc", "phase1_test_acc")}
+    best = max(points, key=lambda r: r["drl_acc"])  # max keeps the first of equals
+    grid = [{k: r.get(k) for k in ("drl_acc", "test_acc", "phase1_drl_acc", "phase1_test_acc")}
             | {"phase2_lr": r["config"]["agent"]["phase2_lr"]} for r in points]  # fmt: skip
     log.info("%s: phase-2 lr %g chosen on D_RL (%s)", cell.name, best["config"]["agent"]["phase2_lr"],
-             ", ".join(f"{p['phase2_lr']:g}: {p['rl_acc']:.4f}" for p in grid))  # fmt: skip
+             ", ".join(f"{p['phase2_lr']:g}: {p['drl_acc']:.4f}" for p in grid))  # fmt: skip
     return {**best, "phase2_lr_grid": grid, "wall_seconds": time.perf_counter() - t0}
 
 

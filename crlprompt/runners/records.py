@@ -35,11 +35,17 @@ fields what the tables used to infer from a record's file name or from the field
   floor's C, chosen on D_RL, before the option). This one also applies to records of the current schema
   (:data:`ADDED_FIELDS`): the migration fills it in, in place, and says so under ``migrated_from.added``;
 * an agent with β > 0 and no ``contrast_mode`` gets ``noise`` (the contrastive form of that code);
+* the fields that named the D_RL split ``rl`` (schema 1) take the names of schema 2, where ``rl`` names the
+  RL term only (:data:`RENAMED_FIELDS`: ``rl_acc`` → ``drl_acc``, ``selected_rl_acc`` → ``selected_drl_acc``,
+  ``n_rl`` → ``n_drl``, ``config.setup.rl_fraction`` → ``drl_fraction``..., and a benchmark's per-split
+  scores ``start.rl`` / ``found.rl`` → ``drl``, and a ``split`` or ``reward_split`` of ``"rl"`` → ``"drl"``), at
+  any depth; no other value changes;
 * a record without ``machine`` that names ``--threads`` in its ``command`` gets a ``machine`` from its
   ``device``, ``cpus`` and that thread count.
 
-Each migrated record says so under ``migrated_from``: the file it was read from, the values migration
-replaced (by dotted path) and the fields it added; nothing a record held is dropped.
+Each migrated record says so under ``migrated_from``: the schema it was read as, the file it was read from,
+the values migration replaced (by dotted path), the fields it added and the ones it renamed; nothing a
+record held is dropped.
 """
 
 from __future__ import annotations
@@ -56,7 +62,15 @@ from ..errors import ConfigError
 from .common import append_jsonl, jsonable, load_results, machine, versions
 from .config import METHODS
 
-SCHEMA = 1
+SCHEMA = 2
+#: schema 1's names of the fields about the D_RL split (``rl`` also named the RL term): schema 2's names
+RENAMED_FIELDS = {
+    "rl_acc": "drl_acc", "rl_loss": "drl_loss", "n_rl": "n_drl", "best_rl_acc": "best_drl_acc",
+    "final_rl_acc": "final_drl_acc", "selected_rl_acc": "selected_drl_acc", "center_rl_acc": "center_drl_acc",
+    "phase1_rl_acc": "phase1_drl_acc", "rl_rows": "drl_rows", "rl_fraction": "drl_fraction", "max_rl": "max_drl",
+}  # fmt: skip
+#: dicts keyed by split name (a benchmark's ``start`` / ``found`` scores): their ``rl`` key is ``drl``
+SPLIT_KEYED = ("start", "found")
 #: config fields added to schema-1 records after they were first written; :func:`migrate` fills them in
 ADDED_FIELDS = ("config.agent.head_c", "config.setup.label_tokens")
 KINDS = ("train", "search", "baseline", "benchmark")
@@ -133,6 +147,8 @@ def kind_of(rec: dict, source_name: str = "") -> str:
 def migrate(rec: dict, source_name: str = "") -> dict:
     """A record written so far as a record of :data:`SCHEMA` (see the module docstring); ``source_name``
     is the file it was read from. Pure: ``rec`` is not changed; a record of this schema is returned as is."""
+    if rec.get("schema") == 1:
+        return _from_schema_1(rec)
     if "schema" in rec:
         _check(rec, f"a record of {source_name or 'an unnamed file'}")
         return _fill_added(rec)
@@ -155,7 +171,51 @@ def migrate(rec: dict, source_name: str = "") -> dict:
     meta: dict[str, Any] = {"schema": None, "file": Path(source_name).name}
     meta |= {"values": replaced} if replaced else {}
     meta |= {"added": added} if added else {}
-    return {"schema": SCHEMA, "kind": kind, **out, "migrated_from": meta}
+    out, renamed = _rename_drl(out)
+    meta |= {"renamed": renamed} if renamed else {}
+    return _fill_added({"schema": SCHEMA, "kind": kind, **out, "migrated_from": meta})
+
+
+def _from_schema_1(rec: dict) -> dict:
+    """A schema-1 record in schema 2: the D_RL fields renamed (:data:`RENAMED_FIELDS`), listed under
+    ``migrated_from.renamed`` (``migrated_from.schema`` stays the schema it was first read as)."""
+    out, renamed = _rename_drl(copy.deepcopy(rec))
+    meta = out.setdefault("migrated_from", {"schema": 1})
+    if renamed:
+        meta["renamed"] = [*meta.get("renamed", []), *renamed]
+    out["schema"] = SCHEMA
+    return _fill_added(out)
+
+
+def _rename_drl(rec: dict) -> tuple[dict, list[str]]:
+    """``rec`` with the schema-1 D_RL names replaced at any depth (in place), and the dotted paths (old
+    names; ``[]`` for list items) that were renamed."""
+    renamed: list[str] = []
+
+    def walk(obj: Any, path: str) -> Any:
+        if isinstance(obj, list):
+            return [walk(x, f"{path}[]") for x in obj]
+        if not isinstance(obj, dict):
+            return obj
+        out = {}
+        for key, value in obj.items():
+            where = f"{path}.{key}" if path else key
+            new = RENAMED_FIELDS.get(key, key)
+            if key == "rl" and path.rsplit(".", 1)[-1] in SPLIT_KEYED and isinstance(value, dict):
+                new = "drl"
+            if new != key:
+                if new in obj:
+                    raise ConfigError(f"a record holds both {where} and its schema-2 name {new}; fix it by hand")
+                if where not in renamed:  # list items share their path
+                    renamed.append(where)
+            out[new] = walk(value, where) if key != "migrated_from" else value
+            if key in ("split", "reward_split") and value == "rl":  # a split named by value
+                out[new] = "drl"
+                if where not in renamed:
+                    renamed.append(where)
+        return out
+
+    return walk(rec, ""), renamed
 
 
 def _head_c(agent: dict, put) -> None:

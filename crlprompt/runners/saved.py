@@ -31,7 +31,7 @@ from .config import setup_from_run_config
 
 #: the templates of a task defined from Python (they matter only to head="verbalizer")
 CUSTOM_MLM, CUSTOM_LM = "{text} It was {mask}.", "{text}\nAnswer: {mask}"
-SPLITS = ("train", "rl", "test")
+SPLITS = ("train", "drl", "test")
 #: the task name of rows and labels given from Python (PromptClassifier's default)
 CUSTOM_TASK = "custom"
 
@@ -84,7 +84,11 @@ def write_splits(run_dir: Path, splits: dict[str, Split]) -> dict[str, str]:
 
 
 def read_splits(run_dir: Path, paths: dict, spec: TaskSpec) -> dict[str, Split]:
+    """The splits a run directory stored (``paths``: its config's ``data``); a directory saved before D_RL's
+    split was renamed names it ``rl``."""
     out = {}
+    if "rl" in paths and "drl" not in paths:
+        paths = {("drl" if k == "rl" else k): v for k, v in paths.items()}
     for name in SPLITS:
         if name in paths:
             file = run_dir / str(paths[name])
@@ -122,9 +126,9 @@ def _open_run(path: Path, over: dict) -> SavedPrompt:
     if "task_spec" in saved and "task" not in over:  # rows given from Python, stored with the run
         spec = spec_from_record(saved["task_spec"], path)
         splits = read_splits(path, saved.get("data") or {}, spec)
-        if "train" in splits and "rl" in splits:
-            test = splits.get("test") or splits["rl"]
-            data = TaskData(spec, splits["train"], splits["rl"], test, f"run:{path}")
+        if "train" in splits and "drl" in splits:
+            test = splits.get("test") or splits["drl"]
+            data = TaskData(spec, splits["train"], splits["drl"], test, f"run:{path}")
     return SavedPrompt(path / PROMPT_FILE, setup, spec, data, saved)
 
 

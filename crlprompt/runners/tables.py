@@ -132,8 +132,8 @@ def floor_delta(by_seed: dict[int, tuple[float, float]], scale: float = 1.0) -> 
 def kept_phase1(results: list[dict], group: tuple, method: str, tag: str) -> str:
     """``kept/n``: how many of the method's runs ended on their phase-1 (CE-only) prompt, because no
     phase-2 epoch beat it on D_RL; such a run equals Prompt v2 whenever Prompt v2 keeps it too."""
-    recs = [r for r in scored_runs(results, group, method, tag) if r.get("phase1_rl_acc") is not None]
-    kept = sum(r["rl_acc"] == r["phase1_rl_acc"] and r["test_acc"] == r["phase1_test_acc"] for r in recs)
+    recs = [r for r in scored_runs(results, group, method, tag) if r.get("phase1_drl_acc") is not None]
+    kept = sum(r["drl_acc"] == r["phase1_drl_acc"] and r["test_acc"] == r["phase1_test_acc"] for r in recs)
     return f"{kept}/{len(recs)}" if recs else "–"
 
 
@@ -353,7 +353,7 @@ def runs_table(results: list[dict]) -> str:
         threads = m.get("torch_threads") or "?"
         lines.append(
             f"| {r['task']}/{r['model']} {r['method']} seed {r['seed']} | {r['test_acc']:.4f} | "
-            f"{r.get('phase1_test_acc', float('nan')):.4f} | {r.get('rl_acc', float('nan')):.4f} | {r.get('steps', '–')} | "
+            f"{r.get('phase1_test_acc', float('nan')):.4f} | {r.get('drl_acc', float('nan')):.4f} | {r.get('steps', '–')} | "
             f"{r.get('wall_seconds_total', r.get('seconds', 0)) / 60:.1f} | {r.get('device', '?')}, {threads} "
             f"| {(r.get('versions') or {}).get('commit', '?')[:7]} |"
         )

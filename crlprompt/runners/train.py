@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from ..checkpoint import STATE_FILE
+from ..data.splits import split_name
 from ..distributed import barrier, default_device, is_main
 from ..errors import CheckpointError, ConfigError
 from ..atomic import atomic_write, partial_dir, replace_dir
@@ -140,7 +141,7 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
     trainable, total = setup.model.parameter_counts()
     log.info(
         "%s on %s/%s: %d train, %d D_RL, %d test | trainable params: %s || all params: %s || trainable%%: %.4f",
-        cfg.method, setup_cfg.task, setup_cfg.model, len(setup.train), len(setup.rl), len(setup.test),
+        cfg.method, setup_cfg.task, setup_cfg.model, len(setup.train), len(setup.drl), len(setup.test),
         f"{trainable:,}", f"{total:,}", 100 * trainable / total,
     )  # fmt: skip
     progress = cfg.progress if progress is None else progress
@@ -174,11 +175,11 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
             from ..scoring import accuracy
 
             if setup.model.head_kind == "linear":  # the probe: the no-prompt floor's logistic regression
-                fit = fit_probe_head(setup.model, setup.train, setup.rl)
+                fit = fit_probe_head(setup.model, setup.train, setup.drl)
                 log.info("probe: logistic regression on the frozen features, C=%g chosen on D_RL", fit.c)
-            summary = {"rl_acc": accuracy(setup.model, setup.rl), "test_acc": accuracy(setup.model, setup.test),
+            summary = {"drl_acc": accuracy(setup.model, setup.drl), "test_acc": accuracy(setup.model, setup.test),
                        "steps": 0, "history": []}  # fmt: skip
-            summary["phase1_rl_acc"], summary["phase1_test_acc"] = summary["rl_acc"], summary["test_acc"]
+            summary["phase1_drl_acc"], summary["phase1_test_acc"] = summary["drl_acc"], summary["test_acc"]
         else:
             agent = CRLAgent(setup, agent_cfg, seed=cfg.seed, log_dir=str(tmp / "tb"), callbacks=[write], progress=progress)
             summary = agent.learn(checkpoint=str(tmp / STATE_FILE), checkpoint_every=cfg.checkpoint_every, resume=True)
@@ -189,10 +190,10 @@ def run(cfg: TrainConfig, *, progress: bool | None = None) -> dict:
                     metrics.write(json.dumps({"event": "epoch", **rec}) + "\n")
         record = stamp({
             "event": "final", "task": setup_cfg.task, "model": setup_cfg.model, "method": cfg.method, "seed": cfg.seed,
-            "test_acc": summary["test_acc"], "rl_acc": summary["rl_acc"],
-            "phase1_test_acc": summary["phase1_test_acc"], "phase1_rl_acc": summary["phase1_rl_acc"],
+            "test_acc": summary["test_acc"], "drl_acc": summary["drl_acc"],
+            "phase1_test_acc": summary["phase1_test_acc"], "phase1_drl_acc": summary["phase1_drl_acc"],
             "steps": summary["steps"], "seconds": time.perf_counter() - t0, "trainable_params": trainable,
-            "total_params": total, "n_train": len(setup.train), "n_rl": len(setup.rl), "n_test": len(setup.test),
+            "total_params": total, "n_train": len(setup.train), "n_drl": len(setup.drl), "n_test": len(setup.test),
             "device": str(device), "config": {"setup": jsonable(setup_cfg), "agent": jsonable(agent_cfg)},
         }, kind="train", device=device)  # fmt: skip
         metrics.close()
@@ -241,7 +242,8 @@ def evaluate_checkpoint(
         )
     setup = build(setup_cfg, device=resolve_device(device), data=saved.data)
     load_prompt(setup.model, saved.path)
-    data = {"test": setup.test, "rl": setup.rl, "train": setup.train}[split]
+    split = split_name(split)
+    data = {"test": setup.test, "drl": setup.drl, "train": setup.train}[split]
     acc = accuracy(setup.model, data)
     return {"checkpoint": str(checkpoint), "split": split, "accuracy": acc, "n": len(data),
             "task": setup_cfg.task, "model": setup_cfg.model}  # fmt: skip

@@ -75,7 +75,7 @@ def test_each_runs_through_compare(tmp_path):
     for r in records:
         assert 0 < r["evals"] <= 32, r["algo"]
         assert 0.0 <= r["selected_test_acc"] <= 1.0 and r["history"], r["algo"]
-        assert r["best_env_reward"] > r["center_rl_acc"] - 10  # a finite margin, measured on the env
+        assert r["best_env_reward"] > r["center_drl_acc"] - 10  # a finite margin, measured on the env
     assert [json.loads(x)["algo"] for x in (out / "results.jsonl").read_text().splitlines()] == list(NAMES)
 
 

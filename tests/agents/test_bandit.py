@@ -38,7 +38,7 @@ def test_beats_random_search_at_equal_budget(setup):
     assert res.evals == rnd.evals == 96 and [e for e, _ in res.history] == [32, 48, 64, 80, 96]
     assert [r for _, r in res.history] == sorted(r for _, r in res.history)
     assert len(agent.lengths) == 4 and agent.lengths[0] == 0.8
-    margin = float(score_population(setup.model, setup.rl, torch.as_tensor(res.best_prompt)[None]).reward("margin")[0])
+    margin = float(score_population(setup.model, setup.drl, torch.as_tensor(res.best_prompt)[None]).reward("margin")[0])
     assert res.best_reward == pytest.approx(margin, abs=1e-5)
     # Measured (seeds 0-1, budget 96): GP 0.59-0.60; random search 0.28; the center -0.06.
     assert res.best_reward > rnd.best_reward + 0.2

@@ -37,7 +37,7 @@ def rl_config(**kw) -> CRLConfig:
 
 def rewards_of(setup, prompts: torch.Tensor) -> torch.Tensor:
     """Accuracy of each prompt ``(K, D)`` on all of D_RL, computed independently of the env."""
-    return score_population(setup.model, setup.rl, prompts).reward("accuracy")
+    return score_population(setup.model, setup.drl, prompts).reward("accuracy")
 
 
 def small_learn_config(**kw) -> CRLConfig:
@@ -67,7 +67,7 @@ def test_one_rl_step_moves_theta_by_the_reinforce_amount(setup):
     sample = theta0 + SIGMA * a[0]
     r = float(rewards_of(setup, sample[None])[0])
     assert info["reward"] == pytest.approx(r, abs=1e-7)
-    assert r == pytest.approx(accuracy(setup.model, setup.rl, theta=sample), abs=1e-7)
+    assert r == pytest.approx(accuracy(setup.model, setup.drl, theta=sample), abs=1e-7)
     assert 0.0 < r <= 1.0  # a zero reward would make the check below vacuous
 
     loss.backward()
@@ -202,7 +202,7 @@ def test_learn_is_deterministic_per_seed():
     assert plain(out1["history"]) == plain(out2["history"])
     assert torch.equal(m1.prompt.theta, m2.prompt.theta)
     assert torch.equal(m1.head.linear.weight, m2.head.linear.weight)
-    assert (out1["test_acc"], out1["rl_acc"]) == (out2["test_acc"], out2["rl_acc"])
+    assert (out1["test_acc"], out1["drl_acc"]) == (out2["test_acc"], out2["drl_acc"])
     assert not torch.equal(m1.prompt.theta, m3.prompt.theta)
     assert plain(out1["history"]) != plain(out3["history"])
 
@@ -219,15 +219,15 @@ def test_learn_summary_and_callbacks(setup):
 
     steps_per_epoch = math.ceil(len(setup.train) / cfg.batch_size)  # 8
     assert out["steps"] == 2 * steps_per_epoch
-    for key in ("phase1_test_acc", "test_acc", "phase1_rl_acc", "rl_acc"):
+    for key in ("phase1_test_acc", "test_acc", "phase1_drl_acc", "drl_acc"):
         assert 0.0 <= out[key] <= 1.0, key
     hist = out["history"]
     assert [(h["phase"], h["epoch"]) for h in hist] == [(1, 1), (2, 1)]
     # the kept prompt is the best on D_RL, and test_acc is that prompt's test accuracy
-    assert out["rl_acc"] == max(h["rl_acc"] for h in hist)
-    assert out["phase1_rl_acc"] == hist[0]["rl_acc"]
+    assert out["drl_acc"] == max(h["drl_acc"] for h in hist)
+    assert out["phase1_drl_acc"] == hist[0]["drl_acc"]
     assert out["test_acc"] == pytest.approx(accuracy(setup.model, setup.test), abs=1e-7)
-    assert out["rl_acc"] == pytest.approx(accuracy(setup.model, setup.rl), abs=1e-7)
+    assert out["drl_acc"] == pytest.approx(accuracy(setup.model, setup.drl), abs=1e-7)
     assert not torch.equal(setup.model.prompt.theta, theta0)
 
     # β > 0 logs a contrast term and γ > 0 an RL term in phase 2 only
@@ -260,8 +260,8 @@ def test_callbacks_also_take_search_events(setup):
         assert e.diagnostics["seconds"] >= 0 and e.diagnostics["reward"] == pytest.approx(e.rewards.mean())
     assert [e.best_reward for e in rl] == sorted(e.best_reward for e in rl)
     epochs = [e for e in events if e.kind == "epoch"]
-    assert [e.rewards[0] for e in epochs] == [h["rl_acc"] for h in out["history"]]
-    assert epochs[-1].best_reward == out["rl_acc"] and out["eval_seconds"] >= 0
+    assert [e.rewards[0] for e in epochs] == [h["drl_acc"] for h in out["history"]]
+    assert epochs[-1].best_reward == out["drl_acc"] and out["eval_seconds"] >= 0
 
 
 def test_beta_gamma_zero_is_plain_prompt_tuning(setup):
@@ -278,7 +278,7 @@ def test_beta_gamma_zero_is_plain_prompt_tuning(setup):
 def test_phase1_only_reports_phase1_as_final(setup):
     out = CRLAgent(setup, small_learn_config(phase2_epochs=0.0), seed=0, progress=False).learn()
     assert [h["phase"] for h in out["history"]] == [1]
-    assert out["phase1_test_acc"] == out["test_acc"] and out["phase1_rl_acc"] == out["rl_acc"]
+    assert out["phase1_test_acc"] == out["test_acc"] and out["phase1_drl_acc"] == out["drl_acc"]
 
 
 def test_phase2_lr_changes_phase_2_only():
@@ -299,7 +299,7 @@ def test_the_start_head_is_the_probe_at_head_c(head_c):
     from crlprompt.floors import PROBE_CS, fit_probe_head
 
     ref = tiny_setup()
-    fit = fit_probe_head(ref.model, ref.train, ref.rl, cs=PROBE_CS if head_c is None else (head_c,))
+    fit = fit_probe_head(ref.model, ref.train, ref.drl, cs=PROBE_CS if head_c is None else (head_c,))
     setup = tiny_setup()
     CRLAgent(setup, small_learn_config(head_c=head_c, phase1_epochs=0, phase2_epochs=0), seed=0, progress=False).learn()
     assert_close(setup.model.head.linear.weight, ref.model.head.linear.weight)
@@ -307,7 +307,7 @@ def test_the_start_head_is_the_probe_at_head_c(head_c):
     if head_c is None:
         assert fit.c != 0.1  # the floor's choice differs on this data, so the two cases test different heads
         assert float(setup.model.head.linear.weight.norm()) > float(fit_probe_head(
-            tiny_setup().model, ref.train, ref.rl, cs=(0.1,)).weight.norm())  # a weaker C: a smaller head
+            tiny_setup().model, ref.train, ref.drl, cs=(0.1,)).weight.norm())  # a weaker C: a smaller head
 
 
 def test_non_finite_loss_stops_with_a_clear_error(setup):

@@ -37,13 +37,13 @@ def make(setup, **kwargs) -> gym.Env:
     return gym.make(TINY, setup=setup, **kwargs)
 
 
-def rl_acc(setup, prompt: np.ndarray) -> float:
+def drl_acc(setup, prompt: np.ndarray) -> float:
     """Accuracy on all of D_RL."""
-    return accuracy(setup.model, setup.rl, theta=torch.as_tensor(prompt))
+    return accuracy(setup.model, setup.drl, theta=torch.as_tensor(prompt))
 
 
 def center_acc(setup) -> float:
-    return accuracy(setup.model, setup.rl)
+    return accuracy(setup.model, setup.drl)
 
 
 # ----------------------------------------------------------------------------- learning
@@ -54,10 +54,10 @@ def test_es_improves_on_the_center(tiny_setup):
     center = center_acc(tiny_setup)
     assert center < 0.5
     assert res.evals == 960 and res.history[-1] == (960, res.best_reward)
-    assert rl_acc(tiny_setup, res.best_prompt) == pytest.approx(res.best_reward)  # full D_RL: reward = accuracy
-    assert rl_acc(tiny_setup, res.best_prompt) >= center + 0.2
-    assert rl_acc(tiny_setup, res.final_prompt) >= center + 0.1  # the mean itself moved, not only a lucky sample
-    assert res.final_reward == pytest.approx(rl_acc(tiny_setup, res.final_prompt))
+    assert drl_acc(tiny_setup, res.best_prompt) == pytest.approx(res.best_reward)  # full D_RL: reward = accuracy
+    assert drl_acc(tiny_setup, res.best_prompt) >= center + 0.2
+    assert drl_acc(tiny_setup, res.final_prompt) >= center + 0.1  # the mean itself moved, not only a lucky sample
+    assert res.final_reward == pytest.approx(drl_acc(tiny_setup, res.final_prompt))
 
 
 @pytest.mark.slow  # a subprocess or hundreds of steps: seconds, outside the inner loop
@@ -65,8 +65,8 @@ def test_ppo_improves_on_the_center(tiny_setup):
     res = PPOPromptAgent(make(tiny_setup), seed=0).learn(768)
     center = center_acc(tiny_setup)
     assert res.evals == 768
-    assert rl_acc(tiny_setup, res.best_prompt) >= center + 0.2
-    assert rl_acc(tiny_setup, res.final_prompt) >= center + 0.1
+    assert drl_acc(tiny_setup, res.best_prompt) >= center + 0.2
+    assert drl_acc(tiny_setup, res.final_prompt) >= center + 0.1
 
 
 def test_random_search_never_worse_than_center(tiny_setup):
@@ -74,7 +74,7 @@ def test_random_search_never_worse_than_center(tiny_setup):
     res = RandomSearch(env, seed=0).learn(64)
     assert res.evals == 64 and [e for e, _ in res.history] == [16, 32, 48, 64]
     assert res.best_reward >= center_acc(tiny_setup)
-    assert rl_acc(tiny_setup, res.best_prompt) == pytest.approx(res.best_reward)
+    assert drl_acc(tiny_setup, res.best_prompt) == pytest.approx(res.best_reward)
     bests = [b for _, b in res.history]
     assert bests == sorted(bests)  # best-so-far never decreases
     np.testing.assert_array_equal(res.final_prompt, res.best_prompt)
@@ -249,10 +249,10 @@ def test_compare_runner_writes_results(tmp_path):
     assert [json.loads(line) for line in lines] == json.loads(json.dumps(records))
     for r in records:
         assert r["evals"] == 64 and r["env_kwargs"] == {"sigma": 0.5}
-        for k in ("center_rl_acc", "best_rl_acc", "final_rl_acc", "best_test_acc", "final_test_acc"):
+        for k in ("center_drl_acc", "best_drl_acc", "final_drl_acc", "best_test_acc", "final_test_acc"):
             assert 0.0 <= r[k] <= 1.0
         assert (out / "runs" / f"{r['algo']}-s{r['seed']}" / "prompt.safetensors").is_file()
-    assert records[0]["best_rl_acc"] >= records[0]["center_rl_acc"]  # random search includes the center
+    assert records[0]["best_drl_acc"] >= records[0]["center_drl_acc"]  # random search includes the center
     table = (out / "table.md").read_text()
     assert "| algo |" in table and all(f"| {a} | 2 | 256 | 64 |" in table for a in ("random", "es", "ppo"))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

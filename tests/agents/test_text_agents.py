@@ -59,7 +59,7 @@ def test_handcraft_scores_the_bare_template_once(setup):
     agent, env = build("handcraft", setup)
     result = agent.learn(5)
     assert result.evals == 1 and result.best_prompt == "" and result.history == [(1, result.best_reward)]
-    assert env.unwrapped.evaluate("", split="rl")["accuracy"] == pytest.approx(handcraft_floor(setup)["rl_acc"])
+    assert env.unwrapped.evaluate("", split="drl")["accuracy"] == pytest.approx(handcraft_floor(setup)["drl_acc"])
 
 
 def test_ape_resamples_variations_of_its_best_instructions(setup):

@@ -28,8 +28,8 @@ def test_hf_source_with_fake_datasets(monkeypatch):
                       test={"text": ["d"], "coarse_label": [4]})
 
     _fake_datasets(monkeypatch, load_dataset)
-    d = load_task("trec", source="hf", rl_fraction=0.34)
-    assert d.source == "hf:CogComp/trec" and len(d.train) + len(d.rl) == 3
+    d = load_task("trec", source="hf", drl_fraction=0.34)
+    assert d.source == "hf:CogComp/trec" and len(d.train) + len(d.drl) == 3
     assert d.test.labels.tolist() == [4]
 
 

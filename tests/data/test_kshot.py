@@ -38,16 +38,16 @@ def test_load_task_k_shot_tiny_keeps_test_and_is_disjoint():
     full = load_task("tiny", seed=42)
     few = load_task("tiny", seed=42, k_shot=16)
     assert np.bincount(few.train.labels).tolist() == [16, 16]
-    assert np.bincount(few.rl.labels).tolist() == [16, 16]
+    assert np.bincount(few.drl.labels).tolist() == [16, 16]
     assert few.test.texts == full.test.texts
-    assert not set(few.train.texts) & set(few.rl.texts) - set(full.train.texts)  # both from train
-    assert set(few.train.texts) <= set(full.train.texts) and set(few.rl.texts) <= set(full.train.texts)
+    assert not set(few.train.texts) & set(few.drl.texts) - set(full.train.texts)  # both from train
+    assert set(few.train.texts) <= set(full.train.texts) and set(few.drl.texts) <= set(full.train.texts)
 
 
 def test_load_task_k_shot_trec(needs_staicc):
     data = load_task("trec", seed=13, k_shot=16)
     assert np.bincount(data.train.labels, minlength=6).tolist() == [16] * 6
-    assert np.bincount(data.rl.labels, minlength=6).tolist() == [16] * 6
+    assert np.bincount(data.drl.labels, minlength=6).tolist() == [16] * 6
     assert len(data.test) == 500
-    assert not set(data.train.texts) & set(data.rl.texts)
+    assert not set(data.train.texts) & set(data.drl.texts)
     assert not set(data.train.texts) & set(data.test.texts)

@@ -4,16 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crlprompt.data.splits import Split, cap, check_limit, split_rl
+from crlprompt.data.splits import Split, cap, check_limit, split_drl
 from crlprompt.errors import DataError
 
 
-def test_split_rl_seeded_disjoint():
+def test_split_drl_seeded_disjoint():
     texts = [f"t{i}" for i in range(103)]
     s = Split(texts, np.arange(103) % 3)
-    a_rest, a_rl = split_rl(s, 0.1, seed=7)
-    b_rest, b_rl = split_rl(s, 0.1, seed=7)
-    _, c_rl = split_rl(s, 0.1, seed=8)
+    a_rest, a_rl = split_drl(s, 0.1, seed=7)
+    b_rest, b_rl = split_drl(s, 0.1, seed=7)
+    _, c_rl = split_drl(s, 0.1, seed=8)
     assert a_rl.texts == b_rl.texts and a_rest.texts == b_rest.texts
     assert a_rl.texts != c_rl.texts
     assert (len(a_rest), len(a_rl)) == (93, 10)
@@ -21,18 +21,18 @@ def test_split_rl_seeded_disjoint():
     assert set(a_rest.texts) | set(a_rl.texts) == set(texts)
     assert a_rl.labels.dtype == np.int64
     assert np.bincount(a_rl.labels, minlength=3).min() >= 3  # stratified
-    assert len(split_rl(Split(["a", "b"], [0, 1]), 0.01, 0)[1]) == 1
+    assert len(split_drl(Split(["a", "b"], [0, 1]), 0.01, 0)[1]) == 1
 
 
 @pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1, "0.1"])
-def test_split_rl_bad_fraction(fraction):
+def test_split_drl_bad_fraction(fraction):
     with pytest.raises(DataError, match="not in \\(0, 1\\)"):
-        split_rl(Split(["a", "b", "c"], [0, 1, 0]), fraction, 0)
+        split_drl(Split(["a", "b", "c"], [0, 1, 0]), fraction, 0)
 
 
-def test_split_rl_needs_two_rows():
+def test_split_drl_needs_two_rows():
     with pytest.raises(DataError, match="only 1 training row"):
-        split_rl(Split(["a"], [0]), 0.5, 0)
+        split_drl(Split(["a"], [0]), 0.5, 0)
 
 
 def test_split_subset_and_mismatch():

@@ -21,8 +21,8 @@ def test_evaluate_scores_an_action_a_theta_and_a_saved_prompt(tmp_path):
     want = accuracy(s.model, s.setup.test, theta=torch.as_tensor(theta))
     assert by_action["accuracy"] == pytest.approx(want) and by_action["n"] == len(s.setup.test)
     assert env.unwrapped.evaluate(prompt=theta, split="test") == by_action
-    start = env.unwrapped.evaluate(split="rl")  # the center
-    assert start["accuracy"] == pytest.approx(accuracy(s.model, s.setup.rl, theta=s.center)) and start["loss"] > 0
+    start = env.unwrapped.evaluate(split="drl")  # the center
+    assert start["accuracy"] == pytest.approx(accuracy(s.model, s.setup.drl, theta=s.center)) and start["loss"] > 0
     from crlprompt.prompt_io import save_prompt
 
     with torch.no_grad():

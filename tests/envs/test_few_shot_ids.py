@@ -31,7 +31,7 @@ def test_few_shot_ids_are_registered_with_valid_bbt_defaults():
         if "SmolLM2" in env_id:  # decoders: the LM's own head, from the HandCraft prompt, fitness on train
             assert cfg.head_kind == "verbalizer" and cfg.start == "handcraft" and cfg.reward_split == "train"
         else:  # MiniLM has no LM head: a probe
-            assert cfg.head_kind == "probe" and cfg.reward_split == "rl"
+            assert cfg.head_kind == "probe" and cfg.reward_split == "drl"
     assert all(name in ENV_SPECS for name in ("TREC-MiniLM", "SST2-MiniLM", "TREC-SmolLM2"))  # old ids kept
 
 

@@ -159,7 +159,7 @@ def test_every_reward_scores_all_prompts_of_a_step_on_the_same_rows(setup, rewar
 def test_reward_split_train_scores_the_train_rows(setup):
     env = gym.make(TINY, setup=setup, reward="ce", reward_split="train")
     s = env.unwrapped.search
-    assert len(s.data) == len(setup.train) != len(setup.rl)
+    assert len(s.data) == len(setup.train) != len(setup.drl)
     env.reset(seed=0)
     _, r, *_ = env.step(np.zeros(256, np.float32))
     want = score_population(setup.model, setup.train, s.center[None]).reward("ce")[0]

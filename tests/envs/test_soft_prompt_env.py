@@ -161,7 +161,7 @@ def test_bad_vector_actions_raise(tiny_setup):
         ({"sigma": float("nan")}, "sigma"),
         ({"projection_dim": 0}, "projection_dim"),
         ({"projection_dim": 257}, "projection_dim"),  # D = 256 for the tiny deep prompt
-        ({"max_rl": 0}, "max_rl must be a positive int"),
+        ({"max_drl": 0}, "max_drl must be a positive int"),
         ({"reward_batch_size": 0}, "reward_batch_size"),
         ({"reward": "f1"}, "reward"),
         ({"head": "mlp"}, "head"),
@@ -169,7 +169,7 @@ def test_bad_vector_actions_raise(tiny_setup):
     ],
 )
 def test_bad_kwargs_raise(kwargs, match, tiny_setup):
-    setup = None if "max_rl" in kwargs else tiny_setup  # max_rl applies while building the data
+    setup = None if "max_drl" in kwargs else tiny_setup  # max_drl applies while building the data
     with pytest.raises(ValueError, match=match):
         gym.make(TINY, setup=setup, **kwargs)
 
@@ -358,7 +358,7 @@ def test_real_model_envs(env_id):
     from crlprompt.tasks import DataError
 
     try:
-        env = gym.make(env_id, max_rl=16, max_train=300, reward_batch_size=None, data_dir=str(SHARED_DATA))
+        env = gym.make(env_id, max_drl=16, max_train=300, reward_batch_size=None, data_dir=str(SHARED_DATA))
     except (DataError, ImportError, OSError) as e:  # an offline package or data file is missing
         pytest.skip(f"{env_id}: {e}")
     s = env.unwrapped.search

@@ -121,7 +121,7 @@ VALID_ENV_KWARGS = st.fixed_dictionaries(
         "reward": st.sampled_from(REWARDS),
         "reward_batch_size": st.integers(1, 100) | st.none(),
         "episode_length": st.integers(1, 4),
-        "max_rl": st.integers(1, 100) | st.none(),
+        "max_drl": st.integers(1, 100) | st.none(),
         "num_tokens": st.integers(1, 6),
         "prompt": st.sampled_from(["deep", "shallow"]),
         "head": st.sampled_from(["auto", "random", "probe"]),
@@ -139,7 +139,7 @@ HOSTILE = {
     # only ints and None: other types are pinned by test_bug_env_kwargs_not_cleanly_refused
     "reward_batch_size": st.integers(-3, 100) | st.none(),
     "episode_length": st.integers(-2, 4) | st.floats() | _junk(),
-    "max_rl": st.integers(-3, 100) | st.floats() | _junk(),
+    "max_drl": st.integers(-3, 100) | st.floats() | _junk(),
     "num_tokens": st.integers(-2, 6),
     "prompt": st.sampled_from(["deep", "shallow", "middle", ""]),
     "head": st.sampled_from(["auto", "random", "probe", "nope"]),
@@ -177,7 +177,7 @@ def _check_valid_env(env) -> None:
 @example(kwargs={"reward": "f1"})
 @example(kwargs={"reward_batch_size": 0})
 @example(kwargs={"episode_length": 0})
-@example(kwargs={"max_rl": 0})
+@example(kwargs={"max_drl": 0})
 def test_env_kwargs(kwargs):
     """gym.make("CRLPrompt/Tiny-v0", **kwargs): a clean ValueError or an env that steps validly."""
     count_case("env_kwargs")

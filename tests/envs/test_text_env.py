@@ -53,12 +53,12 @@ def test_prefix_scoring_is_the_lm_reading_the_instruction_then_the_input(setup):
     instruction = "the story was about a dog"
     env.reset(seed=0)
     _, reward, *_ = env.step(instruction)
-    rows = setup.rows.rl
+    rows = setup.rows.drl
     joined = encode(Split([f"{instruction}\n{t}" for t in rows.texts], rows.labels), setup.lm.tokenizer,
                     spec=setup.spec, template="lm")  # fmt: skip
     plain = score_population(setup.model, joined, torch.zeros(1, 0)).reward("ce")
     assert reward == pytest.approx(float(plain[0]), abs=1e-5)
-    assert reward != pytest.approx(env.unwrapped.evaluate("", split="rl")["loss"] * -1, abs=1e-4)
+    assert reward != pytest.approx(env.unwrapped.evaluate("", split="drl")["loss"] * -1, abs=1e-4)
 
 
 def test_different_prompts_get_different_rewards_and_info_says_what_was_scored(setup):
@@ -104,7 +104,7 @@ def test_evaluate_scores_any_split_without_counting(setup):
     assert 0 <= out["accuracy"] <= 1 and out["loss"] > 0
     assert env.unwrapped.evaluate("the movie was fun", split="train")["n"] == len(setup.train)
     hand = handcraft_floor(setup)  # "" is the template alone: the HandCraft floor
-    assert env.unwrapped.evaluate("", split="rl")["accuracy"] == pytest.approx(hand["rl_acc"])
+    assert env.unwrapped.evaluate("", split="drl")["accuracy"] == pytest.approx(hand["drl_acc"])
     assert env.unwrapped.evaluate("", split="test")["accuracy"] == pytest.approx(hand["test_acc"])
     assert search.num_evals == before
     with pytest.raises(EnvError, match="split"):
@@ -172,7 +172,7 @@ def test_token_twin_passes_gymnasium_and_sb3_checkers_and_scores_its_words(setup
     obs, r, terminated, _, info = env.step(action)
     assert info["prompt"] == " ".join(env.words[:5]) and obs[0] == np.float32(r) and terminated
     assert r == env.text.step(info["prompt"])[1]  # the same prompt through the text env: the cached reward
-    assert env.evaluate(action, split="rl") == env.text.evaluate(info["prompt"], split="rl")
+    assert env.evaluate(action, split="drl") == env.text.evaluate(info["prompt"], split="drl")
     for bad in (np.array([0, 1, 2, 3]), np.array([0, 1, 2, 3, 32]), np.zeros(5, np.float32)):
         with pytest.raises(EnvError):
             env.step(bad)

@@ -12,7 +12,7 @@ from crlprompt.scoring import score_population
 
 def margin_of(setup: Setup, prompt: np.ndarray) -> float:
     """The tiny envs' reward (mean logit margin on all of D_RL) of one prompt ``(D,)``."""
-    return float(score_population(setup.model, setup.rl, torch.as_tensor(prompt)[None]).reward("margin")[0])
+    return float(score_population(setup.model, setup.drl, torch.as_tensor(prompt)[None]).reward("margin")[0])
 
 
 def assert_same(a: SearchResult, b: SearchResult) -> None:

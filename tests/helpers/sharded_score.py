@@ -17,7 +17,7 @@ init_from_env()
 setup = tiny_setup()
 theta = setup.model.prompt.theta.detach()
 thetas = theta + 0.3 * torch.randn(4, theta.numel(), generator=torch.Generator().manual_seed(0))
-scores = score_population(setup.model, setup.rl, thetas, max_rows=32)
+scores = score_population(setup.model, setup.drl, thetas, max_rows=32)
 if is_main():
     with open(sys.argv[1], "w") as f:
         json.dump({"world": world_size(), "count": scores.count, "accuracy": scores.reward("accuracy").tolist(),

@@ -11,6 +11,7 @@ import pytest
 from crlprompt.errors import ConfigError
 from crlprompt.runners import compare
 from crlprompt.runners.compare_report import load_tree, markdown_table, normalized_gains, separation
+from crlprompt.runners.records import SCHEMA
 
 TINY = "CRLPrompt/Tiny-Proj64-v0"
 ENV_KW = '{"sigma": 1.0, "reward": "hinge"}'
@@ -43,7 +44,7 @@ def test_records_cover_every_run_with_provenance(done):
         assert r["evals"] == 40 and r["budget"] == 40 and r["example_forwards"] == 40 * 64
         assert r["versions"]["commit"] and r["versions"]["torch"] and r["machine"]["cpus"] >= 1
         assert r["selected"] in ("best", "final") and 0.0 <= r["selected_test_acc"] <= 1.0
-        assert r["selected_rl_acc"] == max(r["best_rl_acc"], r["final_rl_acc"])
+        assert r["selected_drl_acc"] == max(r["best_drl_acc"], r["final_drl_acc"])
         assert [e for e, _ in r["history"]] == [20, 40]
     assert (out / "runs" / "cma-s1-d1" / "prompt.safetensors").is_file()
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -58,8 +59,8 @@ def test_baselines_per_data_seed_and_the_normalized_gain(done):
     assert ptv2["steps"] == 2 * 8 and ptv2["epochs"] == 2 and ptv2["prompt"] == "deep"  # 256 rows / batch 32
     for d in (0, 1):  # the ceiling is the gradient method better on D_RL
         by = {b["algo"]: b for b in base if b["data_seed"] == d}
-        better = max(("gradient-ptv2", "gradient-prompt-tuning"), key=lambda a: by[a]["selected_rl_acc"])
-        if by["gradient-ptv2"]["selected_rl_acc"] != by["gradient-prompt-tuning"]["selected_rl_acc"]:
+        better = max(("gradient-ptv2", "gradient-prompt-tuning"), key=lambda a: by[a]["selected_drl_acc"])
+        if by["gradient-ptv2"]["selected_drl_acc"] != by["gradient-prompt-tuning"]["selected_drl_acc"]:
             assert by["gradient"]["method"] == better
         assert by["gradient"]["selected_test_acc"] == by[by["gradient"]["method"]]["selected_test_acc"]
         assert by["floor"]["evals"] == 0 and by["floor"]["pooling"] == "last"  # tiny-llama: a decoder
@@ -169,10 +170,10 @@ def test_a_verbalizer_head_adds_the_handcraft_row(tmp_path):
 
 
 def test_markdown_table_of_synthetic_records():
-    base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": 13, "selected_rl_acc": acc, "selected_test_acc": acc,
+    base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": 13, "selected_drl_acc": acc, "selected_test_acc": acc,
              "seconds": 1.0, "evals": 1} for a, acc in (("floor", 0.6), ("start", 0.5), ("gradient", 0.9))]  # fmt: skip
     runs = [{"env_id": "E", "algo": "cma", "seed": s, "data_seed": 13, "budget": 100, "evals": 100, "action_dim": 500,
-             "selected_rl_acc": 0.8, "selected_test_acc": acc, "seconds": 2.0, "evals_per_s": 50.0,
+             "selected_drl_acc": 0.8, "selected_test_acc": acc, "seconds": 2.0, "evals_per_s": 50.0,
              "example_forwards": 3200} for s, acc in ((0, 0.7), (1, 0.9))]  # fmt: skip
     assert normalized_gains(runs, base) == pytest.approx([1 / 3, 1.0])  # (0.7 - 0.6) / (0.9 - 0.6), (0.9 - 0.6) / 0.3
     table = markdown_table(runs, base)
@@ -184,7 +185,7 @@ def test_markdown_table_of_synthetic_records():
 
 def _run(algo, seed, data_seed, test, rl=0.5, budget=100):
     return {"env_id": "E", "algo": algo, "seed": seed, "data_seed": data_seed, "budget": budget, "evals": budget,
-            "action_dim": 500, "selected_rl_acc": rl, "selected_test_acc": test, "seconds": 1.0, "evals_per_s": 1.0,
+            "action_dim": 500, "selected_drl_acc": rl, "selected_test_acc": test, "seconds": 1.0, "evals_per_s": 1.0,
             "example_forwards": 32}  # fmt: skip
 
 
@@ -206,10 +207,10 @@ def test_load_tree_keeps_one_baseline_row_per_data_seed(tmp_path):
     for budget in (240, 1000):
         out = tmp_path / f"b{budget}"
         out.mkdir()
-        row = {"schema": 1, "kind": "baseline", "env_id": "E", "algo": "start", "seed": 0, "data_seed": 13,
+        row = {"schema": SCHEMA, "kind": "baseline", "env_id": "E", "algo": "start", "seed": 0, "data_seed": 13,
                "selected_test_acc": 0.5}  # fmt: skip
         (out / "baselines.jsonl").write_text(json.dumps(row) + "\n")
-        run = {"schema": 1, "kind": "search", **_run("cma", 0, 13, 0.6, budget=budget)}
+        run = {"schema": SCHEMA, "kind": "search", **_run("cma", 0, 13, 0.6, budget=budget)}
         (out / "results.jsonl").write_text(json.dumps(run) + "\n")
     runs, base = load_tree(tmp_path)
     assert len(runs) == 2 and len(base) == 1
@@ -219,7 +220,7 @@ def test_load_tree_keeps_one_baseline_row_per_data_seed(tmp_path):
 
 
 def test_no_normalized_gain_where_the_gradient_ceiling_learnt_nothing():
-    base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": d, "selected_rl_acc": acc, "selected_test_acc": acc,
+    base = [{"env_id": "E", "algo": a, "seed": 0, "data_seed": d, "selected_drl_acc": acc, "selected_test_acc": acc,
              "seconds": 1.0, "evals": 1} for d, a, acc in ((13, "floor", 0.318), (13, "gradient", 0.316),
                                                           (21, "floor", 0.30), (21, "gradient", 0.40))]  # fmt: skip
     runs = [_run("cma", 0, 13, 0.51), _run("cma", 0, 21, 0.35)]

@@ -223,3 +223,50 @@ def test_a_stored_setup_from_before_label_tokens_keeps_the_first_sub_token():
     assert SetupConfig().label_tokens == "mean"
     with pytest.raises(ConfigError, match="label_tokens must be one of"):
         SetupConfig(label_tokens="max")
+
+
+def schema_1_search() -> dict:
+    """A compare run and an outside-scale measurement as schema 1 wrote them: the D_RL split named ``rl``."""
+    return {"schema": 1, "kind": "search", "env_id": "E", "algo": "cma", "seed": 0, "data_seed": 13,
+            "best_rl_acc": 0.5, "final_rl_acc": 0.25, "selected_rl_acc": 0.5, "center_rl_acc": 0.125,
+            "selected_test_acc": 0.4, "start": {"rl": {"accuracy": 0.125, "split": "rl"}, "test": {"accuracy": 0.3}},
+            "config": {"setup": {"rl_fraction": 0.2, "label_tokens": "mean"}, "agent": {"rl_interval": 4}},
+            "phase2_lr_grid": [{"rl_acc": 0.5}, {"rl_acc": 0.75}], "rl_records": [{"seconds": 1.0}]}  # fmt: skip
+
+
+def test_schema_1_records_take_the_drl_names_and_keep_their_values(tmp_path):
+    old = schema_1_search()
+    new = migrate(old, "results.jsonl")
+    assert old == schema_1_search() and new["schema"] == SCHEMA == 2  # pure
+    assert (new["best_drl_acc"], new["final_drl_acc"], new["selected_drl_acc"], new["center_drl_acc"]) == (0.5, 0.25, 0.5, 0.125)
+    assert new["start"] == {"drl": {"accuracy": 0.125, "split": "drl"}, "test": {"accuracy": 0.3}}
+    assert new["config"]["setup"] == {"drl_fraction": 0.2, "label_tokens": "mean"}
+    assert [g["drl_acc"] for g in new["phase2_lr_grid"]] == [0.5, 0.75]
+    # the RL term keeps its name: rl_interval, rl_records
+    assert new["config"]["agent"] == {"rl_interval": 4} and new["rl_records"] == [{"seconds": 1.0}]
+    body = {k: v for k, v in new.items() if k != "migrated_from"}  # which lists the old names
+    assert not [k for k in json.dumps(body).split('"') if k in records.RENAMED_FIELDS]
+    meta = new["migrated_from"]
+    assert meta["schema"] == 1 and "phase2_lr_grid[].rl_acc" in meta["renamed"] and "start.rl.split" in meta["renamed"]
+    assert len(meta["renamed"]) == len(set(meta["renamed"]))  # a list item's path once
+    assert migrate(new, "results.jsonl") is new  # once migrated, it stays
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    with pytest.raises(ConfigError, match="schema 1; this code reads schema 2: run `python scripts/migrate_records.py`"):
+        read_records(path)
+    assert migrate_file(path)["migrated"] == 1 and read_records(path) == [new]
+
+
+def test_a_record_with_both_names_is_refused():
+    with pytest.raises(ConfigError, match="both selected_rl_acc and its schema-2 name selected_drl_acc"):
+        migrate(dict(schema_1_search(), selected_drl_acc=0.5))
+
+
+def test_the_results_under_results_are_all_of_this_schema():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "results"
+    files = sorted(root.rglob("*.jsonl"))
+    assert len(files) > 20
+    for f in files:
+        assert {r["schema"] for r in read_records(f)} == {SCHEMA}, f

@@ -49,7 +49,7 @@ def test_kshot_grid_records_carry_provenance_and_resume(tmp_path, monkeypatch):
         assert r["versions"]["commit"] and r["versions"]["torch"] and r["machine"]["device"] == "cpu"
         assert r["schema"] == SCHEMA and r["kind"] == "train" and r["machine"]["torch_threads"] >= 1
         assert r["config"]["setup"]["k_shot"] == 8 and r["config"]["setup"]["data_seed"] == r["data_seed"]
-        assert r["n_train"] == r["n_rl"] == 16  # 8 per class, 2 classes
+        assert r["n_train"] == r["n_drl"] == 16  # 8 per class, 2 classes
         assert r["config"]["agent"]["beta"] == (0.3 if r["method"] == "crl" else 0.0)
     assert (tmp_path / "out" / "kshot.md").read_text().count("| tiny | tiny-bert | 8 |") == 1
 
@@ -78,8 +78,8 @@ def test_phase2_lr_protocol_keeps_the_best_on_d_rl(tmp_path):
     (rec,) = reproduce(cfg)
     grid = rec["phase2_lr_grid"]
     assert [p["phase2_lr"] for p in grid] == [1e-3, 1e-1]
-    assert grid[0]["phase1_rl_acc"] == grid[1]["phase1_rl_acc"]  # phase 1 is the same run
-    assert grid[1]["rl_acc"] > grid[0]["rl_acc"]  # here the second rate wins on D_RL ...
+    assert grid[0]["phase1_drl_acc"] == grid[1]["phase1_drl_acc"]  # phase 1 is the same run
+    assert grid[1]["drl_acc"] > grid[0]["drl_acc"]  # here the second rate wins on D_RL ...
     assert rec["config"]["agent"]["phase2_lr"] == 1e-1 and rec["test_acc"] == grid[1]["test_acc"]  # ... and is kept
     assert rec["tag"] == "paper-lr" and (tmp_path / "out" / "runs" / "tiny-tiny-bert-crl-s0-paper-lr-lr2_0.1").is_dir()
     with pytest.raises(ConfigError, match="--tag"):
@@ -163,9 +163,9 @@ def test_paired_table_pairs_by_seeds_and_gives_a_verdict():
 def test_paired_table_counts_runs_that_kept_their_phase1_prompt():
     recs = []
     for d in (13, 21, 42):
-        recs.append(_rec("ptv2", 0.5, d, phase1_rl_acc=0.6, rl_acc=0.6, phase1_test_acc=0.5))
+        recs.append(_rec("ptv2", 0.5, d, phase1_drl_acc=0.6, drl_acc=0.6, phase1_test_acc=0.5))
         kept = d != 42  # phase 2 beat phase 1 on D_RL only for data seed 42
-        recs.append(_rec("crl", 0.5 if kept else 0.52, d, phase1_rl_acc=0.6, rl_acc=0.6 if kept else 0.65,
+        recs.append(_rec("crl", 0.5 if kept else 0.52, d, phase1_drl_acc=0.6, drl_acc=0.6 if kept else 0.65,
                          phase1_test_acc=0.5))  # fmt: skip
     row = tables.paired_table([tables.normalize(r) for r in recs], methods=("crl",)).splitlines()[2]
     assert "| 1/2/0 | 2/3 |" in row

@@ -65,7 +65,7 @@ def test_resume_is_bit_identical(tmp_path, reference, stop):
     out, theta = _run(ckpt)
     assert 0 < out["resumed_from_step"] <= stop
     assert torch.equal(theta, ref_theta)
-    assert [h["rl_acc"] for h in out["history"]] == [h["rl_acc"] for h in ref_out["history"]]
+    assert [h["drl_acc"] for h in out["history"]] == [h["drl_acc"] for h in ref_out["history"]]
     assert out["test_acc"] == ref_out["test_acc"]
 
 

@@ -14,7 +14,7 @@ def _config(method: str, **agent) -> dict:
     probe = method == "probe"
     setup = {"task": "trec", "model": "minilm", "prompt": "shallow" if probe else "deep", "num_tokens": 0 if probe else 20,
              "head": "linear", "init": "random" if probe else "zero", "pooling": "mean", "seed": 0, "data_seed": 13,
-             "data_dir": "../shared/data", "rl_fraction": 0.1, "max_train": None, "max_test": None, "max_length": 128,
+             "data_dir": "../shared/data", "drl_fraction": 0.1, "max_train": None, "max_test": None, "max_length": 128,
              "k_shot": 16, "template": "paper", "prompt_encoder": "none"}  # fmt: skip
     on = {"crl": (0.3, 2e-5), "crl-rl": (0.0, 2e-5), "crl-contrast": (0.3, 0.0)}.get(method, (0.0, 0.0))
     base = {"lr": 0.01, "phase2_lr": None, "batch_size": 32, "phase1_epochs": 3.0, "phase2_epochs": 2.0,
