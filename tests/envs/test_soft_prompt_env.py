@@ -279,6 +279,28 @@ def test_vector_env_same_step_autoreset(tiny_setup):
         assert rewards.dtype == np.float64 and infos["accuracy"].shape == (k,)
 
 
+def test_vector_env_spaces_and_step_dtypes(tiny_setup):
+    """What SB3 and Gymnasium's vector wrappers read: float32 boxes (actions in [-1, 1]), float32
+    observations, float64 rewards and accuracies, boolean flags."""
+    k = 3
+    venv = make_vec(tiny_setup, k)
+    single = venv.single_action_space
+    assert single.dtype == np.float32 and (single.low == -1).all() and (single.high == 1).all()
+    assert single.shape == (venv.unwrapped.search.action_dim,) and venv.action_space.shape == (k, *single.shape)
+    obs_space = venv.single_observation_space
+    assert obs_space.dtype == np.float32 and obs_space.shape == (2,) and venv.observation_space.shape == (k, 2)
+    obs, info = venv.reset(seed=0)
+    assert obs.dtype == np.float32 and info == {}
+    obs, rewards, terminated, truncated, infos = venv.step(actions(k, single.shape[0]))
+    assert obs.dtype == np.float32 and rewards.dtype == np.float64 and rewards.shape == (k,)
+    assert terminated.dtype == bool and truncated.dtype == bool and infos["_final_obs"].dtype == bool
+    assert infos["final_obs"].dtype == np.float32 and infos["final_obs"].shape == (k, 2)
+    assert infos["accuracy"].dtype == np.float64 and ((0 <= infos["accuracy"]) & (infos["accuracy"] <= 1)).all()
+    assert tuple(venv.reward_range) == (0.0, 1.0)  # Tiny-v0's reward is accuracy
+    with pytest.raises(crlprompt.ConfigError, match="the batched vector env runs one-step episodes; got episode_length=2"):
+        make_vec(tiny_setup, k, episode_length=2)
+
+
 def test_vector_env_center_and_minibatch_seeding(tiny_setup):
     venv = make_vec(tiny_setup, 3, reward_batch_size=8)
     d = venv.single_action_space.shape[0]
