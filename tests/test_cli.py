@@ -108,6 +108,12 @@ def test_train_then_eval_tiny(tmp_path, capsys, needs_staicc):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["accuracy"] == pytest.approx(final["test_acc"], abs=1e-6)
     assert res["n"] == 40
+    cli.main(["eval", "--checkpoint", str(out), "--split", "drl"])
+    drl = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert drl["split"] == "drl" and drl["n"] == final["n_drl"] and drl["accuracy"] == pytest.approx(final["drl_acc"])
+    with pytest.warns(DeprecationWarning, match="'rl' is now called 'drl'"):
+        cli.main(["eval", "--checkpoint", str(out), "--split", "rl"])  # the split's earlier name
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == drl
 
 
 def test_failed_run_leaves_nothing_behind(tmp_path, capsys, needs_staicc):
