@@ -87,6 +87,43 @@ def test_diagonal_cma_on_the_full_prompt(setup):
     assert CMAAgent(env, diagonal=False).diagonal is False  # full CMA can still be asked for
 
 
+def test_the_agent_is_pycma_asked_and_told_directly(setup):
+    """The peer way: pycma's own ask/tell loop on the same env, with the agent's documented settings
+    (start at action 0, sigma0, popsize, normals from the seed's Generator, no bounds), asks for the
+    same actions and so gets the same rewards; the agent's final mean is pycma's favourite."""
+    import cma
+
+    from crlprompt.agents.base import ActionScorer
+
+    agent = CMAAgent(make_vec(setup, 8), sigma0=0.7, seed=5)
+    res = agent.learn(24)
+    scorer = ActionScorer(make_vec(setup, 8))
+    rng = np.random.default_rng(5)
+    es = cma.CMAEvolutionStrategy(np.zeros(scorer.action_dim), 0.7, {
+        "popsize": 8, "randn": lambda *shape: rng.standard_normal(shape), "seed": np.nan, "verbose": -9,
+        "CMA_diagonal": False})  # fmt: skip
+    best = []
+    for _ in range(3):
+        xs = es.ask()
+        rewards = scorer(np.asarray(xs, dtype=np.float32))
+        es.tell(xs, (-rewards).tolist())
+        best.append(max([*best, rewards.max()]))
+    assert [r for _, r in res.history] == pytest.approx(best, abs=1e-6) and len(set(best)) > 1
+    np.testing.assert_allclose(agent.mean_action, es.result.xfavorite, rtol=1e-9, atol=1e-12)
+    assert (agent.popsize, agent.sigma0, agent.algo, agent.evals_per_update) == (8, 0.7, "cma", 8)
+    assert agent.update_text == "popsize=8 (one generation of evaluations)"
+
+
+def test_a_flat_reward_does_not_stop_the_search_before_the_budget(setup):
+    """Accuracy is flat over whole generations early on; pycma's default stops on flat fitness
+    (tolflatfitness) would end the run there, the agent's budget decides instead."""
+    env = make_vec(setup, 10, reward="accuracy")
+    agent = CMAAgent(env, sigma0=1e-9, seed=0)  # every sample scores as the center
+    res = agent.learn(60)
+    assert res.evals == 60 and agent.stop_reason == {} and len({r for _, r in res.history}) == 1
+    assert CMAAgent(make_vec(setup, 10)).popsize == 10 and CMAAgent(gym.make(TINY_PROJ, setup=setup, **ENV_KW)).popsize == 20
+
+
 def test_callback_stops_early(setup):
     seen = []
     res = CMAAgent(make_vec(setup, 10), seed=0).learn(100, callback=lambda e, r: seen.append((e, r)) or False)
