@@ -10,7 +10,7 @@ import torch
 from crlprompt.errors import ConfigError
 from crlprompt.losses.offpolicy import MAX_BUFFER_BYTES, ReplayRLTerm
 
-SIGMA = 0.5
+SIGMA = 0.3  # not a float32: a float32 copy of it would show
 
 
 def draw(theta: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,3 +91,62 @@ def test_capacity_and_memory_are_checked():
         ReplayRLTerm(2, at_limit // 2 + 1, SIGMA)
     with pytest.raises(ConfigError, match="a replay buffer of 4 prompts of dimension"):
         ReplayRLTerm(4, at_limit, SIGMA)
+
+
+def offpolicy_grad(theta, batches, b, *, mixture=True, truncate=None):
+    """The replay gradient from its definition, in float64 NumPy: weights ρ_i = π(P'_i)/μ(P'_i) with μ
+    the buffer's equal-count mixture of the batches' policies (or each sample's own), cut at
+    ``truncate`` × mean ρ (√N by default) and normalised; gradient −Σ w_i (r_i − b)(P'_i − θ)/σ²."""
+    t = theta.detach().double().numpy()
+    p = np.concatenate([s.double().numpy() for _, s, _ in batches])
+    r = np.concatenate([rw.double().numpy() for _, _, rw in batches])
+    means = [m.detach().double().numpy() for m, _, _ in batches]
+    own = np.concatenate([np.repeat(m[None], len(s), 0) for m, (_, s, _) in zip(means, batches)])
+
+    def log_n(x, mu):  # the constant cancels in every ratio
+        return -((x - mu) ** 2).sum(-1) / (2 * SIGMA**2)
+
+    log_mu = (np.logaddexp.reduce(np.stack([log_n(p, m) for m in means]), 0) - np.log(len(means)) if mixture
+              else log_n(p, own))  # fmt: skip
+    log_rho = log_n(p, t) - log_mu
+    c = np.sqrt(len(p)) if truncate is None else truncate
+    log_mean = np.logaddexp.reduce(log_rho) - np.log(len(p))
+    cut = log_rho > log_mean + np.log(c)
+    w = np.exp(np.minimum(log_rho, log_mean + np.log(c)))
+    w /= w.sum()
+    return -((w * (r - b))[:, None] * (p - t)).sum(0) / SIGMA**2, int(cut.sum())
+
+
+@pytest.mark.parametrize("mixture", [True, False])
+def test_replayed_batches_from_other_prompts_are_weighted_as_defined(mixture):
+    old = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    theta = torch.tensor([0.5, 0.1, -0.1], dtype=torch.float64, requires_grad=True)  # a float64 gradient
+    first, r1 = (x.double() for x in draw(old, 3, 6))
+    second, r2 = (x.double() for x in draw(theta, 3, 7))
+    r1 = r1 + 1e-9 * torch.arange(3)  # rewards a float32 would round
+    term = ReplayRLTerm(16, 3, SIGMA, mixture=mixture)
+    term(old.clone().requires_grad_(), first, r1, None)
+    loss, rec = term(theta, second, r2, 0.2)
+    (g,) = torch.autograd.grad(loss, theta)
+    want, _ = offpolicy_grad(theta, [(old, first, r1), (theta, second, r2)], 0.2, mixture=mixture)
+    np.testing.assert_allclose(g.numpy(), want, rtol=1e-11)
+    other, _ = offpolicy_grad(theta, [(old, first, r1), (theta, second, r2)], 0.2, mixture=not mixture)
+    assert np.abs(want - other).max() > 1e-3  # the two behaviour densities give different gradients here
+    assert 1 < rec["ess"] < 6 and rec["buffer"] == 6
+
+
+def test_truncated_weights_are_cut_at_the_given_multiple_and_counted_over_calls():
+    term = ReplayRLTerm(32, 2, SIGMA, truncate=1.1, mixture=False)
+    batches, total = [], 0
+    for i, centre in enumerate(([1.0, 0.0], [0.5, 0.2], [0.0, 0.0])):  # the prompt moves between calls
+        theta = torch.tensor(centre, requires_grad=True)
+        s, r = draw(theta, 4, 10 + i)
+        batches.append((theta, s, r))
+        loss, rec = term(theta, s, r, None)
+        want, cut = offpolicy_grad(theta, batches, 0.0, mixture=False, truncate=1.1)
+        assert rec["truncated"] == cut
+        total += cut
+    assert total > rec["truncated"] > 0 and term.truncated == total  # summed over the calls, not the last one's
+    assert term.weights_seen == 4 + 8 + 12
+    (g,) = torch.autograd.grad(loss, theta)
+    np.testing.assert_allclose(g.numpy(), want, rtol=1e-5, atol=1e-7)
