@@ -142,3 +142,80 @@ def test_race_rl_term_ranks_survivors_first_and_reports_its_cost(table):
     step = -g[1:]
     assert float(step @ samples[0, 1:]) > 0 > float(step @ samples[1, 1:])
     assert float(step @ samples[2, 1:]) == pytest.approx(0.0, abs=1e-6)  # the middle rank weighs nothing
+
+
+def test_the_defaults_race_in_blocks_of_8_after_3_blocks_halving_by_2(table):
+    # paired, defaults: a loser with no spread goes after min_blocks = 3 blocks of block = 8 examples
+    search = table([[1] * 40, [0] * 40])
+    res = race(search, prompts_for(2), rule="paired", finalists=1, rng=InOrder())
+    assert res.examples.tolist() == [40, 24] and res.examples.dtype == np.int64
+    # z = 2.5 by default: block differences 0.125, 0.5, 0.375 (mean 0.33, standard error 0.11: 3.0 of
+    # them) drop the rival after 3 blocks; at z = 3.5 it would race a fourth
+    rival = [0] + [1] * 7 + [0] * 4 + [1] * 4 + ([0] * 3 + [1] * 5) * 2
+    res = race(table([[1] * 32, rival], kind="margin"), prompts_for(2), rule="paired", finalists=1, rng=InOrder())
+    assert res.examples.tolist() == [32, 24]
+    assert race(table([[1] * 32, rival], kind="margin"), prompts_for(2), rule="paired", finalists=1, z=3.5,
+                rng=InOrder()).examples.tolist() == [32, 32]  # fmt: skip
+    # halving, defaults: eta = 2, two finalists
+    h = table([[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 1, 0, 1, 0, 1, 0], [0] * 8], kind="margin")
+    race(h, prompts_for(4), rng=InOrder())
+    assert h.calls == [((0, 1, 2, 3), (0, 1, 2, 3)), ((0, 1), (4, 5, 6, 7))]
+
+
+def test_no_rng_orders_the_examples_as_seed_0(table):
+    rows = np.random.default_rng(3).integers(0, 2, (6, 16))
+    a = table(rows, kind="margin")
+    race(a, prompts_for(6), eta=2, finalists=1)
+    b = table(rows, kind="margin")  # (each table replaces the scorer: race a first)
+    race(b, prompts_for(6), eta=2, finalists=1, rng=np.random.default_rng(0))
+    assert a.calls == b.calls and a.calls[0][1] != tuple(range(len(a.calls[0][1])))  # shuffled, as seed 0 does
+
+
+def test_the_race_checks_its_arguments_before_scoring(table):
+    search = table([[1] * 4, [0] * 4])
+    for kwargs, message in (({"z": 0.0}, "z > 0"), ({"min_blocks": 1}, "min_blocks >= 2"), ({"eta": 1}, "eta"),
+                            ({"block": 0}, "block >= 1"), ({"finalists": 0}, "finalists"), ({"rule": "x"}, "rule")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            race(search, prompts_for(2), rule=kwargs.pop("rule", "paired"), **kwargs)
+    assert search.calls == []
+
+
+def test_a_hopeless_prompt_goes_at_once_and_one_that_can_still_tie_stays(table):
+    # 3 examples, 4 prompts: the schedule keeps 2 after 2 examples; p1..p3 scored 0 of 2 cannot reach
+    # p0's 2 with 1 example left, so p0 alone goes on (the rule holds for accuracy only)
+    rows = [[1, 1, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]]
+    acc = table(rows)
+    race(acc, prompts_for(4), eta=2, finalists=2, rng=InOrder())
+    assert acc.calls == [((0, 1, 2, 3), (0, 1)), ((0,), (2,))]
+    margin = table(rows, kind="margin")
+    race(margin, prompts_for(4), eta=2, finalists=2, rng=InOrder())
+    assert margin.calls == [((0, 1, 2, 3), (0, 1)), ((0, 1), (2,))]
+    # 4 examples: 0 of 2 with 2 left can still tie p0's 2, so p1 stays in the race
+    tie = table([[1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+    res = race(tie, prompts_for(4), eta=2, finalists=2, rng=InOrder())
+    assert tie.calls == [((0, 1, 2, 3), (0, 1)), ((0, 1), (2, 3))] and res.winner == 0  # tied: the lower index
+    assert res.examples.tolist() == [4, 4, 2, 2]
+
+
+def test_a_rival_equal_to_the_leader_is_never_dropped(table):
+    same = [1, 0, 1, 1, 0, 1, 0, 0] * 3
+    res = race(table([same, same]), prompts_for(2), rule="paired", block=4, min_blocks=2, finalists=1, rng=InOrder())
+    assert res.examples.tolist() == [24, 24] and res.winner == 0
+
+
+def test_halving_skips_empty_rounds_and_means_count_every_example(table):
+    # 2 examples, 3 prompts, one finalist: the schedule repeats the 1-example prefix; nothing is scored twice
+    search = table([[0.5, 1.0], [0.25, 0.0], [1.0, 0.0]], kind="margin")
+    res = race(search, prompts_for(3), eta=2, finalists=1, rng=InOrder())
+    assert all(len(rows) > 0 for _, rows in search.calls) and res.examples.sum() == res.example_forwards
+    assert search.calls == [((0, 1, 2), (0,)), ((2,), (1,))]
+    np.testing.assert_allclose(res.means, [0.5, 0.25, 0.5])  # a prompt seen on one example has that mean
+    assert res.winner == 2 and res.reward == 0.5
+
+
+def test_halving_at_eta_3_keeps_a_third_on_three_times_the_examples(table):
+    rows = np.linspace(1, 0, 9)[:, None].repeat(9, 1)  # p0 best, ..., p8 worst, on every example
+    search = table(rows, kind="margin")
+    race(search, prompts_for(9), eta=3, finalists=1, rng=InOrder())
+    assert [(len(p), len(r)) for p, r in search.calls] == [(9, 1), (3, 2), (1, 6)]  # prefixes 1, 3, 9
+    assert [c[0] for c in search.calls][1:] == [(0, 1, 2), (0,)]
