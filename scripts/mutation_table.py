@@ -129,7 +129,25 @@ def table(records: dict[str, dict]) -> str:
         rows.append(f"| `{folder}` | {score} | {rec['caught']} / {rec['checked']} | {c.get('survived', 0)} | "
                     f"{c.get('no tests', 0)} | {c.get('not checked', 0) + c.get('check was interrupted by user', 0)} | "
                     f"{rec['date']} | `{rec['commit'][:10]}` | {', '.join(rec['tests'])} |")  # fmt: skip
-    return head + "\n".join(rows) + "\n"
+    return head + "\n".join(rows) + "\n" + survivors(records, folders)
+
+
+def survivors(records: dict[str, dict], folders: list[str]) -> str:
+    """Where each measured folder's surviving mutants are: counts by file and function, most first."""
+    out = []
+    for folder in folders:
+        rec = records.get(folder)
+        if not rec or not rec.get("survived_mutants"):
+            continue
+        by: dict[tuple[str, str], int] = {}
+        for name in rec["survived_mutants"]:  # crlprompt.losses.race.x_race__mutmut_3, ...xǁClassǁmethod__mutmut_9
+            module, _, func = name.rpartition("__mutmut_")[0].rpartition(".")
+            func = func.removeprefix("x_").removeprefix("x\u01c1").replace("\u01c1", ".")
+            key = (module.rsplit(".", 1)[-1] + ".py", func)
+            by[key] = by.get(key, 0) + 1
+        cells = ", ".join(f"`{f}` {fn} {n}" for (f, fn), n in sorted(by.items(), key=lambda kv: (-kv[1], kv[0])))
+        out.append(f"- `{folder}` survivors by file and function: {cells}.")
+    return ("\n" + "\n".join(out) + "\n") if out else ""
 
 
 def page_with_table(page: str, text: str) -> str:

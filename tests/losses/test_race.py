@@ -219,3 +219,12 @@ def test_halving_at_eta_3_keeps_a_third_on_three_times_the_examples(table):
     race(search, prompts_for(9), eta=3, finalists=1, rng=InOrder())
     assert [(len(p), len(r)) for p, r in search.calls] == [(9, 1), (3, 2), (1, 6)]  # prefixes 1, 3, 9
     assert [c[0] for c in search.calls][1:] == [(0, 1, 2), (0,)]
+
+
+def test_ties_go_to_the_lower_index_in_a_large_population(table):
+    # 40 prompts, the even ones tied at the top: each round keeps the lowest-numbered of the tied
+    rows = np.tile(np.array([1.0, 0.0] * 20)[:, None], (1, 64))  # prefixes 2, 4, ..., 64
+    search = table(rows, kind="margin")
+    race(search, prompts_for(40), eta=2, finalists=2, rng=InOrder())
+    assert [len(p) for p, _ in search.calls] == [40, 20, 10, 5, 3, 2]
+    assert search.calls[2][0] == tuple(range(0, 20, 2)) and search.calls[-1][0] == (0, 2)
