@@ -56,7 +56,8 @@ def factories() -> dict:
         from crlprompt.runners.compare import ALGORITHMS
 
         return dict(ALGORITHMS)
-    return {name: spec.make for name, spec in REGISTRY.items()}
+    # the soft-prompt agents: the text ones (space "text", once they existed) run on the *-Text-v0 ids only
+    return {name: spec.make for name, spec in REGISTRY.items() if getattr(spec, "space", "soft") == "soft"}
 
 
 def digest(array) -> str:
