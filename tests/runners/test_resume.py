@@ -209,7 +209,7 @@ def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path):
 def _cli(out: Path, extra=()):
     return [
         sys.executable, "-m", "crlprompt.cli", "train", "--task", "tiny", "--model", "tiny-llama", "--method", "crl",
-        "--num-tokens", "4", "--phase1-epochs", "3", "--phase2-epochs", "3", "--rl-interval", "3",
+        "--num-tokens", "4", "--phase1-epochs", "3", "--phase2-epochs", "8", "--rl-interval", "3",
         "--checkpoint-every", "2", "--out", str(out), *extra,
     ]  # fmt: skip
 
